@@ -1,0 +1,131 @@
+"""Loading real checkpoints: hub id or local directory, device and dtype selection.
+
+Every backend loads its model through :func:`load_pretrained`, which calls the model
+class's own ``from_pretrained``. A checkpoint that is neither a local directory nor in
+the Hugging Face cache, while the hub is unreachable, is one CheckpointMissingError
+naming the hub id, the cache path and how to pass a local directory instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from pixelground.core.errors import CheckpointMissingError, InputError, require
+
+HUB_HOST = "huggingface.co"
+
+
+def hub_cache_dir() -> str:
+    """The Hugging Face hub cache directory in use."""
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def is_local_checkpoint(source: str | Path) -> bool:
+    """True when ``source`` names a local directory (not a hub id)."""
+    text = str(source)
+    return Path(text).expanduser().is_dir() or text.startswith(("/", "./", "../", "~"))
+
+
+def is_cached(source: str, filename: str = "config.json") -> bool:
+    """True when a hub checkpoint's ``filename`` is in the local cache (or ``source`` is a dir)."""
+    if is_local_checkpoint(source):
+        return (Path(source).expanduser() / filename).exists()
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(source, filename)
+    return isinstance(found, str)
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub can be reached now (False when HF_HUB_OFFLINE is set)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def missing_checkpoint_message(source: str) -> str:
+    """The one message a user sees when a checkpoint cannot be found."""
+    if is_local_checkpoint(source):
+        return (
+            f"checkpoint directory {source} does not exist or has no config.json; pass a "
+            "directory written by save_pretrained, or a hub id"
+        )
+    return (
+        f"model '{source}' is not in the local cache ({hub_cache_dir()}) and the hub cannot be "
+        f"reached. Download it on a machine with internet (huggingface-cli download {source}) "
+        "and copy the cache, or pass a local directory, e.g. --model "
+        f"{source.split('/')[-1]}=/path/to/{source.split('/')[-1]}"
+    )
+
+
+def check_available(source: str) -> None:
+    """Raise CheckpointMissingError unless ``source`` is local, cached, or downloadable now."""
+    if is_cached(source):
+        return
+    if is_local_checkpoint(source) or not hub_reachable():
+        raise CheckpointMissingError(missing_checkpoint_message(source))
+
+
+def load_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
+    """``cls.from_pretrained(source, **kwargs)`` with a clear error when the checkpoint is missing.
+
+    Args:
+        cls: a class with ``from_pretrained`` (a transformers model or processor class).
+        source: hub id or local directory.
+        **kwargs: passed to ``from_pretrained``.
+
+    Returns:
+        Whatever ``from_pretrained`` returns.
+    """
+    check_available(source)
+    if not is_local_checkpoint(source) and not hub_reachable():
+        kwargs.setdefault("local_files_only", True)
+    try:
+        return cls.from_pretrained(str(Path(source).expanduser()) if is_local_checkpoint(source) else source, **kwargs)
+    except OSError as error:
+        raise CheckpointMissingError(f"{missing_checkpoint_message(source)} ({error})") from error
+
+
+def select_device(device: str | None = None) -> str:
+    """Choose a torch device: the one asked for, else cuda, then mps, then cpu.
+
+    Raises:
+        InputError: a device that this machine does not have.
+    """
+    torch = require("torch", "models")
+    if device in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    kind = device.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError("device 'mps' was asked for but Apple MPS is not available; use --device cpu")
+    if kind not in ("cuda", "mps", "cpu"):
+        raise InputError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def select_dtype(device: str, dtype: str | None = None) -> Any:
+    """torch dtype: the one asked for, else float16 on cuda/mps and float32 on cpu."""
+    torch = require("torch", "models")
+    if dtype in (None, "", "auto"):
+        return torch.float16 if device.split(":")[0] in ("cuda", "mps") else torch.float32
+    names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if dtype not in names:
+        raise InputError(f"unknown dtype {dtype!r}; use one of {', '.join(names)}")
+    return names[dtype]
