@@ -125,7 +125,9 @@ class Captioner(Protocol):
         """A one-sentence or a detailed caption of the whole image."""
         ...
 
-    def describe_region(self, image: np.ndarray, box: Sequence[float], detailed: bool = False) -> str:
+    def describe_region(
+        self, image: np.ndarray, box: Sequence[float], detailed: bool = False
+    ) -> str:
         """A short label-like description, or a detailed one, of the region inside an xyxy box."""
         ...
 

@@ -64,8 +64,9 @@ def missing_checkpoint_message(source: str) -> str:
     return (
         f"model '{source}' is not in the local cache ({hub_cache_dir()}) and the hub cannot be "
         f"reached. Download it on a machine with internet (huggingface-cli download {source}) "
-        "and copy the cache, or pass a local directory, e.g. --model "
-        f"{source.split('/')[-1]}=/path/to/{source.split('/')[-1]}"
+        "and copy the cache, or pass a local directory instead of the hub id: "
+        "--model ROLE=/path/to/dir on the command line, or "
+        "pixelground.load(preset, ROLE='/path/to/dir') in Python"
     )
 
 
@@ -92,7 +93,9 @@ def load_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
     if not is_local_checkpoint(source) and not hub_reachable():
         kwargs.setdefault("local_files_only", True)
     try:
-        return cls.from_pretrained(str(Path(source).expanduser()) if is_local_checkpoint(source) else source, **kwargs)
+        return cls.from_pretrained(
+            str(Path(source).expanduser()) if is_local_checkpoint(source) else source, **kwargs
+        )
     except OSError as error:
         raise CheckpointMissingError(f"{missing_checkpoint_message(source)} ({error})") from error
 
@@ -112,9 +115,15 @@ def select_device(device: str | None = None) -> str:
         return "cpu"
     kind = device.split(":")[0]
     if kind == "cuda" and not torch.cuda.is_available():
-        raise InputError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu")
-    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InputError("device 'mps' was asked for but Apple MPS is not available; use --device cpu")
+        raise InputError(
+            "device 'cuda' was asked for but no CUDA GPU is available; use --device cpu"
+        )
+    if kind == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise InputError(
+            "device 'mps' was asked for but Apple MPS is not available; use --device cpu"
+        )
     if kind not in ("cuda", "mps", "cpu"):
         raise InputError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
     return device

@@ -28,7 +28,7 @@ class UnknownNameError(PixelgroundError, KeyError):
 
 
 class CheckpointMissingError(PixelgroundError, FileNotFoundError):
-    """A model checkpoint that is neither in a local directory nor in the hub cache while offline."""
+    """A checkpoint that is neither a local directory nor in the hub cache, while offline."""
 
     http_status = 503
 

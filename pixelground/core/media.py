@@ -82,11 +82,15 @@ def _open(fp: io.BytesIO | Path, name: str, max_pixels: int) -> np.ndarray:
                 _check_size(image.width, image.height, name, max_pixels)
                 return _pil_to_rgb(image, name, max_pixels)
     except UnidentifiedImageError as error:
-        raise InputError(f"{name} is not an image pixelground can read (corrupt or not an image)") from error
+        raise InputError(
+            f"{name} is not an image pixelground can read (corrupt or not an image)"
+        ) from error
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise InputError(f"{name} is too large to decode safely: {error}") from error
     except (OSError, SyntaxError, ValueError) as error:
-        raise InputError(f"{name} could not be decoded (truncated or corrupt file): {error}") from error
+        raise InputError(
+            f"{name} could not be decoded (truncated or corrupt file): {error}"
+        ) from error
 
 
 def _pil_to_rgb(image: Image.Image, name: str, max_pixels: int) -> np.ndarray:
@@ -94,7 +98,9 @@ def _pil_to_rgb(image: Image.Image, name: str, max_pixels: int) -> np.ndarray:
     image.load()  # decode now, so truncation surfaces here
     image = ImageOps.exif_transpose(image)
     if image.mode != "RGB":
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        if image.mode in ("RGBA", "LA", "PA") or (
+            image.mode == "P" and "transparency" in image.info
+        ):
             background = Image.new("RGB", image.size, (255, 255, 255))
             rgba = image.convert("RGBA")
             background.paste(rgba, mask=rgba.getchannel("A"))
@@ -108,7 +114,9 @@ def _array_to_rgb(array: np.ndarray, max_pixels: int) -> np.ndarray:
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise InputError(f"an image array must be (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
+        raise InputError(
+            f"an image array must be (H, W), (H, W, 3) or (H, W, 4), got {array.shape}"
+        )
     _check_size(array.shape[1], array.shape[0], "the image array", max_pixels)
     if array.dtype != np.uint8:
         if np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0:

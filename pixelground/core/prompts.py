@@ -128,7 +128,7 @@ def _parse_floats(text: str, count: int, form: str) -> list[float]:
 
 
 def validate_prompts(prompts: Sequence[Prompt], height: int, width: int) -> None:
-    """Validate every prompt against a (height, width) image; raise InputError on the first bad one."""
+    """Validate every prompt against a (height, width) image; InputError on the first bad one."""
     if not prompts:
         raise InputError("no prompt given: pass a point, a box or a mask")
     for prompt in prompts:

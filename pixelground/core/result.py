@@ -138,7 +138,10 @@ class GroundedResult:
                     next_id += 1
                 region.id = next_id
                 used.add(next_id)
-            if region.mask is not None and region.mask.shape != (self.image.height, self.image.width):
+            if region.mask is not None and region.mask.shape != (
+                self.image.height,
+                self.image.width,
+            ):
                 raise ValueError(
                     f"region mask {region.mask.shape} does not match the image "
                     f"{(self.image.height, self.image.width)}"
@@ -211,8 +214,10 @@ class GroundedResult:
     def union_mask(self, phrase: str | None = None) -> np.ndarray:
         """(H, W) union of the masks of all regions, or of one phrase's regions."""
         selected = self if phrase is None else self.filter(phrase=phrase)
-        return selected.masks.any(axis=0) if len(selected) else np.zeros(
-            (self.image.height, self.image.width), dtype=bool
+        return (
+            selected.masks.any(axis=0)
+            if len(selected)
+            else np.zeros((self.image.height, self.image.width), dtype=bool)
         )
 
     def label_map(self, labels: list[str], background: int = -1) -> np.ndarray:
@@ -240,7 +245,11 @@ class GroundedResult:
         return {
             "version": SCHEMA_VERSION,
             "task": self.task,
-            "image": {"path": self.image.path, "width": self.image.width, "height": self.image.height},
+            "image": {
+                "path": self.image.path,
+                "width": self.image.width,
+                "height": self.image.height,
+            },
             "text": self.text,
             "regions": [r.to_dict() for r in self.regions],
             "model": self.model,
@@ -253,7 +262,9 @@ class GroundedResult:
         image = data["image"]
         return cls(
             task=data["task"],
-            image=ImageInfo(width=int(image["width"]), height=int(image["height"]), path=image.get("path")),
+            image=ImageInfo(
+                width=int(image["width"]), height=int(image["height"]), path=image.get("path")
+            ),
             text=data.get("text", ""),
             regions=[Region.from_dict(r) for r in data.get("regions", [])],
             model=dict(data.get("model", {})),
@@ -278,7 +289,8 @@ def check_version(data: dict[str, Any]) -> None:
     version = data.get("version")
     if version != SCHEMA_VERSION:
         raise ValueError(
-            f"unsupported result version {version!r}; this pixelground reads version {SCHEMA_VERSION}"
+            f"unsupported result version {version!r}; "
+            f"this pixelground reads version {SCHEMA_VERSION}"
         )
 
 
@@ -359,7 +371,9 @@ class Track:
         """Inverse of ``to_dict``."""
         span = data.get("span")
         frames = {
-            int(f["frame"]): FrameMask(rle=f["mask"], box=tuple(f["box"]), score=f.get("score", 1.0))
+            int(f["frame"]): FrameMask(
+                rle=f["mask"], box=tuple(f["box"]), score=f.get("score", 1.0)
+            )
             for f in data.get("frames", [])
         }
         return cls(

@@ -1,0 +1,206 @@
+"""Named compositions of backends, one per use: default, quality, sa2va-*, tiny, shapes.
+
+A preset maps roles (segmenter, detector, scorer, captioner, vlm, parser,
+grounding_model, video_segmenter) to a backend name and a checkpoint (hub id, local
+directory, or ``tiny:NAME`` for a random-weight tiny model built on first use). Every
+part can be overridden by role. ``auto`` picks the best preset whose checkpoints are
+present locally.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+
+from pixelground.core.errors import InputError, UnknownNameError
+
+log = logging.getLogger(__name__)
+
+ROLES = (
+    "segmenter",
+    "detector",
+    "scorer",
+    "captioner",
+    "vlm",
+    "parser",
+    "grounding_model",
+    "video_segmenter",
+)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One role of a preset: which backend, from which checkpoint, with which options.
+
+    Attributes:
+        backend: a name in pixelground.backends.registry.BACKENDS.
+        checkpoint: hub id, local directory, ``tiny:NAME``, or None for backends without weights.
+        options: extra keyword arguments for the backend constructor.
+    """
+
+    backend: str
+    checkpoint: str | None = None
+    options: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def key(self) -> tuple:
+        """Equal keys share one loaded instance (Florence-2 as detector and captioner)."""
+        return (self.backend, self.checkpoint, self.options)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named composition of parts.
+
+    Attributes:
+        name: what users type.
+        description: one line for ``pixelground presets``.
+        parts: role -> Part.
+        meaningful: False for random-weight presets whose output means nothing.
+    """
+
+    name: str
+    description: str
+    parts: dict[str, Part] = field(default_factory=dict)
+    meaningful: bool = True
+
+    def with_overrides(self, overrides: dict[str, str]) -> Preset:
+        """A copy whose roles take other checkpoints (hub ids or local directories).
+
+        A value ``BACKEND:SOURCE`` (e.g. ``owlv2:google/owlv2-base-patch16-ensemble``) also
+        changes the backend; a plain value keeps the role's backend.
+        """
+        parts = dict(self.parts)
+        for role, source in overrides.items():
+            if role not in ROLES:
+                raise UnknownNameError(f"unknown role {role!r}; roles are: {', '.join(ROLES)}")
+            backend, _, checkpoint = (
+                source.partition(":") if _names_backend(source) else ("", "", source)
+            )
+            if not backend:
+                if role not in parts:
+                    raise InputError(
+                        f"preset {self.name!r} has no {role}; name a backend: {role}=BACKEND:SOURCE"
+                    )
+                backend = parts[role].backend
+            old_options = parts[role].options if role in parts else ()
+            parts[role] = Part(backend, checkpoint or None, old_options)
+        return replace(self, parts=parts)
+
+
+def _names_backend(source: str) -> bool:
+    from pixelground.backends.registry import BACKENDS
+
+    head, sep, _ = source.partition(":")
+    return bool(sep) and head in BACKENDS
+
+
+def _florence(checkpoint: str) -> dict[str, Part]:
+    part = Part("florence2", checkpoint)
+    return {"detector": part, "captioner": part}
+
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in [
+        Preset(
+            "default",
+            "Florence-2-base + SAM2.1-hiera-tiny + CLIP ViT-B/16 (+ SmolVLM-256M for chat)",
+            {
+                **_florence("microsoft/Florence-2-base"),
+                "segmenter": Part("sam2", "facebook/sam2.1-hiera-tiny"),
+                "scorer": Part("clip", "openai/clip-vit-base-patch16"),
+                "vlm": Part("vlm", "HuggingFaceTB/SmolVLM-256M-Instruct"),
+                "parser": Part("textblob"),
+                "video_segmenter": Part("sam2-video", "facebook/sam2.1-hiera-tiny"),
+            },
+        ),
+        Preset(
+            "quality",
+            "Florence-2-large + Grounding DINO base + SAM2.1-hiera-large + CLIP ViT-B/16 "
+            "(+ Qwen2.5-VL-3B for chat)",
+            {
+                "captioner": Part("florence2", "microsoft/Florence-2-large"),
+                "detector": Part("grounding-dino", "IDEA-Research/grounding-dino-base"),
+                "segmenter": Part("sam2", "facebook/sam2.1-hiera-large"),
+                "scorer": Part("clip", "openai/clip-vit-base-patch16"),
+                "vlm": Part("vlm", "Qwen/Qwen2.5-VL-3B-Instruct"),
+                "parser": Part("textblob"),
+                "video_segmenter": Part("sam2-video", "facebook/sam2.1-hiera-large"),
+            },
+        ),
+        *[
+            Preset(
+                f"sa2va-{size.lower()}",
+                f"Sa2VA-{size} end to end (trust_remote_code) + SAM2.1-hiera-tiny + Florence-2-base",  # noqa: E501
+                {
+                    "grounding_model": Part(
+                        "sa2va", f"ByteDance/Sa2VA-{size}", (("trust_remote_code", True),)
+                    ),
+                    **_florence("microsoft/Florence-2-base"),
+                    "segmenter": Part("sam2", "facebook/sam2.1-hiera-tiny"),
+                    "scorer": Part("clip", "openai/clip-vit-base-patch16"),
+                    "parser": Part("textblob"),
+                    "video_segmenter": Part("sam2-video", "facebook/sam2.1-hiera-tiny"),
+                },
+            )
+            for size in ("1B", "4B")
+        ],
+        Preset(
+            "tiny",
+            "random-weight tiny models of the default classes, built on first use: "
+            "output is NOT meaningful (for tests and trying the plumbing)",
+            {
+                **_florence("tiny:florence2"),
+                "segmenter": Part("sam2", "tiny:sam2"),
+                "scorer": Part("clip", "tiny:clip"),
+                "vlm": Part("vlm", "tiny:smolvlm"),
+                "parser": Part("textblob"),
+                "video_segmenter": Part("sam2-video", "tiny:sam2_video"),
+            },
+            meaningful=False,
+        ),
+    ]
+}
+
+#: Presets ``auto`` tries, best first; sa2va needs an explicit trust_remote_code opt-in.
+AUTO_ORDER = ("quality", "default", "tiny")
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name`` (``auto`` resolved to the best available one)."""
+    if name == "auto":
+        return resolve_auto()
+    if name not in PRESETS:
+        raise UnknownNameError(
+            f"unknown preset {name!r}; presets: auto, {', '.join(PRESETS)} "
+            "(pixelground presets lists them)"
+        )
+    return PRESETS[name]
+
+
+def part_available(part: Part) -> bool:
+    """Whether a part can be loaded without the network (tiny parts are built locally)."""
+    from pixelground.backends.loading import is_cached
+
+    if part.checkpoint is None or part.checkpoint.startswith("tiny:"):
+        return True
+    return is_cached(part.checkpoint)
+
+
+def resolve_auto() -> Preset:
+    """The first preset in AUTO_ORDER whose every checkpoint is present; logs which."""
+    for name in AUTO_ORDER:
+        preset = PRESETS[name]
+        if all(part_available(p) for p in preset.parts.values()):
+            level = logging.WARNING if not preset.meaningful else logging.INFO
+            log.log(
+                level,
+                "auto preset: using %r%s",
+                name,
+                ""
+                if preset.meaningful
+                else " (no pretrained checkpoints found: output is not meaningful)",
+            )
+            return preset
+    raise AssertionError("the tiny preset is always available")

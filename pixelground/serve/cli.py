@@ -1,0 +1,57 @@
+"""The ``pixelground`` command line: one argparse parser, subcommands from serve/commands/.
+
+Each module in COMMAND_MODULES defines ``register(subparsers)``; a subcommand's handler
+takes the parsed arguments and returns an exit code. Errors a user can cause
+(PixelgroundError) become one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from pixelground.core.errors import PixelgroundError
+
+COMMAND_MODULES = ("pixelground.serve.commands.image",)
+
+log = logging.getLogger("pixelground")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="pixelground",
+        description="Ground language in images and videos: text + pixel masks.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(handler(args) or 0)
+    except PixelgroundError as error:
+        print(f"pixelground: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("pixelground: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Open-vocabulary semantic segmentation: class names in, a per-pixel label map out.
+
+Two modes:
+- ``"entity"``: entity masks (EntitySegmentation) are each classified by region-text
+  scores against the class names; pixels no entity covers stay unlabelled.
+- ``"dense"`` (training-free, as SCLIP/ClearCLIP/CASS): the scorer's dense patch
+  embeddings are compared with the class-name embeddings at every patch, the (h, w, C)
+  scores are upsampled bilinearly to (H, W) and the best class wins at each pixel.
+The result holds one region per class present (label = class name, mask = its pixels);
+``result.label_map(classes)`` gives the (H, W) map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from pixelground.backends.base import Scorer, Segmenter
+from pixelground.core.errors import InputError
+from pixelground.core.media import ImageSource
+from pixelground.core.result import GroundedResult, Region
+from pixelground.tasks.association import region_text_probabilities, softmax
+from pixelground.tasks.common import image_info, load, model_info
+from pixelground.tasks.entity import EntitySegmentation
+
+MODES = ("entity", "dense")
+MAX_CLASSES = 1000
+
+
+def parse_classes(classes: str | Sequence[str]) -> list[str]:
+    """Class names from a list or a comma-separated string; blanks and repeats removed."""
+    items = classes.split(",") if isinstance(classes, str) else list(classes)
+    names = list(dict.fromkeys(" ".join(str(c).split()) for c in items))
+    names = [n for n in names if n]
+    if not names:
+        raise InputError('give at least one class name, e.g. --classes "sky,road,person"')
+    if len(names) > MAX_CLASSES:
+        raise InputError(f"{len(names)} class names given; the limit is {MAX_CLASSES}")
+    return names
+
+
+def upsample_scores(scores: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of (h, w, C) scores to (height, width, C) float32."""
+    channels = [
+        np.asarray(
+            Image.fromarray(scores[:, :, c].astype(np.float32), mode="F").resize(
+                (width, height), Image.Resampling.BILINEAR
+            )
+        )
+        for c in range(scores.shape[2])
+    ]
+    return np.stack(channels, axis=2)
+
+
+@dataclass
+class OpenVocabSegmentation:
+    """Label every pixel with one of the given class names.
+
+    Attributes:
+        scorer: image-text embeddings (CLIP, SigLIP).
+        segmenter: for entity mode.
+        mode: ``"entity"`` or ``"dense"``.
+        entity_options: keyword arguments for EntitySegmentation.
+    """
+
+    scorer: Scorer
+    segmenter: Segmenter | None = None
+    mode: str = "dense"
+    entity_options: dict[str, Any] | None = None
+    preset: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InputError(f"unknown semseg mode {self.mode!r}; use one of {MODES}")
+        if self.mode == "entity" and self.segmenter is None:
+            raise InputError("entity-mode semantic segmentation needs a segmenter")
+
+    def __call__(self, image: ImageSource, classes: str | Sequence[str]) -> GroundedResult:
+        """Segment ``image`` into ``classes``.
+
+        Returns:
+            GroundedResult (task "semseg") with one region per class present; the model
+            field lists the classes in order so ``label_map`` can be rebuilt.
+        """
+        names = parse_classes(classes)
+        loaded = load(image)
+        if self.mode == "dense":
+            regions = self._dense(loaded.pixels, names)
+        else:
+            regions = self._entity(loaded.pixels, names)
+        return GroundedResult(
+            task="semseg",
+            image=image_info(loaded),
+            text=", ".join(names),
+            regions=regions,
+            model=model_info(self.preset, scorer=self.scorer, segmenter=self.segmenter)
+            | {"semseg_mode": self.mode, "classes": names},
+        )
+
+    def _dense(self, pixels: np.ndarray, names: list[str]) -> list[Region]:
+        height, width = pixels.shape[:2]
+        patches = self.scorer.embed_patches(pixels)  # (h, w, D)
+        texts = self.scorer.embed_texts(names)  # (C, D)
+        scale = float(getattr(self.scorer, "logit_scale", 100.0))
+        logits = upsample_scores(scale * patches @ texts.T, height, width)
+        probabilities = softmax(logits.astype(np.float64), axis=2)
+        labels = probabilities.argmax(axis=2)
+        regions = []
+        for c, name in enumerate(names):
+            mask = labels == c
+            if mask.any():
+                regions.append(
+                    Region(
+                        mask=mask,
+                        label=name,
+                        phrase=name,
+                        score=float(probabilities[:, :, c][mask].mean()),
+                    )
+                )
+        return regions
+
+    def _entity(self, pixels: np.ndarray, names: list[str]) -> list[Region]:
+        entities = EntitySegmentation(self.segmenter, **(self.entity_options or {}))(pixels)
+        masks = [r.mask for r in entities.regions]
+        if not masks:
+            return []
+        probabilities = region_text_probabilities(
+            self.scorer, pixels, masks, names, with_background=False
+        )
+        best = probabilities.argmax(axis=1)
+        regions = []
+        for c, name in enumerate(names):
+            members = np.flatnonzero(best == c)
+            if len(members):
+                mask = np.any([masks[i] for i in members], axis=0)
+                score = float(probabilities[members, c].mean())
+                regions.append(Region(mask=mask, label=name, phrase=name, score=score))
+        return regions

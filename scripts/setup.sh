@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up a fresh machine for pixelground: a virtual environment in .venv with every extra.
+# Idempotent: a second run only checks what is installed. Usage: bash scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+# torch is pinned: an unpinned torch makes pip download a multi-GB CUDA build.
+python -m pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v '^WARNING: Location' || true
+python -m pip install -q -e ".[all,test]" 2>&1 | grep -v '^WARNING: Location' || true
+python -c "import pixelground, torch, transformers; print('pixelground ready: torch', torch.__version__, 'transformers', transformers.__version__)"
