@@ -84,6 +84,8 @@ def _open(fp: io.BytesIO | Path, name: str, max_pixels: int) -> np.ndarray:
             with Image.open(fp) as image:
                 _check_size(image.width, image.height, name, max_pixels)
                 return _pil_to_rgb(image, name, max_pixels)
+    except InputError:  # our own size check; InputError is a ValueError, keep it as is
+        raise
     except UnidentifiedImageError as error:
         raise InputError(
             f"{name} is not an image pixelground can read (corrupt or not an image)"
