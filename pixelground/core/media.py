@@ -127,7 +127,10 @@ def _array_to_rgb(array: np.ndarray, max_pixels: int) -> np.ndarray:
         if np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0:
             array = array * 255.0
         array = np.clip(array, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(array[:, :, :3])
+    if array.shape[2] == 4:  # composite on white, as for RGBA files and PIL images
+        rgba = Image.fromarray(np.ascontiguousarray(array))  # (H, W, 4) uint8 -> RGBA
+        return _pil_to_rgb(rgba, "the image array", max_pixels)
+    return np.ascontiguousarray(array)
 
 
 def _check_size(width: int, height: int, name: str, max_pixels: int) -> None:
