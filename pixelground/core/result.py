@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from pixelground.core.errors import InputError
 from pixelground.core.masks import decode_rle, encode_rle, masks_to_boxes
 
 SCHEMA_VERSION = 1
@@ -257,7 +258,7 @@ class GroundedResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GroundedResult:
-        """Inverse of ``to_dict``; raises ValueError on an unknown schema version."""
+        """Inverse of ``to_dict``; raises InputError (a ValueError) on an unknown schema version."""
         check_version(data)
         image = data["image"]
         return cls(
@@ -285,12 +286,12 @@ class GroundedResult:
 
 
 def check_version(data: dict[str, Any]) -> None:
-    """Raise ValueError unless ``data`` is a result of a schema version this code reads."""
+    """Raise InputError (a ValueError) unless ``data`` is of a schema version this code reads."""
     version = data.get("version")
     if version != SCHEMA_VERSION:
-        raise ValueError(
-            f"unsupported result version {version!r}; "
-            f"this pixelground reads version {SCHEMA_VERSION}"
+        raise InputError(
+            f"unsupported result version {version!r}; this pixelground reads version "
+            f"{SCHEMA_VERSION}: use the pixelground release that wrote the file, or write it again"
         )
 
 
