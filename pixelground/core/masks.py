@@ -91,7 +91,8 @@ def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: in
 def mask_area(masks: np.ndarray) -> np.ndarray:
     """Pixel count of each mask: (N, H, W) -> (N,) int64."""
     stack = as_mask_stack(masks)
-    return stack.reshape(len(stack), -1).sum(axis=1, dtype=np.int64)
+    pixels = stack.shape[1] * stack.shape[2]  # explicit: reshape(0, -1) fails for N = 0
+    return stack.reshape(len(stack), pixels).sum(axis=1, dtype=np.int64)
 
 
 def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
@@ -128,8 +129,9 @@ def mask_iou(a: np.ndarray, b: np.ndarray, empty_value: float = 0.0) -> np.ndarr
         raise ValueError(f"mask sizes differ: {a3.shape[1:]} vs {b3.shape[1:]}")
     # float32 sums are exact up to 2**24 pixels; larger masks need float64.
     dtype = np.float32 if a3.shape[1] * a3.shape[2] < 2**24 else np.float64
-    a2 = a3.reshape(len(a3), -1).astype(dtype)
-    b2 = b3.reshape(len(b3), -1).astype(dtype)
+    pixels = a3.shape[1] * a3.shape[2]  # explicit: reshape(0, -1) is ambiguous for N = 0
+    a2 = a3.reshape(len(a3), pixels).astype(dtype)
+    b2 = b3.reshape(len(b3), pixels).astype(dtype)
     inter = (a2 @ b2.T).astype(np.float64)
     union = a2.sum(1, dtype=np.float64)[:, None] + b2.sum(1, dtype=np.float64)[None, :] - inter
     with np.errstate(divide="ignore", invalid="ignore"):
