@@ -102,6 +102,8 @@ def _pil_to_rgb(image: Image.Image, name: str, max_pixels: int) -> np.ndarray:
     _check_size(image.width, image.height, name, max_pixels)
     image.load()  # decode now, so truncation surfaces here
     image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I;16"):  # 16-bit grey: scale down, convert() would saturate
+        return _array_to_rgb(np.asarray(image), max_pixels)
     if image.mode != "RGB":
         if image.mode in ("RGBA", "LA", "PA") or (
             image.mode == "P" and "transparency" in image.info
@@ -124,7 +126,9 @@ def _array_to_rgb(array: np.ndarray, max_pixels: int) -> np.ndarray:
         )
     _check_size(array.shape[1], array.shape[0], "the image array", max_pixels)
     if array.dtype != np.uint8:
-        if np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0:
+        if np.issubdtype(array.dtype, np.uint16):  # 16-bit range 0..65535 -> 0..255
+            array = np.rint(array / 257.0)
+        elif np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0:
             array = array * 255.0
         array = np.clip(array, 0, 255).astype(np.uint8)
     if array.shape[2] == 4:  # composite on white, as for RGBA files and PIL images
