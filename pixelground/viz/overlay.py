@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pixelground.core.masks import as_mask_stack, masks_to_boxes
+from pixelground.core.media import load_image
 from pixelground.core.prompts import Point
 from pixelground.core.result import GroundedResult, VideoResult
 from pixelground.viz.colors import PALETTE, RGB, distinct_colors, track_color
@@ -29,21 +30,18 @@ def as_rgb(image: np.ndarray | Image.Image) -> np.ndarray:
     """A copy of ``image`` as RGB uint8 (H, W, 3).
 
     Args:
-        image: (H, W, 3) or (H, W, 4) uint8 array, (H, W) grey array, or a PIL image.
+        image: (H, W, 3) uint8 array, or anything ``load_image`` turns into one without
+            reading a file: a grey, RGBA, 16-bit or float array, or a PIL image.
 
     Returns:
         A new contiguous uint8 array of shape (H, W, 3).
     """
-    if isinstance(image, Image.Image):
-        return np.array(image.convert("RGB"), dtype=np.uint8)
-    array = np.asarray(image)
-    if array.dtype != np.uint8:
-        raise ValueError(f"images must be uint8, got {array.dtype}; load them with load_image")
-    if array.ndim == 2:
-        return np.repeat(array[:, :, None], 3, axis=2)
-    if array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise ValueError(f"images must be (H, W, 3), got {array.shape}")
-    return np.array(array[:, :, :3], dtype=np.uint8, copy=True, order="C")
+    array = image if isinstance(image, np.ndarray) else None
+    if array is not None and array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] == 3:
+        return np.array(array, dtype=np.uint8, copy=True, order="C")
+    if not isinstance(image, np.ndarray | Image.Image):
+        raise TypeError(f"expected an image array or PIL image, got {type(image).__name__}")
+    return np.array(load_image(image, max_pixels=2**62).pixels, copy=True, order="C")
 
 
 def _colors_for(colors: ColorsLike, count: int) -> list[RGB]:

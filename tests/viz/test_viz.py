@@ -323,3 +323,16 @@ def test_render_sav_masklets_on_a_blank_frame():
         alone = mask & ~np.delete(masks, i, axis=0).any(axis=0)
         later = masks[i + 1 :].any(axis=0) if i + 1 < len(masks) else np.zeros_like(mask)
         assert (out[alone & ~later] == track_color(i)).all()
+
+
+def test_images_in_other_forms_are_converted_like_load_image():
+    pixels, gt = swan_frame(0)
+    rgba = np.dstack([pixels, np.full(gt.shape, 255, dtype=np.uint8)])
+    out = overlay_masks(rgba, gt, (255, 0, 0))
+    assert np.array_equal(out, overlay_masks(pixels, gt, (255, 0, 0)))
+    grey = pixels[..., 1]
+    assert np.array_equal(overlay_masks(grey, gt, alpha=0.0), np.dstack([grey] * 3))
+    pil = Image.fromarray(pixels)
+    assert np.array_equal(draw_boxes(pil, [[1, 1, 5, 5]]), draw_boxes(pixels, [[1, 1, 5, 5]]))
+    with pytest.raises(TypeError):
+        overlay_masks("image.png", gt)  # no file reading in viz
