@@ -421,6 +421,17 @@ class CaptionEvent:
             "track_id": self.track_id,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaptionEvent:
+        """Inverse of ``to_dict``; keys it does not know are ignored."""
+        track_id = data.get("track_id")
+        return cls(
+            start_frame=int(data["start_frame"]),
+            end_frame=int(data["end_frame"]),
+            text=data.get("text", ""),
+            track_id=int(track_id) if track_id is not None else None,
+        )
+
 
 @dataclass
 class VideoResult:
@@ -487,7 +498,7 @@ class VideoResult:
             ),
             text=data.get("text", ""),
             tracks=[Track.from_dict(t) for t in data.get("tracks", [])],
-            events=[CaptionEvent(**e) for e in data.get("events", [])],
+            events=[CaptionEvent.from_dict(e) for e in data.get("events", [])],
             model=dict(data.get("model", {})),
         )
 
