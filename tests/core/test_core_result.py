@@ -312,6 +312,20 @@ def test_video_round_trip_is_lossless(sav, tmp_path):
         video.track(12345)
 
 
+def test_readers_ignore_keys_added_later_in_the_same_version(sav, segments):
+    video = make_video(sav).to_dict()
+    video["extra"] = 1
+    video["video"]["codec"] = "h264"
+    video["tracks"][0]["frames"][0]["new"] = True
+    video["events"][0]["language"] = "en"
+    back = VideoResult.from_dict(video)
+    assert back.events[0] == CaptionEvent(0, 20, "someone walks", track_id=10)
+    image = make_result(segments).to_dict()
+    image["regions"][0]["polygon"] = [[0, 0, 1, 0, 1, 1]]
+    image["image"]["exif"] = {}
+    assert GroundedResult.from_dict(image).to_dict() == make_result(segments).to_dict()
+
+
 def test_frame_mask_keeps_real_rle(sav):
     rle = sav["masklet"][30][0]
     entry = FrameMask.from_mask(decode_rle(rle), score=0.25)
