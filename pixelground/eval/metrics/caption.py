@@ -27,6 +27,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -119,13 +120,32 @@ def ptb_tokenize(captions: Mapping[Hashable, Sequence[str]]) -> dict[Hashable, l
     return out
 
 
+_METEOR: Any = None
+_METEOR_LOCK = threading.Lock()
+
+
+def meteor_scorer() -> Any:
+    """pycocoevalcap's ``Meteor()``, started once per process and reused.
+
+    METEOR's Java process loads its paraphrase tables on first use (tens of seconds); later
+    calls answer in milliseconds. A process that died is restarted.
+    """
+    global _METEOR
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    with _METEOR_LOCK:
+        if _METEOR is None or _METEOR.meteor_p.poll() is not None:
+            require_java()
+            _METEOR = Meteor()
+    return _METEOR
+
+
 def _scorers(metrics: Sequence[str]) -> list[tuple[Any, tuple[str, ...]]]:
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.meteor.meteor import Meteor
     from pycocoevalcap.rouge.rouge import Rouge
 
-    factories = {"BLEU": lambda: Bleu(4), "METEOR": Meteor, "ROUGE_L": Rouge, "CIDEr": Cider}
+    factories = {"BLEU": lambda: Bleu(4), "METEOR": meteor_scorer, "ROUGE_L": Rouge, "CIDEr": Cider}
     return [(factories[group], METRIC_GROUPS[group]) for group in metrics]
 
 
@@ -193,7 +213,6 @@ def caption_scores(
                 score, scores = scorer.compute_score(gts, res, verbose=0)
             else:
                 score, scores = scorer.compute_score(gts, res)
-        del scorer  # Meteor's __del__ ends its java process
         values = [score] if len(names) == 1 else list(score)
         per_values = [scores] if len(names) == 1 else list(scores)
         for name, value, values_i in zip(names, values, per_values, strict=True):
