@@ -1,0 +1,111 @@
+"""SegTokenModelBackend: our trained [SEG]-token model as a pixelground backend.
+
+It implements GroundingModel (``ground``), ReferringSegmenter (``segment_expression``) and
+Captioner (``caption``, ``describe_region``), plus ``segment_video_expression`` for referring
+video segmentation, so the task classes, the CLI, the evaluator and the server use it like any
+other backend. The prompts it sends are the ones the checkpoint was trained with (stored in
+its config).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pixelground.backends.base import GroundedText
+from pixelground.backends.loading import load_pretrained, select_device
+from pixelground.core.errors import CheckpointMissingError, InputError
+from pixelground.core.media import load_image
+from pixelground.models.checkpoints import find_checkpoint
+from pixelground.models.config import REGION_TOKEN
+
+logger = logging.getLogger(__name__)
+
+
+def _expression(text: str) -> str:
+    text = " ".join(text.split()).rstrip(".?!")
+    if not text:
+        raise InputError("the expression is empty; say what to segment")
+    return text
+
+
+class SegTokenModelBackend:
+    """A trained SegTokenModel loaded from a checkpoint directory.
+
+    Args:
+        checkpoint_dir: a model directory, or a training run directory (its latest checkpoint).
+        device: "auto"/None, "cpu", "cuda", "mps".
+    """
+
+    def __init__(self, checkpoint_dir: str | Path, device: str | None = None):
+        from pixelground.models.seg_model import SegTokenModel
+
+        found = find_checkpoint(checkpoint_dir)
+        if found is None:
+            raise CheckpointMissingError(
+                f"no [SEG]-model checkpoint in {checkpoint_dir} (expected config.json and "
+                "model.safetensors, or a run directory with checkpoint-* folders); train one "
+                "with `pixelground train CONFIG.json` or pass the directory it wrote"
+            )
+        self.device = select_device(device)
+        self.model = load_pretrained(SegTokenModel, str(found))
+        self.model.to(self.device).eval()
+        self.checkpoint = found
+        self.info: dict[str, Any] = {"class": "SegTokenModelBackend", "checkpoint": str(found)}
+
+    @property
+    def config(self) -> Any:
+        """The model's SegModelConfig (prompts, sizes)."""
+        return self.model.config
+
+    def ground(self, image: np.ndarray, prompt: str) -> GroundedText:
+        """Answer ``prompt`` about ``image``; every [SEG] yields one (H, W) bool mask."""
+        return self.model.generate_grounded(load_image(image).pixels, prompt)
+
+    def segment_expression(self, image: np.ndarray, expression: str) -> list[np.ndarray]:
+        """(H, W) bool masks of what ``expression`` refers to; [] when the model says none."""
+        prompt = self.config.refer_template.format(expression=_expression(expression))
+        return list(self.ground(image, prompt).masks)
+
+    def caption(self, image: np.ndarray, detailed: bool = False) -> str:
+        """The image's caption (the grounded caption with its markup removed)."""
+        return self.ground(image, self.config.gcg_prompt).text
+
+    def describe_mask(self, image: np.ndarray, mask: np.ndarray) -> str:
+        """Caption of the region under an (H, W) bool mask (a mask-pooled visual prompt)."""
+        pixels = load_image(image).pixels
+        mask = np.asarray(mask, bool)
+        if mask.shape != pixels.shape[:2]:
+            raise InputError(f"region mask is {mask.shape} but the image is {pixels.shape[:2]}")
+        if not mask.any():
+            raise InputError("the region mask is empty; give a mask with at least one pixel")
+        prompt = self.config.region_template
+        if REGION_TOKEN not in prompt:
+            prompt = f"{prompt} {REGION_TOKEN}"
+        return self.model.generate_grounded(pixels, prompt, regions=[mask]).text
+
+    def describe_region(
+        self, image: np.ndarray, box: Sequence[float], detailed: bool = False
+    ) -> str:
+        """Caption of the region inside an xyxy pixel box."""
+        pixels = load_image(image).pixels
+        height, width = pixels.shape[:2]
+        x0, y0, x1, y1 = (float(v) for v in box)
+        mask = np.zeros((height, width), bool)
+        mask[
+            max(0, int(y0)) : min(height, int(np.ceil(y1))),
+            max(0, int(x0)) : min(width, int(np.ceil(x1))),
+        ] = True
+        return self.describe_mask(pixels, mask)
+
+    def segment_video_expression(
+        self, frames: Sequence[np.ndarray], expression: str
+    ) -> list[np.ndarray]:
+        """(T, H, W) bool masks, one per object the expression refers to ([] for none)."""
+        images = [load_image(f).pixels for f in frames]
+        prompt = self.config.video_template.format(expression=_expression(expression))
+        return list(self.model.generate_grounded_video(images, prompt).masks)

@@ -1,0 +1,192 @@
+"""Flat configuration of the [SEG]-token grounding model.
+
+One dataclass, one level deep, JSON-serialisable: it is what ``config.json`` of a checkpoint
+holds. The vision tower and the causal LM are named by a transformers ``model_type``
+(built from config with random weights, overridden by ``vision_kwargs``/``lm_kwargs``) or by a
+hub id / local directory (loaded with ``from_pretrained`` when ``*_pretrained`` is true). The
+resolved transformers configs are stored in ``vision_config``/``lm_config`` so a saved
+checkpoint rebuilds offline without the hub.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from pixelground.core.errors import InputError
+
+SEG_TOKEN = "[SEG]"
+PHRASE_OPEN = "<p>"
+PHRASE_CLOSE = "</p>"
+REGION_TOKEN = "<region>"
+IMAGE_TOKEN = "<image>"
+USER_TOKEN = "<user>"
+ASSISTANT_TOKEN = "<assistant>"
+PAD_TOKEN = "<pad>"
+UNK_TOKEN = "<unk>"
+BOS_TOKEN = "<s>"
+EOS_TOKEN = "</s>"
+
+#: Markup tokens added to every vocabulary, in this order.
+MARKUP_TOKENS = (
+    IMAGE_TOKEN,
+    USER_TOKEN,
+    ASSISTANT_TOKEN,
+    SEG_TOKEN,
+    PHRASE_OPEN,
+    PHRASE_CLOSE,
+    REGION_TOKEN,
+)
+
+
+def _default_vision_kwargs() -> dict[str, Any]:
+    return {"hidden_sizes": [32, 64, 96, 128], "depths": [1, 1, 2, 1], "drop_path_rate": 0.0}
+
+
+def _default_lm_kwargs() -> dict[str, Any]:
+    return {
+        "hidden_size": 192,
+        "intermediate_size": 512,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 512,
+        "tie_word_embeddings": True,
+    }
+
+
+@dataclass
+class SegModelConfig:
+    """Architecture of a SegTokenModel (defaults: the small CPU-trainable `shapes` model).
+
+    Attributes:
+        vision_tower: transformers ``model_type`` ("convnext", "resnet", "siglip_vision_model",
+            "clip_vision_model", "dinov2", ...) or a hub id / local directory.
+        vision_kwargs: config overrides when ``vision_tower`` is a model_type.
+        vision_pretrained: load the tower's weights when ``vision_tower`` is a hub id / dir.
+        image_size: square input side in pixels; images are resized to it.
+        image_mean: per-channel mean used to normalise [0, 1] pixels.
+        image_std: per-channel std used to normalise [0, 1] pixels.
+        lm: transformers causal-LM ``model_type`` ("llama", "qwen2", ...) or hub id / dir.
+        lm_kwargs: config overrides when ``lm`` is a model_type (vocab size is set for you).
+        lm_pretrained: load the LM's weights when ``lm`` is a hub id / dir.
+        tokenizer: hub id / dir of a pretrained tokenizer; None builds a word-level one from data.
+        lowercase: lower-case text in the word-level tokenizer.
+        lm_grid: the LM sees lm_grid x lm_grid visual tokens (pooled from the tower).
+        mask_grid: side of the decoder's low-resolution mask logits (4x its embedding grid).
+        decoder_dim: hidden size of SAM2's prompt encoder and mask decoder.
+        decoder_layers: two-way transformer layers in the mask decoder.
+        decoder_heads: attention heads in the mask decoder.
+        decoder_mlp_dim: MLP width in the mask decoder.
+        seg_prompt_tokens: sparse prompt tokens each [SEG] state is projected to.
+        lm_loss_weight: weight of the LM cross-entropy.
+        bce_loss_weight: weight of the per-pixel mask BCE.
+        dice_loss_weight: weight of the mask DICE loss.
+        lora_r: LoRA rank on the LM (0: train the LM fully).
+        lora_alpha: LoRA alpha.
+        lora_dropout: LoRA dropout.
+        lora_target_modules: LM module names LoRA adapts.
+        freeze_vision: keep the vision tower's weights fixed.
+        refer_template: user prompt for referring segmentation; ``{expression}`` is filled in.
+        gcg_prompt: user prompt for grounded caption generation.
+        region_template: user prompt for a region caption; contains the region marker.
+        video_template: user prompt for referring video segmentation.
+        video_frames: frames of a clip the LM sees (sampled evenly at inference).
+        video_lm_grid: a video frame is video_lm_grid x video_lm_grid LM tokens.
+        max_new_tokens: generation limit.
+        max_length: training sequences are cut to this many tokens.
+        vision_config: resolved transformers config of the tower (filled when built).
+        lm_config: resolved transformers config of the LM (filled when built).
+    """
+
+    vision_tower: str = "convnext"
+    vision_kwargs: dict[str, Any] = field(default_factory=_default_vision_kwargs)
+    vision_pretrained: bool = False
+    image_size: int = 256
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    lm: str = "llama"
+    lm_kwargs: dict[str, Any] = field(default_factory=_default_lm_kwargs)
+    lm_pretrained: bool = False
+    tokenizer: str | None = None
+    lowercase: bool = True
+    lm_grid: int = 8
+    mask_grid: int = 64
+    decoder_dim: int = 64
+    decoder_layers: int = 2
+    decoder_heads: int = 4
+    decoder_mlp_dim: int = 256
+    seg_prompt_tokens: int = 2
+    lm_loss_weight: float = 1.0
+    bce_loss_weight: float = 2.0
+    dice_loss_weight: float = 0.5
+    lora_r: int = 0
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    freeze_vision: bool = False
+    refer_template: str = "Please segment {expression}."
+    gcg_prompt: str = "Please describe the image and segment every shape you mention."
+    region_template: str = "Please describe the region <region>."
+    video_template: str = "Please segment {expression} in the video."
+    video_frames: int = 4
+    video_lm_grid: int = 4
+    max_new_tokens: int = 64
+    max_length: int = 192
+    vision_config: dict[str, Any] | None = None
+    lm_config: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.image_mean = tuple(float(v) for v in self.image_mean)  # type: ignore[assignment]
+        self.image_std = tuple(float(v) for v in self.image_std)  # type: ignore[assignment]
+        self.lora_target_modules = tuple(self.lora_target_modules)
+        self.validate()
+
+    @property
+    def embed_grid(self) -> int:
+        """Side of the decoder's image-embedding grid (mask_grid / 4)."""
+        return self.mask_grid // 4
+
+    def validate(self) -> None:
+        """Raise InputError for inconsistent sizes."""
+        if self.mask_grid % 4 or self.mask_grid < 8:
+            raise InputError(f"mask_grid must be a multiple of 4 and >= 8, got {self.mask_grid}")
+        if self.image_size % self.embed_grid:
+            raise InputError(
+                f"image_size ({self.image_size}) must be divisible by mask_grid / 4 "
+                f"({self.embed_grid}); change image_size or mask_grid"
+            )
+        if self.decoder_dim % 8 or self.decoder_dim % self.decoder_heads:
+            raise InputError(
+                f"decoder_dim ({self.decoder_dim}) must be a multiple of 8 and of decoder_heads"
+            )
+        if (self.decoder_dim // 2) % self.decoder_heads:
+            raise InputError("decoder_dim / 2 must be divisible by decoder_heads")
+        if min(self.lm_grid, self.seg_prompt_tokens, self.video_frames, self.video_lm_grid) < 1:
+            raise InputError("lm_grid, seg_prompt_tokens, video_frames, video_lm_grid must be >= 1")
+        for name in ("refer_template", "video_template"):
+            if "{expression}" not in getattr(self, name):
+                raise InputError(f"{name} must contain '{{expression}}'")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict of every field."""
+        data = dataclasses.asdict(self)
+        for key in ("image_mean", "image_std", "lora_target_modules"):
+            data[key] = list(data[key])
+        return data
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        """Names of all fields."""
+        return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegModelConfig:
+        """Build from a dict; unknown keys are an InputError naming the valid ones."""
+        unknown = sorted(set(data) - cls.field_names())
+        if unknown:
+            raise InputError(
+                f"unknown model config keys {unknown}; valid keys: {sorted(cls.field_names())}"
+            )
+        return cls(**data)

@@ -1,0 +1,230 @@
+"""Building the transformers parts of the [SEG]-token model, and the vision neck.
+
+The vision tower is any transformers vision model: convolutional towers (ConvNext, ResNet)
+give multi-scale (B, C, h, w) hidden states; ViT-style towers (SigLIP, CLIP, DINOv2) give
+(B, N, C) tokens, read as one square grid after dropping leading class/register tokens. The
+neck turns those grids into what SAM2's mask decoder wants (an embedding grid g x g and
+high-resolution features at 2g and 4g) and into the LM's visual tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.models.sam2.modeling_sam2 import Sam2LayerNorm
+
+from pixelground.backends.loading import load_pretrained
+from pixelground.models.config import SegModelConfig
+
+logger = logging.getLogger(__name__)
+
+
+def is_model_type(name: str) -> bool:
+    """True when ``name`` is a transformers model_type (build from config, no download)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    return name in CONFIG_MAPPING
+
+
+def config_from_dict(data: dict[str, Any]) -> Any:
+    """A transformers config rebuilt from its ``to_dict()`` output."""
+    from transformers import AutoConfig
+
+    data = dict(data)
+    model_type = data.pop("model_type")
+    return AutoConfig.for_model(model_type, **data)
+
+
+def build_vision_tower(config: SegModelConfig) -> nn.Module:
+    """The vision tower named by ``config`` (random weights unless ``vision_pretrained``)."""
+    from transformers import AutoConfig, AutoModel
+
+    if config.vision_config is not None:
+        return AutoModel.from_config(config_from_dict(config.vision_config))
+    if is_model_type(config.vision_tower):
+        conf = AutoConfig.for_model(config.vision_tower, **config.vision_kwargs)
+        return AutoModel.from_config(conf)
+    conf = load_pretrained(AutoConfig, config.vision_tower)
+    vision_conf = getattr(conf, "vision_config", None)
+    if vision_conf is None:
+        if config.vision_pretrained:
+            return load_pretrained(AutoModel, config.vision_tower)
+        return AutoModel.from_config(conf)
+    tower = AutoModel.from_config(vision_conf)  # composite (CLIP/SigLIP): keep the vision half
+    if config.vision_pretrained:
+        full = load_pretrained(AutoModel, config.vision_tower)
+        tower.vision_model.load_state_dict(full.vision_model.state_dict())
+    return tower
+
+
+def build_language_model(config: SegModelConfig, vocab_size: int, token_ids: Any) -> nn.Module:
+    """The causal LM named by ``config`` with its vocabulary sized to the tokenizer."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    special = {
+        "pad_token_id": token_ids.pad,
+        "bos_token_id": token_ids.bos,
+        "eos_token_id": token_ids.eos,
+    }
+    if config.lm_config is not None:
+        conf = config_from_dict(config.lm_config)
+        lm = AutoModelForCausalLM.from_config(conf)
+    elif is_model_type(config.lm):
+        kwargs = {**config.lm_kwargs, **special, "vocab_size": vocab_size}
+        lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(config.lm, **kwargs))
+    elif config.lm_pretrained:
+        lm = load_pretrained(AutoModelForCausalLM, config.lm)
+    else:
+        lm = AutoModelForCausalLM.from_config(load_pretrained(AutoConfig, config.lm))
+    if lm.get_input_embeddings().num_embeddings != vocab_size:
+        lm.resize_token_embeddings(vocab_size)
+    for key, value in special.items():
+        setattr(lm.config, key, value)
+    return lm
+
+
+def tower_grids(outputs: Any) -> list[torch.Tensor]:
+    """Square feature grids from a vision tower's output, finest first.
+
+    Args:
+        outputs: a transformers vision model output, called with ``output_hidden_states=True``.
+
+    Returns:
+        (B, C, h, w) grids, one per distinct resolution (the deepest of each).
+    """
+    last = outputs.last_hidden_state
+    if last.dim() == 4:
+        states = [s for s in (outputs.hidden_states or ()) if s.dim() == 4] + [last]
+        by_size: dict[int, torch.Tensor] = {}
+        for state in states:
+            by_size[state.shape[-1]] = state
+        return [by_size[k] for k in sorted(by_size, reverse=True)]
+    count = last.shape[1]
+    side = math.isqrt(count)
+    tokens = last[:, count - side * side :]
+    return [tokens.transpose(1, 2).reshape(last.shape[0], last.shape[2], side, side)]
+
+
+def _closest(sizes: list[int], target: int) -> int:
+    """Index of the size nearest ``target`` in log scale (the larger one on ties)."""
+    return min(range(len(sizes)), key=lambda i: (abs(math.log(sizes[i] / target)), -sizes[i]))
+
+
+def time_features(times: torch.Tensor, count: int = 4) -> torch.Tensor:
+    """Sinusoidal features of normalised frame times in [0, 1]: (F,) -> (F, 2 * count)."""
+    freqs = torch.arange(1, count + 1, device=times.device, dtype=torch.float32) * math.pi
+    angles = times.float()[:, None] * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+@dataclass
+class VisionFeatures:
+    """What the model needs from a batch of F frames (an image is one frame).
+
+    Attributes:
+        embed: (F, d, g, g) decoder image embeddings.
+        high_res: [(F, d/8, 4g, 4g), (F, d/4, 2g, 2g)] for the decoder's upscaling.
+        lm_source: (F, C, h, w) tower grid the LM's visual tokens are pooled from.
+    """
+
+    embed: torch.Tensor
+    high_res: list[torch.Tensor]
+    lm_source: torch.Tensor
+
+    def select(self, index: torch.Tensor) -> VisionFeatures:
+        """The features of frames ``index`` (one row per decoded mask)."""
+        return VisionFeatures(
+            self.embed[index], [h[index] for h in self.high_res], self.lm_source[index]
+        )
+
+
+class VisionNeck(nn.Module):
+    """Tower grids -> decoder embedding grid, high-resolution features and LM tokens."""
+
+    def __init__(self, config: SegModelConfig, grid_shapes: list[tuple[int, int]], lm_hidden: int):
+        """Args:
+        config: model config (decoder_dim d, mask_grid = 4g, lm_grid).
+        grid_shapes: (channels, side) of each tower grid, finest first.
+        lm_hidden: hidden size of the LM.
+        """
+        super().__init__()
+        d, g = config.decoder_dim, config.embed_grid
+        sides = [side for _, side in grid_shapes]
+        self.lm_grid = config.lm_grid
+        self.sizes = (g, 2 * g, 4 * g, config.lm_grid)
+        self.picks = tuple(_closest(sides, s) for s in self.sizes)
+        chans = [grid_shapes[i][0] for i in self.picks]
+        self.embed_proj = nn.Sequential(
+            nn.Conv2d(chans[0], d, 1),
+            Sam2LayerNorm(d, data_format="channels_first"),
+            nn.Conv2d(d, d, 3, padding=1),
+            Sam2LayerNorm(d, data_format="channels_first"),
+        )
+        self.s1_proj = nn.Conv2d(chans[1], d, 1)
+        self.s0_proj = nn.Conv2d(chans[2], d, 1)
+        self.lm_proj = nn.Sequential(
+            nn.Linear(chans[3], lm_hidden), nn.GELU(), nn.Linear(lm_hidden, lm_hidden)
+        )
+        self.lm_pos = nn.Parameter(torch.randn(lm_hidden, config.lm_grid, config.lm_grid) * 0.02)
+        self.lm_time = nn.Linear(8, lm_hidden)
+        self.region_proj = nn.Sequential(
+            nn.Linear(d, lm_hidden), nn.GELU(), nn.Linear(lm_hidden, lm_hidden)
+        )
+
+    @staticmethod
+    def _resize(grid: torch.Tensor, side: int) -> torch.Tensor:
+        if grid.shape[-1] == side:
+            return grid
+        if grid.shape[-1] > side:
+            return F.adaptive_avg_pool2d(grid, side)
+        return F.interpolate(grid, size=(side, side), mode="bilinear", align_corners=False)
+
+    def forward(
+        self, grids: list[torch.Tensor], conv_s0: nn.Module, conv_s1: nn.Module
+    ) -> VisionFeatures:
+        """Features of F frames; ``conv_s0``/``conv_s1`` are the mask decoder's projections."""
+        g, g2, g4, _ = self.sizes
+        embed = self.embed_proj(self._resize(grids[self.picks[0]], g))
+        s1 = conv_s1(self.s1_proj(self._resize(grids[self.picks[1]], g2)))
+        s0 = conv_s0(self.s0_proj(self._resize(grids[self.picks[2]], g4)))
+        return VisionFeatures(embed=embed, high_res=[s0, s1], lm_source=grids[self.picks[3]])
+
+    def lm_tokens(
+        self, source: torch.Tensor, side: int, times: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Visual tokens for the LM.
+
+        Args:
+            source: (F, C, h, w) grids (``VisionFeatures.lm_source``).
+            side: tokens per frame are side x side (pooled).
+            times: (F,) normalised frame times of video frames, or None for images.
+
+        Returns:
+            (F, side * side, D_lm) tokens.
+        """
+        pooled = self._resize(source, side).flatten(2).transpose(1, 2)
+        pos = self._resize(self.lm_pos[None], side).flatten(2).transpose(1, 2)
+        tokens = self.lm_proj(pooled) + pos
+        if times is not None:
+            tokens = tokens + self.lm_time(time_features(times))[:, None].to(tokens.dtype)
+        return tokens
+
+    def region_tokens(self, embed: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """Mask-pooled visual-prompt tokens (as Sa2VA).
+
+        Args:
+            embed: (R, d, g, g) embedding grid of each region's image.
+            masks: (R, H, W) float region masks in [0, 1].
+
+        Returns:
+            (R, D_lm) tokens added to the ``<region>`` token embeddings.
+        """
+        weights = F.adaptive_avg_pool2d(masks[:, None].to(embed.dtype), embed.shape[-1])
+        pooled = (embed * weights).sum((2, 3)) / weights.sum((2, 3)).clamp(min=1e-6)
+        return self.region_proj(pooled)

@@ -1,0 +1,540 @@
+"""The [SEG]-token grounding model (LISA / GLaMM / Sa2VA design) built from transformers parts.
+
+A vision tower encodes the image; a neck pools it to ``lm_grid**2`` visual tokens that replace
+the ``<image>`` placeholders of a causal LM's input, and projects it to SAM2's image embedding
+and high-resolution features. Every ``[SEG]`` token's last hidden state is projected to sparse
+prompt embeddings for SAM2's mask decoder (``Sam2MaskDecoder``), whose dense prompt is SAM2's
+prompt encoder's no-mask embedding. ``<region>`` tokens get mask-pooled visual features added.
+
+Training loss = ``lm_loss_weight`` * LM cross-entropy + ``bce_loss_weight`` * mask BCE +
+``dice_loss_weight`` * mask DICE, the mask terms averaged over all [SEG] masks of the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.models.sam2.configuration_sam2 import (
+    Sam2MaskDecoderConfig,
+    Sam2PromptEncoderConfig,
+)
+from transformers.models.sam2.modeling_sam2 import (
+    Sam2MaskDecoder,
+    Sam2PositionalEmbedding,
+    Sam2PromptEncoder,
+)
+
+from pixelground.backends.base import GroundedText
+from pixelground.core.errors import CheckpointMissingError, InputError
+from pixelground.models.config import SegModelConfig
+from pixelground.models.data import preprocess_image
+from pixelground.models.parts import (
+    VisionFeatures,
+    VisionNeck,
+    build_language_model,
+    build_vision_tower,
+    time_features,
+    tower_grids,
+)
+from pixelground.models.tokenizer import TokenIds, grounded_text, prompt_ids
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+MODEL_TYPE = "pixelground_seg"
+
+
+def mask_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean per-mask BCE and DICE of low-resolution logits against full-size targets.
+
+    Args:
+        logits: (S, h, w) mask logits.
+        targets: (S, H, W) float targets in {0, 1}.
+
+    Returns:
+        (bce, dice) scalars.
+    """
+    logits = F.interpolate(
+        logits[:, None].float(), size=targets.shape[-2:], mode="bilinear", align_corners=False
+    )[:, 0]
+    targets = targets.float()
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").flatten(1).mean(1)
+    prob, flat = logits.sigmoid().flatten(1), targets.flatten(1)
+    dice = 1 - (2 * (prob * flat).sum(1) + 1) / (prob.sum(1) + flat.sum(1) + 1)
+    return bce.mean(), dice.mean()
+
+
+class SegTokenModel(nn.Module):
+    """Vision tower + causal LM + SAM2 prompt encoder and mask decoder, joined by [SEG].
+
+    Args:
+        config: the architecture; ``vision_config``/``lm_config`` are filled in when built.
+        tokenizer: a transformers tokenizer holding the markup tokens (see tokenizer.py).
+    """
+
+    def __init__(self, config: SegModelConfig, tokenizer: Any):
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.ids = TokenIds.of(tokenizer)
+        self.vision = build_vision_tower(config)
+        self.lm = build_language_model(config, len(tokenizer), self.ids)
+        config.vision_config = self.vision.config.to_dict()
+        config.lm_config = self.lm.config.to_dict()
+        d = config.decoder_dim
+        prompt_conf = Sam2PromptEncoderConfig(
+            hidden_size=d,
+            image_size=config.image_size,
+            patch_size=config.image_size // config.embed_grid,
+        )
+        decoder_conf = Sam2MaskDecoderConfig(
+            hidden_size=d,
+            mlp_dim=config.decoder_mlp_dim,
+            num_hidden_layers=config.decoder_layers,
+            num_attention_heads=config.decoder_heads,
+            num_multimask_outputs=0,
+            iou_head_hidden_dim=d,
+            dynamic_multimask_via_stability=False,
+        )
+        decoder_conf._attn_implementation = "sdpa"
+        self.prompt_encoder = Sam2PromptEncoder(prompt_conf)
+        self.image_pe = Sam2PositionalEmbedding(prompt_conf)
+        self.mask_decoder = Sam2MaskDecoder(decoder_conf)
+        lm_hidden = self.lm.config.hidden_size
+        self.neck = VisionNeck(config, self._probe_grids(), lm_hidden)
+        self.seg_proj = nn.Sequential(
+            nn.Linear(lm_hidden, lm_hidden),
+            nn.GELU(),
+            nn.Linear(lm_hidden, d * config.seg_prompt_tokens),
+        )
+        self.time_proj = nn.Linear(8, d)
+        if config.freeze_vision:
+            self.vision.requires_grad_(False)
+        if config.lora_r > 0:
+            self._wrap_lora()
+
+    # ----------------------------------------------------------------- building
+    @torch.no_grad()
+    def _probe_grids(self) -> list[tuple[int, int]]:
+        size = self.config.image_size
+        was_training = self.vision.training
+        self.vision.eval()
+        probe = torch.zeros(1, 3, size, size)
+        grids = tower_grids(self.vision(pixel_values=probe, output_hidden_states=True))
+        self.vision.train(was_training)
+        return [(g.shape[1], g.shape[-1]) for g in grids]
+
+    def _wrap_lora(self) -> None:
+        from pixelground.core.errors import require
+
+        peft = require("peft", "train")
+        lora = peft.LoraConfig(
+            r=self.config.lora_r,
+            lora_alpha=self.config.lora_alpha,
+            lora_dropout=self.config.lora_dropout,
+            target_modules=list(self.config.lora_target_modules),
+            modules_to_save=["embed_tokens", "lm_head"],
+        )
+        self.lm = peft.get_peft_model(self.lm, lora)
+
+    @property
+    def num_image_tokens(self) -> int:
+        """Visual tokens the LM sees per image."""
+        return self.config.lm_grid**2
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return next(self.parameters()).device
+
+    # ----------------------------------------------------------------- pieces
+    def encode_image(self, pixel_values: torch.Tensor) -> VisionFeatures:
+        """(F, 3, S, S) normalised frames -> VisionFeatures."""
+        outputs = self.vision(pixel_values=pixel_values, output_hidden_states=True)
+        grids = tower_grids(outputs)
+        return self.neck(grids, self.mask_decoder.conv_s0, self.mask_decoder.conv_s1)
+
+    def visual_tokens(self, features: VisionFeatures, frame_times: torch.Tensor) -> torch.Tensor:
+        """LM tokens of every frame in order: (sum of tokens per frame, D_lm).
+
+        Image frames (time < 0) give ``lm_grid**2`` tokens; video frames give
+        ``video_lm_grid**2`` tokens with their time embedded.
+        """
+        is_video = frame_times >= 0
+        source = features.lm_source
+        pieces: list[torch.Tensor | None] = [None] * len(frame_times)
+        if bool((~is_video).any()):
+            index = (~is_video).nonzero()[:, 0]
+            tokens = self.neck.lm_tokens(source[index], self.config.lm_grid, None)
+            for i, row in zip(index.tolist(), tokens, strict=True):
+                pieces[i] = row
+        if bool(is_video.any()):
+            index = is_video.nonzero()[:, 0]
+            tokens = self.neck.lm_tokens(
+                source[index], self.config.video_lm_grid, frame_times[index]
+            )
+            for i, row in zip(index.tolist(), tokens, strict=True):
+                pieces[i] = row
+        return torch.cat(pieces)  # type: ignore[arg-type]
+
+    def embed_inputs(
+        self,
+        input_ids: torch.Tensor,
+        features: VisionFeatures,
+        frame_times: torch.Tensor,
+        region_masks: torch.Tensor | None = None,
+        frame_sample: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """LM input embeddings with visual tokens and region tokens filled in.
+
+        Args:
+            input_ids: (B, L) ids; each row's ``<image>`` placeholders match its frames' tokens.
+            features: the batch's VisionFeatures (F frames, row-major).
+            frame_times: (F,) normalised time of each video frame, -1 for images.
+            region_masks: (R, H, W) masks, one per ``<region>`` token in row-major order.
+            frame_sample: (F,) row of each frame (default: frame i is row i).
+
+        Returns:
+            (B, L, D_lm) embeddings.
+        """
+        embeds = self.lm.get_input_embeddings()(input_ids)
+        is_image = input_ids == self.ids.image
+        tokens = self.visual_tokens(features, frame_times).to(embeds.dtype)
+        if int(is_image.sum()) != len(tokens):
+            raise ValueError(f"{int(is_image.sum())} <image> placeholders for {len(tokens)} tokens")
+        embeds = embeds.masked_scatter(is_image[..., None], tokens)
+        where = (input_ids == self.ids.region).nonzero()
+        if len(where):
+            if region_masks is None or len(region_masks) != len(where):
+                raise InputError(
+                    f"{len(where)} <region> tokens but "
+                    f"{0 if region_masks is None else len(region_masks)} region masks"
+                )
+            frames = self._first_frames(frame_sample, len(input_ids))[where[:, 0]]
+            extra = self.neck.region_tokens(features.embed[frames], region_masks)
+            embeds = embeds.index_put(
+                (where[:, 0], where[:, 1]), extra.to(embeds.dtype), accumulate=True
+            )
+        return embeds
+
+    def _first_frames(self, frame_sample: torch.Tensor | None, rows: int) -> torch.Tensor:
+        """(B,) index of each row's first frame."""
+        if frame_sample is None:
+            return torch.arange(rows, device=self.device)
+        first = torch.full((rows,), -1, dtype=torch.long, device=frame_sample.device)
+        order = torch.arange(len(frame_sample), device=frame_sample.device)
+        return first.scatter_reduce(0, frame_sample, order, "amin", include_self=False)
+
+    def image_positional_embeddings(self) -> torch.Tensor:
+        """(1, d, g, g) SAM2 positional encoding of the embedding grid."""
+        side = self.config.embed_grid
+        ref = self.image_pe.positional_embedding
+        grid = torch.ones((side, side), device=ref.device, dtype=ref.dtype)
+        y = (grid.cumsum(0) - 0.5) / side
+        x = (grid.cumsum(1) - 0.5) / side
+        return self.image_pe(torch.stack([x, y], dim=-1)).permute(2, 0, 1)[None]
+
+    def decode_masks(
+        self, seg_states: torch.Tensor, features: VisionFeatures, times: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mask logits for [SEG] states, one frame each.
+
+        Args:
+            seg_states: (S, D_lm) last hidden states of the [SEG] tokens.
+            features: VisionFeatures with one row per state (see ``VisionFeatures.select``).
+            times: (S,) normalised frame time of video frames (-1 or None for images).
+
+        Returns:
+            (S, mask_grid, mask_grid) logits.
+        """
+        count, d = seg_states.shape[0], self.config.decoder_dim
+        sparse = self.seg_proj(seg_states).view(count, 1, self.config.seg_prompt_tokens, d)
+        if times is not None and bool((times >= 0).any()):
+            shift = self.time_proj(time_features(times.clamp(min=0))) * (times >= 0)[:, None]
+            sparse = sparse + shift.view(count, 1, 1, d).to(sparse.dtype)
+        _, dense = self.prompt_encoder(None, None, None, None)
+        embed = features.embed
+        masks, _, _, _ = self.mask_decoder(
+            image_embeddings=embed,
+            image_positional_embeddings=self.image_positional_embeddings().expand(
+                count, -1, -1, -1
+            ),
+            sparse_prompt_embeddings=sparse.to(embed.dtype),
+            dense_prompt_embeddings=dense.to(embed.dtype),
+            multimask_output=False,
+            high_resolution_features=features.high_res,
+        )
+        return masks[:, 0, 0]
+
+    def _seg_pairs(
+        self, where: torch.Tensor, frame_sample: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """For [SEG] tokens at ``where`` (S, 2): (state index, frame index) of every mask."""
+        states, frames = [], []
+        for j, row in enumerate(where[:, 0].tolist()):
+            mine = (frame_sample == row).nonzero()[:, 0]
+            states.append(torch.full_like(mine, j))
+            frames.append(mine)
+        return torch.cat(states), torch.cat(frames)
+
+    # ----------------------------------------------------------------- training
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        gt_masks: torch.Tensor | None = None,
+        region_masks: torch.Tensor | None = None,
+        frame_sample: torch.Tensor | None = None,
+        frame_times: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Losses of a batch.
+
+        Args:
+            pixel_values: (F, 3, S, S) normalised frames, row-major (an image is one frame).
+            input_ids: (B, L) token ids.
+            attention_mask: (B, L) 1 for real tokens.
+            labels: (B, L) target ids, -100 where no loss.
+            gt_masks: (M, H, W) float masks: for each [SEG] (row-major), one per frame of its row.
+            region_masks: (R, H, W) float masks, one per ``<region>`` token.
+            frame_sample: (F,) row of each frame (default: frame i is row i).
+            frame_times: (F,) normalised time of video frames, -1 for images (default: all -1).
+
+        Returns:
+            ``loss`` (weighted sum), ``lm_loss``, ``bce_loss``, ``dice_loss``, ``mask_logits``
+            (M, mask_grid, mask_grid) and the LM's ``logits`` (B, L, V).
+        """
+        frames = len(pixel_values)
+        if frame_sample is None:
+            frame_sample = torch.arange(frames, device=pixel_values.device)
+        if frame_times is None:
+            frame_times = torch.full((frames,), -1.0, device=pixel_values.device)
+        features = self.encode_image(pixel_values)
+        embeds = self.embed_inputs(input_ids, features, frame_times, region_masks, frame_sample)
+        out = self.lm(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            labels=labels,
+            output_hidden_states=True,
+        )
+        zero = out.logits.new_zeros(()).float()
+        lm_loss = out.loss.float() if labels is not None else zero
+        where = (input_ids == self.ids.seg).nonzero()
+        mask_logits = out.logits.new_zeros((0, self.config.mask_grid, self.config.mask_grid))
+        bce = dice = zero
+        if len(where):
+            states = out.hidden_states[-1][where[:, 0], where[:, 1]]
+            state_index, frame_index = self._seg_pairs(where, frame_sample)
+            mask_logits = self.decode_masks(
+                states[state_index], features.select(frame_index), frame_times[frame_index]
+            )
+            if gt_masks is not None:
+                if len(gt_masks) != len(mask_logits):
+                    raise ValueError(
+                        f"{len(mask_logits)} masks to predict but {len(gt_masks)} given"
+                    )
+                bce, dice = mask_losses(mask_logits, gt_masks)
+        c = self.config
+        loss = c.lm_loss_weight * lm_loss + c.bce_loss_weight * bce + c.dice_loss_weight * dice
+        return {
+            "loss": loss,
+            "lm_loss": lm_loss,
+            "bce_loss": bce,
+            "dice_loss": dice,
+            "mask_logits": mask_logits,
+            "logits": out.logits,
+        }
+
+    # ----------------------------------------------------------------- inference
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 (H, W, 3) images -> (B, 3, S, S) normalised floats on the model device."""
+        batch = torch.stack([preprocess_image(image, self.config) for image in images])
+        return batch.to(self.device)
+
+    @torch.no_grad()
+    def _greedy(
+        self, embeds: torch.Tensor, max_new_tokens: int
+    ) -> tuple[list[int], list[torch.Tensor]]:
+        """Greedy decoding from (1, L, D) prompt embeddings: generated ids and [SEG] states."""
+        banned = [
+            self.ids.pad,
+            self.ids.bos,
+            self.ids.image,
+            self.ids.user,
+            self.ids.assistant,
+            self.ids.region,
+        ]
+        table = self.lm.get_input_embeddings()
+        out = self.lm(inputs_embeds=embeds, use_cache=True)
+        generated: list[int] = []
+        states: list[torch.Tensor] = []
+        for _ in range(max_new_tokens):
+            logits = out.logits[0, -1].float()
+            logits[banned] = float("-inf")
+            token = int(logits.argmax())
+            if token == self.ids.eos:
+                break
+            generated.append(token)
+            step = table(torch.tensor([[token]], device=embeds.device))
+            out = self.lm(
+                inputs_embeds=step,
+                past_key_values=out.past_key_values,
+                use_cache=True,
+                output_hidden_states=token == self.ids.seg,
+            )
+            if token == self.ids.seg:
+                states.append(out.hidden_states[-1][0, -1])
+        return generated, states
+
+    def _masks_at(
+        self,
+        states: torch.Tensor,
+        features: VisionFeatures,
+        times: torch.Tensor,
+        size: tuple[int, int],
+    ) -> np.ndarray:
+        """(S, F, H, W) bool masks of S [SEG] states on F frames."""
+        count, frames = len(states), len(times)
+        state_index = torch.arange(count, device=self.device).repeat_interleave(frames)
+        frame_index = torch.arange(frames, device=self.device).repeat(count)
+        logits = self.decode_masks(
+            states[state_index], features.select(frame_index), times[frame_index]
+        )
+        full = F.interpolate(
+            logits[:, None].float(), size=size, mode="bilinear", align_corners=False
+        )[:, 0]
+        return (full > 0).view(count, frames, *size).cpu().numpy()
+
+    @torch.no_grad()
+    def generate_grounded(
+        self,
+        image: np.ndarray,
+        prompt: str,
+        regions: Sequence[np.ndarray] | None = None,
+        max_new_tokens: int | None = None,
+    ) -> GroundedText:
+        """Answer ``prompt`` about ``image`` greedily; one mask per emitted [SEG].
+
+        Args:
+            image: RGB uint8 (H, W, 3).
+            prompt: user text; may contain ``<region>`` markers, one per entry of ``regions``.
+            regions: (H, W) bool masks for the ``<region>`` markers, in order.
+            max_new_tokens: generation limit (default: the config's).
+
+        Returns:
+            GroundedText whose masks are bool (H, W) at the image's size.
+        """
+        if not prompt.strip():
+            raise InputError("the prompt is empty; ask a question or give an expression")
+        size = (int(image.shape[0]), int(image.shape[1]))
+        features = self.encode_image(self.preprocess([image]))
+        times = torch.full((1,), -1.0, device=self.device)
+        ids = torch.tensor(
+            [prompt_ids(self.tokenizer, prompt, self.num_image_tokens)], device=self.device
+        )
+        region_masks = None
+        if regions:
+            stack = np.stack([np.asarray(r, bool) for r in regions])
+            region_masks = torch.from_numpy(stack).float().to(self.device)
+        embeds = self.embed_inputs(ids, features, times, region_masks)
+        generated, states = self._greedy(embeds, max_new_tokens or self.config.max_new_tokens)
+        masks: list[np.ndarray] = []
+        if states:
+            masks = list(self._masks_at(torch.stack(states), features, times, size)[:, 0])
+        return grounded_text(self.tokenizer, generated, masks, size)
+
+    @torch.no_grad()
+    def generate_grounded_video(
+        self,
+        frames: Sequence[np.ndarray],
+        prompt: str,
+        max_new_tokens: int | None = None,
+        chunk: int = 8,
+    ) -> GroundedText:
+        """Answer ``prompt`` about a clip; each [SEG] yields a mask on every frame.
+
+        The LM sees ``video_frames`` evenly spaced frames; every frame is then decoded with the
+        [SEG] prompt and its normalised time (as Sa2VA does for its key frames).
+
+        Args:
+            frames: T RGB uint8 (H, W, 3) frames of one size.
+            prompt: user text.
+            max_new_tokens: generation limit (default: the config's).
+            chunk: frames encoded at once when decoding masks.
+
+        Returns:
+            GroundedText whose masks are bool (T, H, W) per phrase.
+        """
+        if not frames:
+            raise InputError("the video has no frames")
+        if not prompt.strip():
+            raise InputError("the prompt is empty; give an expression")
+        total = len(frames)
+        size = (int(frames[0].shape[0]), int(frames[0].shape[1]))
+        times = (
+            torch.linspace(0, 1, total, device=self.device)
+            if total > 1
+            else torch.zeros(1, device=self.device)
+        )
+        picks = np.unique(np.linspace(0, total - 1, min(self.config.video_frames, total)).round())
+        pick_index = torch.as_tensor(picks.astype(np.int64), device=self.device)
+        features = self.encode_image(self.preprocess([frames[int(i)] for i in picks]))
+        count = len(picks) * self.config.video_lm_grid**2
+        ids = torch.tensor([prompt_ids(self.tokenizer, prompt, count)], device=self.device)
+        sample = torch.zeros(len(picks), dtype=torch.long, device=self.device)
+        embeds = self.embed_inputs(ids, features, times[pick_index], None, sample)
+        generated, states = self._greedy(embeds, max_new_tokens or self.config.max_new_tokens)
+        masks: list[np.ndarray] = []
+        if states:
+            stacked = torch.stack(states)
+            parts = []
+            for start in range(0, total, chunk):
+                part = self.encode_image(self.preprocess(frames[start : start + chunk]))
+                parts.append(self._masks_at(stacked, part, times[start : start + chunk], size))
+            masks = list(np.concatenate(parts, axis=1))
+        return grounded_text(self.tokenizer, generated, masks, (total, *size))
+
+    # ----------------------------------------------------------------- persistence
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write config.json, model.safetensors and the tokenizer files to ``directory``."""
+        from safetensors.torch import save_model
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        payload = {"model_type": MODEL_TYPE, "format_version": 1, **self.config.to_dict()}
+        (directory / CONFIG_NAME).write_text(json.dumps(payload, indent=2))
+        save_model(self, str(directory / WEIGHTS_NAME))
+        self.tokenizer.save_pretrained(str(directory))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **_: Any) -> SegTokenModel:
+        """Load a model written by :meth:`save_pretrained` (offline; no hub access)."""
+        from safetensors.torch import load_model
+        from transformers import PreTrainedTokenizerFast
+
+        directory = Path(directory)
+        config_path = directory / CONFIG_NAME
+        if not config_path.exists() or not (directory / WEIGHTS_NAME).exists():
+            raise CheckpointMissingError(
+                f"{directory} is not a SegTokenModel checkpoint (needs {CONFIG_NAME} and "
+                f"{WEIGHTS_NAME}); train one with `pixelground train CONFIG.json`"
+            )
+        data = json.loads(config_path.read_text())
+        if data.pop("model_type", None) != MODEL_TYPE:
+            raise CheckpointMissingError(f"{config_path} is not a {MODEL_TYPE} config")
+        data.pop("format_version", None)
+        config = SegModelConfig.from_dict(data)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(directory))
+        model = cls(config, tokenizer)
+        load_model(model, str(directory / WEIGHTS_NAME))
+        return model

@@ -1,0 +1,451 @@
+"""Training and fine-tuning loop of the [SEG]-token model (CPU, CUDA or MPS).
+
+``train(TrainConfig(...))`` reads the JSONL data, builds a model (or resumes the run in
+``out``, or starts from ``init_from``), and trains with AdamW, warmup + cosine schedule,
+gradient accumulation and bf16 autocast where the device has it. Every ``save_every`` steps,
+at the end, and on KeyboardInterrupt it writes an atomic step checkpoint (model, tokenizer,
+optimizer, scheduler, step, RNG) to ``out``. The curve goes to ``out/train_log.jsonl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pixelground.backends.loading import load_pretrained, select_device
+from pixelground.core.errors import CheckpointMissingError, InputError
+from pixelground.models.checkpoints import STATE_NAME, find_checkpoint, save_checkpoint
+from pixelground.models.config import SegModelConfig
+from pixelground.models.data import SegDataset, collate, read_finetune_jsonl
+from pixelground.models.seg_model import SegTokenModel
+from pixelground.models.tokenizer import add_markup_tokens, build_word_tokenizer, count_unknown
+
+logger = logging.getLogger(__name__)
+
+LOG_NAME = "train_log.jsonl"
+PRECISIONS = ("auto", "fp32", "bf16")
+#: Model fields that may change when fine-tuning from a checkpoint.
+FINETUNE_OVERRIDES = (
+    "lm_loss_weight",
+    "bce_loss_weight",
+    "dice_loss_weight",
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target_modules",
+    "max_length",
+    "max_new_tokens",
+)
+
+
+@dataclass
+class TrainConfig:
+    """A training run (flat; JSON-serialisable).
+
+    Attributes:
+        data: training JSONL file(s).
+        out: run directory (checkpoints, log).
+        val_data: optional validation JSONL (teacher-forced loss and mask IoU).
+        init_from: checkpoint to fine-tune from (None: a new model from the model config).
+        steps: total optimizer steps.
+        batch_size: samples per micro-batch.
+        grad_accum: micro-batches per optimizer step.
+        lr: peak learning rate (AdamW).
+        min_lr_ratio: final learning rate as a fraction of ``lr`` (cosine decay).
+        warmup_steps: linear warmup steps.
+        weight_decay: AdamW weight decay of matrices.
+        max_grad_norm: gradient clipping (0: off).
+        precision: "auto" (bf16 autocast on CUDA with bf16, else fp32), "fp32" or "bf16".
+        device: "auto"/None, "cpu", "cuda", "cuda:N", "mps".
+        seed: seeds model init and data order.
+        save_every: steps between checkpoints.
+        log_every: steps between log lines.
+        eval_every: steps between validations (0: only at the end, if val_data).
+        val_samples: validation samples used.
+        keep_checkpoints: step checkpoints kept.
+        on_error: "skip" or "raise" for bad data lines.
+        resume: continue the run found in ``out``.
+        num_threads: torch CPU threads (0: torch's default).
+        max_minutes: stop and save after this much training time (0: no limit).
+    """
+
+    data: list[str] = field(default_factory=list)
+    out: str = "runs/seg"
+    val_data: str | None = None
+    init_from: str | None = None
+    steps: int = 3000
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    precision: str = "auto"
+    device: str | None = None
+    seed: int = 0
+    save_every: int = 250
+    log_every: int = 10
+    eval_every: int = 0
+    val_samples: int = 64
+    keep_checkpoints: int = 2
+    on_error: str = "skip"
+    resume: bool = True
+    num_threads: int = 0
+    max_minutes: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, str):
+            self.data = [self.data]
+        self.data = [str(p) for p in self.data]
+        if not self.data:
+            raise InputError("no training data; set 'data' to one or more JSONL files")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if min(self.steps, self.batch_size, self.grad_accum, self.save_every, self.log_every) < 1:
+            raise InputError("steps, batch_size, grad_accum, save_every and log_every must be >= 1")
+
+
+def split_flat_config(data: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """Split one flat dict into a TrainConfig and model-config overrides.
+
+    Raises:
+        InputError: a key that is neither a training nor a model field.
+    """
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    model_keys = SegModelConfig.field_names()
+    unknown = sorted(set(data) - train_keys - model_keys)
+    if unknown:
+        raise InputError(
+            f"unknown config keys {unknown}; training keys: {sorted(train_keys)}; "
+            f"model keys: {sorted(model_keys)}"
+        )
+    train_cfg = TrainConfig(**{k: v for k, v in data.items() if k in train_keys})
+    return train_cfg, {k: v for k, v in data.items() if k in model_keys}
+
+
+def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast where the device has it (``precision="auto"``), else a no-op."""
+    kind = device.split(":")[0]
+    if precision == "auto":
+        use = kind == "cuda" and torch.cuda.is_bf16_supported()
+    else:
+        use = precision == "bf16"
+    return torch.autocast(kind, dtype=torch.bfloat16) if use else contextlib.nullcontext()
+
+
+def lr_lambda(step: int, warmup: int, total: int, floor: float) -> float:
+    """Linear warmup to 1, then cosine decay to ``floor``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _index_stream(count: int, batch: int, seed: int, start: int) -> Iterator[list[int]]:
+    """Batches of sample indices: a seeded permutation per epoch, from micro-batch ``start``."""
+    position = start * batch
+    epoch, order = -1, []
+    while True:
+        take = []
+        while len(take) < batch:
+            current, offset = divmod(position, count)
+            if current != epoch:
+                generator = torch.Generator().manual_seed(seed + current)
+                epoch, order = current, torch.randperm(count, generator=generator).tolist()
+            take.append(order[offset])
+            position += 1
+        yield take
+
+
+class Trainer:
+    """One training run; see :func:`train`."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        model_overrides: dict[str, Any] | None = None,
+        on_step: Callable[[int, dict[str, float]], None] | None = None,
+    ):
+        self.cfg = config
+        self.overrides = dict(model_overrides or {})
+        self.on_step = on_step
+        self.out = Path(config.out).expanduser()
+        self.device = select_device(config.device)
+        self.step = 0
+        self.log_path = self.out / LOG_NAME
+        if config.num_threads > 0:
+            torch.set_num_threads(config.num_threads)
+        datasets = [read_finetune_jsonl(p, config.on_error) for p in config.data]
+        self.samples = [s for d in datasets for s in d.samples]
+        self.skipped = sum(len(d.problems) for d in datasets)
+        self.texts = [t for d in datasets for t in d.texts()]
+        self._setup_model()
+        self.dataset = SegDataset(self.samples, self.model.tokenizer, self.model.config)
+        self.val = None
+        if config.val_data:
+            val = read_finetune_jsonl(config.val_data, "skip").samples[: config.val_samples]
+            self.val = SegDataset(val, self.model.tokenizer, self.model.config, train=False)
+
+    # ------------------------------------------------------------------ setup
+    def _new_model(self) -> SegTokenModel:
+        model_cfg = SegModelConfig.from_dict(self.overrides)
+        prompts = [
+            model_cfg.refer_template.replace("{expression}", ""),
+            model_cfg.gcg_prompt,
+            model_cfg.region_template,
+        ]
+        if model_cfg.tokenizer:
+            from transformers import AutoTokenizer
+
+            tokenizer = load_pretrained(AutoTokenizer, model_cfg.tokenizer)
+            add_markup_tokens(tokenizer)
+        else:
+            tokenizer = build_word_tokenizer(self.texts + prompts, model_cfg.lowercase)
+        torch.manual_seed(self.cfg.seed)
+        return SegTokenModel(model_cfg, tokenizer)
+
+    def _from_checkpoint(self, source: str) -> SegTokenModel:
+        found = find_checkpoint(source)
+        if found is None:
+            raise CheckpointMissingError(
+                f"no checkpoint in {source}; pass a directory written by `pixelground train`"
+            )
+        model = SegTokenModel.from_pretrained(found)
+        ignored = sorted(set(self.overrides) - set(FINETUNE_OVERRIDES))
+        if ignored:
+            logger.warning("fine-tuning keeps the checkpoint's architecture; ignoring %s", ignored)
+        for key in FINETUNE_OVERRIDES:
+            if key in self.overrides and key != "lora_r":
+                setattr(model.config, key, self.overrides[key])
+        if self.overrides.get("lora_r", 0) > 0 and model.config.lora_r == 0:
+            model.config.lora_r = int(self.overrides["lora_r"])
+            model._wrap_lora()
+        unknown, total = count_unknown(model.tokenizer, self.texts)
+        if total and unknown / total > 0.02:
+            logger.warning(
+                "%.1f%% of the data's words are unknown to the checkpoint's tokenizer",
+                100 * unknown / total,
+            )
+        return model
+
+    def _setup_model(self) -> None:
+        resume_from = find_checkpoint(self.out) if self.cfg.resume else None
+        if resume_from is not None:
+            logger.info("resuming from %s", resume_from)
+            self.model = SegTokenModel.from_pretrained(resume_from)
+        elif self.cfg.init_from:
+            self.model = self._from_checkpoint(self.cfg.init_from)
+        else:
+            self.model = self._new_model()
+        self.model.to(self.device)
+        decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() >= 2]
+        rest = [p for p in self.model.parameters() if p.requires_grad and p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.cfg.weight_decay},
+                {"params": rest, "weight_decay": 0.0},
+            ],
+            lr=self.cfg.lr,
+        )
+        cfg = self.cfg
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_lambda(s, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+        )
+        if resume_from is not None and (resume_from / STATE_NAME).is_file():
+            state = torch.load(resume_from / STATE_NAME, map_location="cpu", weights_only=True)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.step = int(state["step"])
+            torch.set_rng_state(state["rng"])
+            self._truncate_log(self.step)
+
+    # ------------------------------------------------------------------ steps
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def _micro_batches(self) -> Iterator[dict[str, torch.Tensor]]:
+        start = self.step * self.cfg.grad_accum
+        stream = _index_stream(len(self.dataset), self.cfg.batch_size, self.cfg.seed, start)
+        for indices in stream:
+            yield collate([self.dataset[i] for i in indices], self.model.ids.pad)
+
+    def train_step(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, float]:
+        """One optimizer step over ``grad_accum`` micro-batches; mean loss terms."""
+        self.model.train()
+        totals = {"loss": 0.0, "lm_loss": 0.0, "bce_loss": 0.0, "dice_loss": 0.0}
+        for _ in range(self.cfg.grad_accum):
+            batch = self._to_device(next(batches))
+            with autocast(self.device, self.cfg.precision):
+                out = self.model(**batch)
+            (out["loss"] / self.cfg.grad_accum).backward()
+            for key in totals:
+                totals[key] += float(out[key].detach()) / self.cfg.grad_accum
+        if self.cfg.max_grad_norm > 0:
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return totals
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Teacher-forced validation: mean losses, answer-token accuracy and mask IoU."""
+        if self.val is None or len(self.val) == 0:
+            return {}
+        self.model.eval()
+        sums = {"val_loss": 0.0, "val_lm_loss": 0.0}
+        correct = tokens = 0
+        ious: list[float] = []
+        size = self.cfg.batch_size
+        for start in range(0, len(self.val), size):
+            items = [self.val[i] for i in range(start, min(start + size, len(self.val)))]
+            batch = self._to_device(collate(items, self.model.ids.pad))
+            with autocast(self.device, self.cfg.precision):
+                out = self.model(**batch)
+            sums["val_loss"] += float(out["loss"]) * len(items)
+            sums["val_lm_loss"] += float(out["lm_loss"]) * len(items)
+            predicted = out["logits"][:, :-1].argmax(-1)
+            target = batch["labels"][:, 1:]
+            keep = target != -100
+            correct += int((predicted[keep] == target[keep]).sum())
+            tokens += int(keep.sum())
+            ious += _mask_ious(out["mask_logits"], batch["gt_masks"])
+        result = {k: v / len(self.val) for k, v in sums.items()}
+        result["val_token_acc"] = correct / max(tokens, 1)
+        result["val_mask_iou"] = sum(ious) / len(ious) if ious else 0.0
+        return result
+
+    # ------------------------------------------------------------------ run
+    def save(self) -> Path:
+        """Write an atomic checkpoint of the current step."""
+        state = {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+        }
+
+        def write(directory: Path) -> None:
+            self.model.save_pretrained(directory)
+            torch.save(state, directory / STATE_NAME)
+            (directory / "train_config.json").write_text(
+                json.dumps(dataclasses.asdict(self.cfg), indent=2)
+            )
+
+        return save_checkpoint(self.out, self.step, write, self.cfg.keep_checkpoints)
+
+    def _log(self, record: dict[str, Any]) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+        logger.info(
+            "%s",
+            " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+            ),
+        )
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop log lines past ``step`` (written after the checkpoint we resume from)."""
+        if not self.log_path.is_file():
+            return
+        lines = self.log_path.read_text().splitlines()
+        kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
+        self.log_path.write_text("".join(ln + "\n" for ln in kept))
+
+    def run(self) -> Path:
+        """Train to ``steps``; returns the final checkpoint directory."""
+        cfg = self.cfg
+        logger.info(
+            "training on %d samples (%d lines skipped), device %s, from step %d",
+            len(self.dataset),
+            self.skipped,
+            self.device,
+            self.step,
+        )
+        batches = self._micro_batches()
+        window: dict[str, float] = {}
+        count = 0
+        began = time.monotonic()
+        tick, saved = began, -1
+        try:
+            while self.step < cfg.steps:
+                metrics = self.train_step(batches)
+                self.step += 1
+                count += 1
+                for key, value in metrics.items():
+                    window[key] = window.get(key, 0.0) + value
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    record = {"step": self.step, **{k: v / count for k, v in window.items()}}
+                    record["lr"] = self.scheduler.get_last_lr()[0]
+                    record["seconds"] = round(time.monotonic() - began, 2)
+                    record["step_seconds"] = round((time.monotonic() - tick) / count, 3)
+                    self._log(record)
+                    window, count, tick = {}, 0, time.monotonic()
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.val is not None:
+                    self._log({"step": self.step, **self.evaluate()})
+                if self.on_step is not None:
+                    self.on_step(self.step, metrics)
+                if self.step % cfg.save_every == 0:
+                    self.save()
+                    saved = self.step
+                if cfg.max_minutes and time.monotonic() - began > 60 * cfg.max_minutes:
+                    logger.warning(
+                        "time budget of %.1f min reached at step %d", cfg.max_minutes, self.step
+                    )
+                    break
+        except KeyboardInterrupt:
+            logger.warning("interrupted at step %d; saving a checkpoint", self.step)
+            self.save()
+            raise
+        if self.val is not None and not cfg.eval_every:
+            self._log({"step": self.step, **self.evaluate()})
+        return self.save() if saved != self.step else find_checkpoint(self.out)  # type: ignore[return-value]
+
+
+def _mask_ious(logits: torch.Tensor, targets: torch.Tensor) -> list[float]:
+    """IoU of each predicted mask (logits > 0, resized to the target) with its target > 0.5."""
+    if len(logits) == 0 or len(targets) != len(logits):
+        return []
+    size = targets.shape[-2:]
+    pred = (
+        torch.nn.functional.interpolate(
+            logits[:, None].float(), size=size, mode="bilinear", align_corners=False
+        )[:, 0]
+        > 0
+    )
+    gt = targets > 0.5
+    inter = (pred & gt).flatten(1).sum(1).float()
+    union = (pred | gt).flatten(1).sum(1).float()
+    return [float(i / u) if u > 0 else 1.0 for i, u in zip(inter, union, strict=True)]
+
+
+def train(
+    config: TrainConfig,
+    model_overrides: dict[str, Any] | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> Path:
+    """Run (or resume) a training run and return its final checkpoint directory.
+
+    Args:
+        config: the run.
+        model_overrides: SegModelConfig fields for a new model (a few apply to fine-tuning:
+            loss weights, LoRA, lengths).
+        on_step: called after every optimizer step with (step, loss terms).
+
+    Raises:
+        KeyboardInterrupt: after saving a checkpoint of the step reached.
+    """
+    return Trainer(config, model_overrides, on_step).run()

@@ -1,0 +1,102 @@
+"""Save/load round trip, the backend's loading path, and generation at image size."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pixelground.backends.base import GroundingModel, ReferringSegmenter
+from pixelground.core.errors import CheckpointMissingError, InputError
+from pixelground.models.backend import SegTokenModelBackend
+from pixelground.models.seg_model import SegTokenModel
+
+
+@pytest.fixture(scope="module")
+def saved(tiny_model, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("seg_ckpt")
+    tiny_model.save_pretrained(directory)
+    return directory
+
+
+def test_round_trip_gives_identical_outputs(tiny_model, tiny_batch, saved):
+    assert {p.name for p in saved.iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    }
+    config = json.loads((saved / "config.json").read_text())
+    assert config["model_type"] == "pixelground_seg" and config["lm_config"]["vocab_size"] > 0
+    loaded = SegTokenModel.from_pretrained(saved)
+    tiny_model.eval()
+    loaded.eval()
+    with torch.no_grad():
+        a, b = tiny_model(**tiny_batch), loaded(**tiny_batch)
+    for key in ("loss", "mask_logits", "logits"):
+        assert torch.equal(a[key], b[key]), key
+    image = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)
+    first = tiny_model.generate_grounded(image, "Please segment the red square.")
+    second = loaded.generate_grounded(image, "Please segment the red square.")
+    assert first.raw == second.raw
+    assert all(np.array_equal(x, y) for x, y in zip(first.masks, second.masks, strict=True))
+
+
+def test_generate_grounded_returns_one_mask_per_seg_at_image_size(tiny_model):
+    # Force [SEG] then </s> so the test does not depend on random weights.
+    ids = tiny_model.ids
+    bias = torch.full((len(tiny_model.tokenizer),), -1e4)
+    image = np.zeros((50, 70, 3), np.uint8)
+    head = tiny_model.lm.get_output_embeddings()
+    calls = {"n": 0}
+
+    def steer(_module, _inputs, output):
+        calls["n"] += 1
+        forced = bias.clone()
+        forced[ids.seg if calls["n"] <= 2 else ids.eos] = 1e4
+        return output + forced
+
+    handle = head.register_forward_hook(steer)
+    try:
+        result = tiny_model.generate_grounded(image, "Please segment the red square.")
+    finally:
+        handle.remove()
+    assert result.raw.split() == ["[SEG]", "[SEG]"]
+    assert len(result.masks) == 2 and len(result.phrases) == 2
+    assert all(m.shape == (50, 70) and m.dtype == bool for m in result.masks)
+
+
+def test_video_generation_gives_a_mask_per_frame(tiny_model):
+    ids = tiny_model.ids
+    head = tiny_model.lm.get_output_embeddings()
+    calls = {"n": 0}
+
+    def steer(_module, _inputs, output):
+        calls["n"] += 1
+        forced = torch.full((output.shape[-1],), -1e4)
+        forced[ids.seg if calls["n"] == 1 else ids.eos] = 1e4
+        return output + forced
+
+    frames = [np.zeros((40, 48, 3), np.uint8)] * 5
+    handle = head.register_forward_hook(steer)
+    try:
+        result = tiny_model.generate_grounded_video(frames, "Please segment the red square.")
+    finally:
+        handle.remove()
+    assert len(result.masks) == 1 and result.masks[0].shape == (5, 40, 48)
+
+
+def test_backend_loads_through_the_user_path(saved, tmp_path):
+    backend = SegTokenModelBackend(saved, device="cpu")
+    assert isinstance(backend, GroundingModel) and isinstance(backend, ReferringSegmenter)
+    assert backend.info == {"class": "SegTokenModelBackend", "checkpoint": str(saved)}
+    image = np.zeros((30, 40, 3), np.uint8)
+    masks = backend.segment_expression(image, "the red square")
+    assert all(m.shape == (30, 40) for m in masks)
+    assert isinstance(backend.caption(image), str)
+    assert isinstance(backend.describe_region(image, (5, 5, 20, 20)), str)
+    with pytest.raises(InputError, match="expression is empty"):
+        backend.segment_expression(image, "  ")
+    with pytest.raises(CheckpointMissingError, match="no \\[SEG\\]-model checkpoint"):
+        SegTokenModelBackend(tmp_path / "missing")

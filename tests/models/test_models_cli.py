@@ -1,0 +1,75 @@
+"""``pixelground train CONFIG.json`` and ``pixelground finetune`` handlers (via argparse)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from pixelground.core.errors import InputError
+from pixelground.models.checkpoints import find_checkpoint
+from pixelground.serve.commands import train as train_command
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="pixelground")
+    train_command.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+def test_train_then_finetune(tiny_data, tmp_path, capsys, tiny_overrides):
+    config = {
+        "data": tiny_data.name,
+        "steps": 2,
+        "batch_size": 4,
+        "save_every": 2,
+        "log_every": 1,
+        **tiny_overrides,
+    }
+    config_path = tiny_data.parent / "tiny_train.json"
+    config_path.write_text(json.dumps(config))  # data is relative to the config's folder
+    run = tmp_path / "run"
+    assert _run(["train", str(config_path), "--out", str(run)]) == 0
+    assert find_checkpoint(run).name == "checkpoint-0000002"
+    assert "checkpoint:" in capsys.readouterr().out
+
+    tuned = tmp_path / "tuned"
+    argv = [
+        "finetune",
+        "--data",
+        str(tiny_data),
+        "--from",
+        str(run),
+        "--out",
+        str(tuned),
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--on-error",
+        "raise",
+    ]
+    assert _run(argv) == 0
+    assert find_checkpoint(tuned).name == "checkpoint-0000001"
+
+
+def test_finetune_refuses_bad_data_with_raise(tiny_data, tmp_path):
+    bad = tiny_data.parent / "cli_bad.jsonl"
+    bad.write_text(tiny_data.read_text().splitlines()[0] + "\n{broken\n")
+    with pytest.raises(InputError, match="line 2"):
+        _run(["finetune", "--data", str(bad), "--from", str(tmp_path), "--on-error", "raise"])
+
+
+def test_bad_configs_are_input_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        _run(["train", str(tmp_path / "absent.json")])
+    broken = tmp_path / "broken.json"
+    broken.write_text("[1, 2]")
+    with pytest.raises(InputError, match="one JSON object"):
+        _run(["train", str(broken)])
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({"data": "x.jsonl", "stepz": 3}))
+    with pytest.raises(InputError, match="unknown config keys \\['stepz'\\]"):
+        _run(["train", str(unknown)])

@@ -1,0 +1,137 @@
+"""Fine-tuning JSONL validation (line numbers; skip vs raise), dataset items and collate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pixelground.core.errors import InputError
+from pixelground.core.masks import encode_rle
+from pixelground.models.data import (
+    DataLineError,
+    SegDataset,
+    read_finetune_jsonl,
+)
+
+
+def _bad_copy(tiny_data: Path, tmp_path: Path) -> Path:
+    """The tiny data with three bad lines inserted at lines 2, 4 and 6."""
+    lines = tiny_data.read_text().splitlines()
+    good = json.loads(lines[0])
+    good["image"] = str(tiny_data.parent / good["image"])
+    missing = {**good, "image": str(tmp_path / "nowhere.png")}
+    small = {**good, "masks": encode_rle(np.ones((32, 32), bool))}
+    extra_seg = {
+        **good,
+        "conversation": [
+            good["conversation"][0],
+            {"role": "assistant", "content": "[SEG] and [SEG]"},
+        ],
+    }
+    out = [
+        json.dumps(good),
+        json.dumps(missing),
+        json.dumps(good),
+        json.dumps(small),
+        json.dumps(good),
+        json.dumps(extra_seg),
+    ]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def test_good_file_reads_every_line(tiny_data):
+    data = read_finetune_jsonl(tiny_data)
+    assert len(data.samples) == 13 and not data.problems
+    video = [s for s in data.samples if s.video]
+    assert len(video) == 1 and len(video[0].frames) == 3 and len(video[0].masks[0]) == 3
+
+
+def test_bad_lines_are_skipped_with_their_line_numbers(tiny_data, tmp_path):
+    data = read_finetune_jsonl(_bad_copy(tiny_data, tmp_path), on_error="skip")
+    assert [s.line for s in data.samples] == [1, 3, 5]
+    assert [p.line for p in data.problems] == [2, 4, 6]
+    messages = [p.problem for p in data.problems]
+    assert "not found" in messages[0]
+    assert "32x32" in messages[1] and "64x64" in messages[1]
+    assert "2 [SEG] markers but only 1 masks" in messages[2]
+
+
+def test_bad_line_is_refused_with_its_line_number(tiny_data, tmp_path):
+    with pytest.raises(DataLineError) as caught:
+        read_finetune_jsonl(_bad_copy(tiny_data, tmp_path), on_error="raise")
+    assert caught.value.line == 2
+    assert "line 2" in str(caught.value) and "--on-error skip" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"image": "images/000.png"}', "missing key 'conversation'"),
+        (
+            '{"image": "images/000.png", "conversation": [{"role": "user", "content": "hi"}]}',
+            "no assistant turn",
+        ),
+        (
+            '{"frames": ["images/000.png", "nope.png"], "conversation": '
+            '[{"role": "assistant", "content": "[SEG]"}], "masks": [[]]}',
+            "not found",
+        ),
+    ],
+)
+def test_other_problems_name_the_line(tiny_data, text, needle):
+    path = tiny_data.parent / "one_bad.jsonl"
+    path.write_text(tiny_data.read_text().splitlines()[0] + "\n" + text + "\n")
+    with pytest.raises(DataLineError, match=needle) as caught:
+        read_finetune_jsonl(path)
+    assert caught.value.line == 2
+
+
+def test_fewer_seg_markers_than_masks_is_an_error(tiny_data, tmp_path):
+    record = json.loads(tiny_data.read_text().splitlines()[0])
+    record["image"] = str(tiny_data.parent / record["image"])
+    record["masks"] = record["masks"] * 2
+    path = tmp_path / "more_masks.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    with pytest.raises(DataLineError, match="1 \\[SEG\\] markers but 2 masks"):
+        read_finetune_jsonl(path)
+
+
+def test_all_bad_or_missing_file_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        read_finetune_jsonl(tmp_path / "absent.jsonl")
+    bad = tmp_path / "all_bad.jsonl"
+    bad.write_text("{oops\n")
+    with pytest.raises(InputError, match="no usable line"):
+        read_finetune_jsonl(bad, on_error="skip")
+    with pytest.raises(InputError, match="on_error"):
+        read_finetune_jsonl(bad, on_error="ignore")
+
+
+def test_labels_cover_only_the_answer(tiny_data, tiny_model):
+    data = read_finetune_jsonl(tiny_data)
+    dataset = SegDataset(data.samples, tiny_model.tokenizer, tiny_model.config, train=False)
+    item = dataset[0]  # "Please segment the red square." -> "[SEG]"
+    ids = tiny_model.ids
+    labelled = item["labels"][item["labels"] != -100].tolist()
+    assert labelled == [ids.seg, ids.eos]
+    assert int((item["input_ids"] == ids.image).sum()) == tiny_model.config.lm_grid**2
+    assert item["gt_masks"].shape == (1, 64, 64) and float(item["gt_masks"].sum()) == 256
+
+
+def test_collate_pads_and_concatenates(tiny_batch, tiny_model):
+    rows, length = tiny_batch["input_ids"].shape
+    assert rows == 13
+    assert tiny_batch["pixel_values"].shape == (14, 3, 64, 64)  # the video line has 2 frames
+    assert tiny_batch["frame_sample"].tolist() == [*range(12), 12, 12]
+    assert (tiny_batch["frame_times"][:12] == -1).all()
+    assert tiny_batch["frame_times"][12:].tolist() == [0.0, 1.0]
+    padded = tiny_batch["attention_mask"] == 0
+    assert (tiny_batch["input_ids"][padded] == tiny_model.ids.pad).all()
+    assert (tiny_batch["labels"][padded] == -100).all()
+    assert tiny_batch["region_masks"].shape == (3, 64, 64)

@@ -1,0 +1,63 @@
+"""Forward pass and losses of a tiny [SEG]-token model (image, region and video lines)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pixelground.models.seg_model import mask_losses
+
+
+def test_forward_gives_three_finite_positive_loss_terms(tiny_model, tiny_batch):
+    with torch.no_grad():
+        out = tiny_model(**tiny_batch)
+    for key in ("lm_loss", "bce_loss", "dice_loss"):
+        value = float(out[key])
+        assert math.isfinite(value) and value > 0, key
+    c = tiny_model.config
+    expected = (
+        c.lm_loss_weight * out["lm_loss"]
+        + c.bce_loss_weight * out["bce_loss"]
+        + c.dice_loss_weight * out["dice_loss"]
+    )
+    assert float(out["loss"]) == pytest.approx(float(expected), rel=1e-5)
+    # 3 refer [SEG] + 3 x 2 GCG [SEG] + 1 video [SEG] on its 2 sampled frames
+    assert out["mask_logits"].shape == (11, c.mask_grid, c.mask_grid)
+    assert tiny_batch["gt_masks"].shape[0] == 11
+
+
+def test_every_part_gets_a_gradient(tiny_model, tiny_batch):
+    tiny_model.zero_grad()
+    tiny_model(**tiny_batch)["loss"].backward()
+    parts = {
+        "vision": tiny_model.vision,
+        "lm": tiny_model.lm,
+        "neck": tiny_model.neck,
+        "decoder": tiny_model.mask_decoder,
+        "seg_proj": tiny_model.seg_proj,
+        "time_proj": tiny_model.time_proj,
+        "region_proj": tiny_model.neck.region_proj,
+    }
+    for name, module in parts.items():
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        assert grads and any(float(g.abs().sum()) > 0 for g in grads), name
+    tiny_model.zero_grad()
+
+
+def test_mask_count_mismatch_is_an_error(tiny_model, tiny_batch):
+    batch = dict(tiny_batch)
+    batch["gt_masks"] = batch["gt_masks"][:-1]
+    with pytest.raises(ValueError, match="masks"):
+        tiny_model(**batch)
+
+
+def test_mask_losses_are_small_for_a_confident_right_mask():
+    target = torch.zeros(2, 32, 32)
+    target[:, 8:24, 8:24] = 1
+    good = (target[:, ::2, ::2] * 2 - 1) * 20
+    bce, dice = mask_losses(good, target)
+    bad_bce, bad_dice = mask_losses(-good, target)
+    assert float(bce) < 0.1 and float(dice) < 0.1
+    assert float(bad_bce) > 1 and float(bad_dice) > 0.9

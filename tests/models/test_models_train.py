@@ -1,0 +1,111 @@
+"""Training: the loss falls on a fixed batch; checkpoints, resume, interruption, LoRA."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pixelground.models.backend import SegTokenModelBackend
+from pixelground.models.checkpoints import STATE_NAME, find_checkpoint
+from pixelground.models.config import SegModelConfig
+from pixelground.models.seg_model import SegTokenModel
+from pixelground.models.train import TrainConfig, Trainer, lr_lambda, split_flat_config, train
+
+
+def _config(tiny_data, out, **kw) -> TrainConfig:
+    base = {
+        "data": [str(tiny_data)],
+        "out": str(out),
+        "steps": 4,
+        "batch_size": 4,
+        "save_every": 2,
+        "log_every": 1,
+        "warmup_steps": 1,
+        "lr": 3e-3,
+    }
+    return TrainConfig(**{**base, **kw})
+
+
+def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(tiny_model, tiny_batch, tiny_overrides):
+    torch.manual_seed(1)
+    model = SegTokenModel(SegModelConfig.from_dict(tiny_overrides), tiny_model.tokenizer)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(12):
+        out = model(**tiny_batch)
+        out["loss"].backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append({k: float(out[k]) for k in ("loss", "lm_loss", "bce_loss", "dice_loss")})
+    assert losses[-1]["loss"] < 0.6 * losses[0]["loss"]
+    assert losses[-1]["lm_loss"] < losses[0]["lm_loss"]
+    assert losses[-1]["bce_loss"] < losses[0]["bce_loss"]
+
+
+def test_run_checkpoints_logs_and_resumes(tiny_data, tmp_path, tiny_overrides):
+    out = tmp_path / "run"
+    final = train(_config(tiny_data, out), tiny_overrides)
+    assert final.name == "checkpoint-0000004" and find_checkpoint(out) == final
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == [
+        "checkpoint-0000002",
+        "checkpoint-0000004",
+    ]
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4]
+    assert all(r["loss"] > 0 and "dice_loss" in r for r in log)
+    saved = torch.load(final / STATE_NAME, weights_only=True)
+
+    resumed = Trainer(_config(tiny_data, out, steps=6), tiny_overrides)
+    assert resumed.step == 4 and resumed.scheduler.last_epoch == 4
+    state = resumed.optimizer.state_dict()["state"]
+    for key, value in saved["optimizer"]["state"].items():
+        assert torch.equal(state[key]["exp_avg"], value["exp_avg"])
+        assert float(state[key]["step"]) == float(value["step"])
+    resumed.run()
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    assert find_checkpoint(out).name == "checkpoint-0000006"
+
+
+def test_keyboard_interrupt_leaves_a_loadable_checkpoint(tiny_data, tmp_path, tiny_overrides):
+    out = tmp_path / "interrupted"
+
+    def stop(step, _metrics):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tiny_data, out, steps=10, save_every=100), tiny_overrides, on_step=stop)
+    found = find_checkpoint(out)
+    assert found is not None and found.name == "checkpoint-0000003"
+    assert torch.load(found / STATE_NAME, weights_only=True)["step"] == 3
+    assert not list(out.glob(".tmp-*"))
+    backend = SegTokenModelBackend(out, device="cpu")
+    assert backend.checkpoint == found
+
+
+def test_validation_and_finetune_from_a_checkpoint(tiny_data, tmp_path, tiny_overrides):
+    base = train(_config(tiny_data, tmp_path / "base", steps=2), tiny_overrides)
+    tuned_cfg = _config(
+        tiny_data, tmp_path / "tuned", steps=2, init_from=str(base), val_data=str(tiny_data)
+    )
+    tuned = train(tuned_cfg, {"lora_r": 2, "bce_loss_weight": 1.0})
+    log = [json.loads(line) for line in (tmp_path / "tuned" / "train_log.jsonl").open()]
+    assert 0.0 <= log[-1]["val_mask_iou"] <= 1.0 and "val_token_acc" in log[-1]
+    model = SegTokenModel.from_pretrained(tuned)
+    assert model.config.lora_r == 2 and model.config.bce_loss_weight == 1.0
+    trainable = [n for n, p in model.lm.named_parameters() if p.requires_grad]
+    assert any("lora_" in n for n in trainable)
+    assert not any("q_proj.base_layer" in n for n in trainable)
+
+
+def test_flat_config_split_and_schedule():
+    train_cfg, model = split_flat_config({"data": "a.jsonl", "steps": 5, "decoder_dim": 32})
+    assert train_cfg.data == ["a.jsonl"] and train_cfg.steps == 5 and model == {"decoder_dim": 32}
+    with pytest.raises(Exception, match="unknown config keys"):
+        split_flat_config({"data": "a.jsonl", "step": 5})
+    assert lr_lambda(0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_lambda(10, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_lambda(100, 10, 100, 0.1) == pytest.approx(0.1)
