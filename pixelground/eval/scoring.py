@@ -1,0 +1,266 @@
+"""Scoring loaded ground-truth samples against read predictions, one function per task.
+
+Each ``score_*`` takes the samples a dataset loader returned (or :class:`RecordSample` built
+from a ground-truth file in the prediction formats) and the predictions keyed by sample id
+(:func:`pixelground.eval.predictions.read_predictions`), pairs them, and calls the metric.
+A ground-truth sample without a prediction is an error unless ``allow_missing`` is set, in
+which case it is scored as "no mask" and counted in ``"missing_predictions"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pixelground.core.errors import InputError
+from pixelground.eval.predictions import Prediction
+
+
+@dataclass
+class RecordSample:
+    """A ground-truth sample read from a file in the prediction formats (id, masks, text)."""
+
+    id: str
+    record: Prediction
+    height: int
+    width: int
+
+    @property
+    def text(self) -> str:
+        return self.record.text or ""
+
+    @property
+    def image_path(self) -> Path | None:
+        return Path(self.record.image) if self.record.image else None
+
+    @property
+    def no_target(self) -> bool:
+        return not self.record.rles
+
+    def gt_mask(self) -> np.ndarray:
+        """(H, W) bool union of the record's masks."""
+        return self.record.masks(self.height, self.width).any(axis=0)
+
+
+def records_as_samples(records: Mapping[str, Prediction]) -> list[RecordSample]:
+    """Ground-truth samples from records; each needs at least one mask (for its size)."""
+    out = []
+    for rid, record in records.items():
+        if not record.rles:
+            raise InputError(
+                f"ground-truth record {rid} has no mask, so its image size is unknown; write "
+                "ground truth as pixelground results (image width/height) or RLE masks"
+            )
+        h, w = (int(v) for v in record.rles[0]["size"])
+        out.append(RecordSample(rid, record, h, w))
+    return out
+
+
+def _size(sample: Any) -> tuple[int, int]:
+    return int(sample.height), int(sample.width)
+
+
+class _Matcher:
+    """Finds a sample's prediction by id, else by (image file name, text)."""
+
+    def __init__(self, predictions: Mapping[str, Prediction]):
+        self.by_id = dict(predictions)
+        self.by_image_text: dict[tuple[str, str], Prediction] = {}
+        for prediction in predictions.values():
+            if prediction.image and prediction.text is not None:
+                key = (Path(prediction.image).name, prediction.text.strip())
+                self.by_image_text.setdefault(key, prediction)
+        self.used: set[str] = set()
+
+    def get(self, sample: Any) -> Prediction | None:
+        found = self.by_id.get(str(sample.id))
+        if found is None and getattr(sample, "image_path", None) is not None:
+            key = (Path(sample.image_path).name, str(getattr(sample, "text", "")).strip())
+            found = self.by_image_text.get(key)
+        if found is not None:
+            self.used.add(found.id)
+        return found
+
+    def unmatched(self) -> int:
+        return len(set(self.by_id) - self.used)
+
+
+def _missing_error(task: str, missing: list[str]) -> InputError:
+    return InputError(
+        f"{len(missing)} {task} samples have no prediction (e.g. {missing[0]!r}); predictions "
+        "must use the dataset's sample ids, or pass --allow-missing to score them as empty"
+    )
+
+
+def score_refer(
+    samples: Sequence[Any],
+    predictions: Mapping[str, Prediction],
+    variant: str = "lisa",
+    allow_missing: bool = False,
+) -> dict[str, Any]:
+    """gIoU/cIoU (refer.py) of referring predictions; the union of a prediction's masks counts."""
+    from pixelground.eval.metrics.refer import ReferAccumulator
+
+    matcher = _Matcher(predictions)
+    acc = ReferAccumulator(variant=variant)  # type: ignore[arg-type]
+    missing: list[str] = []
+    for sample in samples:
+        prediction = matcher.get(sample)
+        if prediction is None:
+            missing.append(str(sample.id))
+            pred = None
+        else:
+            pred = prediction.union(*_size(sample))
+        acc.update(pred, sample.gt_mask(), sample_id=str(sample.id))
+    if missing and not allow_missing:
+        raise _missing_error("refer", missing)
+    out = acc.result()
+    out.update(unscored_predictions=matcher.unmatched(), samples_without_prediction=len(missing))
+    return out
+
+
+def score_grefer(
+    samples: Sequence[Any], predictions: Mapping[str, Prediction], allow_missing: bool = False
+) -> dict[str, Any]:
+    """ReLA gRefCOCO metrics (grefer.py); a prediction's no-target flag, else "empty"."""
+    from pixelground.eval.metrics.grefer import GReferAccumulator
+
+    matcher = _Matcher(predictions)
+    acc = GReferAccumulator()
+    missing: list[str] = []
+    for sample in samples:
+        prediction = matcher.get(sample)
+        if prediction is None:
+            missing.append(str(sample.id))
+            pred, pred_nt = None, None
+        else:
+            pred = prediction.union(*_size(sample))
+            pred_nt = prediction.no_target
+        gt_nt = bool(getattr(sample, "no_target", False))
+        acc.update(pred, sample.gt_mask(), gt_nt, pred_nt, sample_id=str(sample.id))
+    if missing and not allow_missing:
+        raise _missing_error("grefer", missing)
+    out = acc.result()
+    out.update(unscored_predictions=matcher.unmatched(), samples_without_prediction=len(missing))
+    return out
+
+
+def gcg_images(
+    samples: Sequence[Any], predictions: Mapping[str, Prediction], allow_missing: bool = False
+) -> list[Any]:
+    """GCGImage pairs (metrics/gcg.py) from GranD-f samples and GCG predictions."""
+    from pixelground.eval.metrics.gcg import GCGImage
+
+    images, missing = [], []
+    for sample in samples:
+        gt = sample.gt_masks()
+        h, w = gt.shape[-2:]
+        prediction = predictions.get(str(sample.id))
+        if prediction is None:
+            missing.append(str(sample.id))
+        images.append(
+            GCGImage(
+                image_id=str(sample.id),
+                gt_masks=gt,
+                gt_phrases=list(sample.phrases),
+                gt_caption=sample.caption,
+                pred_masks=prediction.masks(h, w) if prediction else None,
+                pred_phrases=[p or "" for p in prediction.phrases] if prediction else [],
+                pred_caption=(prediction.text or "") if prediction else None,
+            )
+        )
+    if missing and not allow_missing:
+        raise _missing_error("gcg", missing)
+    return images
+
+
+def score_gcg(
+    samples: Sequence[Any],
+    predictions: Mapping[str, Prediction],
+    encoder: Any = "auto",
+    captions: bool = True,
+    allow_missing: bool = False,
+) -> dict[str, Any]:
+    """GLaMM GCG metrics (AP50, mIoU, recall, caption metrics) of GCG predictions."""
+    from pixelground.eval.metrics.gcg import evaluate_gcg
+
+    images = gcg_images(samples, predictions, allow_missing)
+    return evaluate_gcg(images, encoder=encoder, captions=captions)
+
+
+def score_captions(
+    references: Mapping[str, Sequence[str]],
+    predictions: Mapping[str, Prediction],
+    allow_missing: bool = False,
+    metrics: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """BLEU/METEOR/ROUGE-L/CIDEr-D of predicted captions (each prediction's text)."""
+    from pixelground.eval.metrics.caption import caption_scores
+
+    candidates = {k: p.text or "" for k, p in predictions.items() if k in references}
+    missing = [k for k in references if k not in candidates]
+    if missing and not allow_missing:
+        raise _missing_error("caption", missing)
+    extra = [k for k in predictions if k not in references]
+    if metrics:
+        out = caption_scores(references, candidates, metrics=metrics)
+    else:
+        out = caption_scores(references, candidates)
+    out["unscored_predictions"] = len(extra)
+    return out
+
+
+def _assign_phrases(narrative: Any, prediction: Prediction) -> list[list[int]]:
+    """For each GT phrase, the indices of the predicted masks that ground it.
+
+    A predicted mask belongs to the GT phrase whose span overlaps its span most; without spans,
+    to the first GT phrase with the same text (case-insensitive).
+    """
+    out: list[list[int]] = [[] for _ in narrative.phrases]
+    for j, phrase in enumerate(prediction.phrases):
+        span = prediction.spans[j] if j < len(prediction.spans) else None
+        best, best_overlap = None, 0
+        for i, gt in enumerate(narrative.phrases):
+            if span is not None and gt.span is not None:
+                overlap = min(span[1], gt.span[1]) - max(span[0], gt.span[0])
+                if overlap > best_overlap:
+                    best, best_overlap = i, overlap
+            elif best is None and phrase and phrase.strip().lower() == gt.text.strip().lower():
+                best = i
+        if best is not None:
+            out[best].append(j)
+    return out
+
+
+def score_png(
+    narratives: Sequence[Any], predictions: Mapping[str, Prediction], allow_missing: bool = False
+) -> dict[str, Any]:
+    """PNG average recall: every grounded GT phrase against the union of its predicted masks."""
+    from pixelground.eval.metrics.png import PNGAccumulator
+
+    acc = PNGAccumulator()
+    missing = []
+    for narrative in narratives:
+        prediction = predictions.get(str(narrative.id))
+        if prediction is None:
+            missing.append(str(narrative.id))
+            assigned: list[list[int]] = [[] for _ in narrative.phrases]
+            masks = None
+        else:
+            assigned = _assign_phrases(narrative, prediction)
+            h, w = narrative.segment_map().shape
+            masks = prediction.masks(h, w)
+        for i, phrase in enumerate(narrative.phrases):
+            pred = masks[assigned[i]].any(axis=0) if masks is not None and assigned[i] else None
+            acc.update(
+                pred, narrative.gt_mask(i), phrase.plural, phrase.thing, f"{narrative.id}#{i}"
+            )
+    if missing and not allow_missing:
+        raise _missing_error("png", missing)
+    out = acc.result()
+    out["samples_without_prediction"] = len(missing)
+    return out

@@ -1,0 +1,208 @@
+"""Evaluation commands: ``score`` (any system's predictions) and ``eval`` (run a preset, score it).
+
+    pixelground score refer --gt refcoco:/data/refer --pred preds.jsonl [--protocol sa2va]
+    pixelground score vos --gt DAVIS/ --pred results/ --protocol semi|unsupervised|mevis --json
+    pixelground score panoptic --gt GT.json --gt-dir GT/ --pred PRED.json --pred-dir PRED/ --json
+    pixelground eval refer --dataset refcoco:/data/refer --preset default --limit 100 --out runs/x
+
+``--json`` prints one JSON object (the whole result) on stdout; otherwise a table of the
+headline metrics is printed (fractions shown as percentages). Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pixelground.core.errors import InputError
+
+TASK_HELP = "refer, grefer, vos, gcg, caption, panoptic, entity, semseg or png"
+
+
+def _stdout_console():
+    from rich.console import Console
+
+    return Console(file=sys.stdout, soft_wrap=True)
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(file=sys.stderr)
+
+
+def _emit(result: dict[str, Any], args: argparse.Namespace, title: str | None = None) -> None:
+    from pixelground.eval.report import print_table, summary, to_json, write_per_sample_csv
+
+    if getattr(args, "per_sample_csv", None):
+        write_per_sample_csv(result.get("per_sample", []), args.per_sample_csv)
+    if getattr(args, "output", None):
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(to_json(result) + "\n")
+    if args.json:
+        sys.stdout.write(to_json(result if not args.summary_only else summary(result)) + "\n")
+    else:
+        print_table(result, console=_stdout_console(), title=title)
+
+
+def _class_names(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_file():
+        text = path.read_text()
+        if path.suffix == ".json":
+            data = json.loads(text)
+            return [str(c["name"]) if isinstance(c, dict) else str(c) for c in data]
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def _score_options(args: argparse.Namespace) -> dict[str, Any]:
+    classes = _class_names(args.classes)
+    return {
+        "split": args.split,
+        "image_dir": args.image_dir,
+        "allow_missing": args.allow_missing,
+        "gt_dir": args.gt_dir,
+        "pred_dir": args.pred_dir,
+        "categories": args.categories,
+        "phrase_encoder": args.phrase_encoder,
+        "captions": not args.no_captions,
+        "caption_metrics": args.metrics.split(",") if args.metrics else None,
+        "num_classes": args.num_classes or (len(classes) if classes else None),
+        "class_names": classes,
+        "ignore_index": args.ignore_index,
+        "reduce_zero_label": args.reduce_zero_label or None,
+        "sequences": args.sequences,
+        "bound_th": args.bound_th,
+        "exclude_void": args.exclude_void or None,
+        "per_frame": False if args.no_per_frame else None,
+    }
+
+
+def _score(args: argparse.Namespace) -> int:
+    from pixelground.eval.run import score
+
+    if args.task != "panoptic" and (args.gt_dir or args.pred_dir):
+        raise InputError("--gt-dir/--pred-dir are for panoptic scoring only")
+    result = score(args.task, args.pred, args.gt, args.protocol, **_score_options(args))
+    _emit(result, args)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from pixelground.eval.loop import check_eval_task, evaluate
+    from pixelground.pipeline import load
+
+    check_eval_task(args.task)
+    pipeline = load(args.preset, device=args.device)
+    out_dir = args.out or str(Path("pixelground-eval") / f"{args.task}-{args.preset}")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=_stderr_console(), transient=True) as progress:
+        bar = progress.add_task(f"eval {args.task}", total=None)
+        result = evaluate(
+            args.task,
+            args.dataset,
+            pipeline,
+            out_dir,
+            limit=args.limit,
+            split=args.split,
+            image_dir=args.image_dir,
+            protocol=args.protocol,
+            on_samples=lambda n: progress.update(bar, total=n),
+            on_step=lambda _id, done, _total: progress.update(bar, completed=done),
+            phrase_encoder=args.phrase_encoder,
+            captions=not args.no_captions,
+            caption_metrics=args.metrics.split(",") if args.metrics else None,
+        )
+    print(f"pixelground: predictions, report.json and per_sample.csv in {out_dir}", file=sys.stderr)
+    _emit(result, args, title=f"{args.task} on {args.dataset} ({args.preset})")
+    return 0
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument(
+        "--summary-only", action="store_true", help="with --json: leave out per-sample lists"
+    )
+    parser.add_argument("--per-sample-csv", metavar="PATH", help="write per-sample rows as CSV")
+    parser.add_argument("-o", "--output", metavar="PATH", help="also write the JSON result here")
+
+
+def _add_dataset_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split", help="dataset split (default: the benchmark's val split)")
+    parser.add_argument("--image-dir", help="folder of the dataset's images, when not found")
+    parser.add_argument(
+        "--protocol", help="refer: lisa (default), glamm or sa2va; vos: semi, unsupervised, mevis"
+    )
+    parser.add_argument(
+        "--phrase-encoder",
+        default=None,
+        help="gcg phrase similarity: auto (default), bert (official), minilm, lexical, or a dir",
+    )
+    parser.add_argument("--no-captions", action="store_true", help="gcg: skip caption metrics")
+    parser.add_argument(
+        "--metrics", help="caption: comma list of BLEU, METEOR, ROUGE_L, CIDEr (default all)"
+    )
+
+
+def _add_score(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "score",
+        help="score predictions of any system with the official metric",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("task", help=TASK_HELP)
+    parser.add_argument("--pred", required=True, help="predictions (file or folder)")
+    parser.add_argument("--gt", required=True, help="ground truth (FORMAT:PATH or a path)")
+    parser.add_argument("--gt-dir", help="panoptic: folder of GT PNGs")
+    parser.add_argument("--pred-dir", help="panoptic: folder of predicted PNGs")
+    parser.add_argument("--categories", help="panoptic: categories JSON when the GT has none")
+    parser.add_argument("--allow-missing", action="store_true", help="score missing as empty")
+    parser.add_argument("--num-classes", type=int, help="semseg: number of classes")
+    parser.add_argument("--classes", help="semseg: class names (file or comma list)")
+    parser.add_argument("--ignore-index", type=int, help="semseg: label to ignore (255)")
+    parser.add_argument("--reduce-zero-label", action="store_true", help="semseg: ADE20K style")
+    parser.add_argument("--sequences", nargs="+", help="vos: only these sequences / videos")
+    parser.add_argument("--bound-th", type=float, help="vos: boundary tolerance (0.008)")
+    parser.add_argument("--exclude-void", action="store_true", help="vos: exclude void pixels")
+    parser.add_argument("--no-per-frame", action="store_true", help="vos: no per-frame lists")
+    _add_dataset_options(parser)
+    _add_output(parser)
+    parser.set_defaults(handler=_score)
+
+
+def _add_eval(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="run a preset over a dataset and score it (resumable)",
+        description="Run a preset over a benchmark and score it. Predictions stream to "
+        "OUT/predictions.jsonl (a re-run skips what is done), then OUT/report.json and "
+        "OUT/per_sample.csv are written and the metrics printed.",
+    )
+    parser.add_argument("task", help="refer, grefer, gcg, caption or png")
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        help="FORMAT:PATH, FORMAT in refcoco, refcoco+, refcocog, grefcoco, reasonseg, gcg, png",
+    )
+    parser.add_argument("--preset", default="auto", help="pipeline preset (see `presets`)")
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--limit", type=int, help="only the first N samples")
+    parser.add_argument("--out", help="output folder (default pixelground-eval/TASK-PRESET)")
+    _add_dataset_options(parser)
+    _add_output(parser)
+    parser.set_defaults(handler=_eval)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``score`` and ``eval`` subcommands."""
+    _add_score(subparsers)
+    _add_eval(subparsers)
