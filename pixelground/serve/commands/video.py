@@ -1,0 +1,222 @@
+"""Video commands: ``pixelground track``.
+
+    pixelground track VIDEO --box X0,Y0,X1,Y1@FRAME [--point X,Y@FRAME] [--neg-point X,Y@FRAME]
+    pixelground track VIDEO TEXT
+
+VIDEO is a video file or a folder of frames. Boxes and clicks are pixels of the (rotated)
+frame, ``@FRAME`` a sampled frame index, and an optional ``:ID`` suffix names the object
+(``--point 120,80@30:2`` corrects object 2 on frame 30). Without ``:ID`` every box is a new
+object and every click goes to the first object. The result is VideoResult JSON (to ``-o`` or
+stdout), optionally DAVIS-layout PNG masks (``--masks DIR``) and an overlay video
+(``--overlay OUT.mp4``). A progress bar shows frames/s; Ctrl-C stops and writes what is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pixelground.core.errors import InputError
+from pixelground.core.result import VideoResult
+from pixelground.video.frames import FrameSource, open_video
+
+log = logging.getLogger("pixelground.cli")
+
+EXIT_INTERRUPTED = 130
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _frames_per_second_column() -> Any:
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class FramesPerSecond(ProgressColumn):
+        """Processed frames per second."""
+
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.1f} frames/s" if speed else "- frames/s", style="cyan")
+
+    return FramesPerSecond()
+
+
+@contextmanager
+def progress_bar(total: int, description: str) -> Iterator[Callable[[Any], None]]:
+    """A rich progress bar on stderr with frames/s; yields the per-frame advance callback."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    console = _stderr_console()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _frames_per_second_column(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=not console.is_terminal) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda _frame: progress.advance(task)
+
+
+def _tracker(args: argparse.Namespace) -> Any:
+    """The SAM2 video tracker: from --checkpoint, else the preset's video_segmenter."""
+    if args.checkpoint:
+        from pixelground.video.session import Sam2VideoTracker
+
+        return Sam2VideoTracker(args.checkpoint, device=args.device, dtype=args.dtype)
+    pipeline = _pipeline(args)
+    tracker = pipeline.video_segmenter
+    if tracker is None:
+        raise InputError(f"preset {pipeline.preset.name!r} has no video segmenter")
+    return tracker
+
+
+def _pipeline(args: argparse.Namespace) -> Any:
+    from pixelground.pipeline import load
+
+    pipeline = load(args.preset, device=args.device, dtype=args.dtype)
+    if not pipeline.meaningful:
+        print(
+            f"pixelground: preset {pipeline.preset.name!r} uses random-weight models: "
+            "its output is not meaningful",
+            file=sys.stderr,
+        )
+    return pipeline
+
+
+def _open_frames(args: argparse.Namespace) -> FrameSource:
+    return open_video(
+        args.video,
+        stride=args.stride,
+        fps=args.fps,
+        start=args.start,
+        end=args.end,
+        max_frames=args.max_frames,
+        frame_rate=args.frame_rate,
+    )
+
+
+def _referring(args: argparse.Namespace, frames: FrameSource) -> VideoResult:
+    """``track VIDEO TEXT``: hands over to pixelground.video.referring.segment_video."""
+    try:
+        from pixelground.video.referring import segment_video
+    except ModuleNotFoundError as error:
+        if error.name != "pixelground.video.referring":
+            raise
+        raise InputError(
+            "tracking by TEXT (referring video segmentation) is not available in this build "
+            "yet; prompt the objects with --box X0,Y0,X1,Y1@FRAME or --point X,Y@FRAME"
+        ) from None
+    pipeline = _pipeline(args)
+    with progress_bar(len(frames), "grounding and tracking") as advance:
+        return segment_video(pipeline, frames, args.text, on_frame=advance)
+
+
+def _track_prompts(args: argparse.Namespace, frames: FrameSource) -> tuple[VideoResult, bool]:
+    """Box/click tracking; returns the result and whether it was interrupted."""
+    from pixelground.video.interactive import (
+        InteractiveVideoSegmentation,
+        merge_prompts,
+        prompts_from_cli,
+    )
+
+    prompts = prompts_from_cli(args.box, args.point, args.neg_point)
+    tracker = _tracker(args)
+    session = tracker.session(frames, memory_frames=args.memory_frames)
+    flow = InteractiveVideoSegmentation(session)
+    for track_id, frame, prompt in merge_prompts(prompts):
+        flow.prompt(frame, prompt, track_id)
+    try:
+        with progress_bar(session.planned_frames(args.direction), "tracking") as advance:
+            flow.run(args.direction, on_frame=advance)
+    except KeyboardInterrupt:
+        print("pixelground: interrupted; writing the frames done so far", file=sys.stderr)
+        return flow.result, True
+    return flow.result, False
+
+
+def _done_until(result: VideoResult) -> int:
+    """One past the last frame with any mask (how far an interrupted overlay goes)."""
+    last = max((max(t.frames) for t in result.tracks if t.frames), default=-1)
+    return last + 1
+
+
+def _track(args: argparse.Namespace) -> int:
+    from pixelground.video.outputs import write_outputs
+
+    frames = _open_frames(args)
+    if args.text and (args.box or args.point or args.neg_point):
+        raise InputError("give TEXT or --box/--point prompts, not both")
+    if args.text:
+        result, interrupted = _referring(args, frames), False
+    else:
+        result, interrupted = _track_prompts(args, frames)
+    if args.output is None:
+        sys.stdout.write(result.to_json(indent=None) + "\n")
+    stop = _done_until(result) if interrupted else None
+    written = write_outputs(
+        result,
+        frames,
+        json_path=args.output,
+        masks_dir=args.masks,
+        overlay_path=args.overlay,
+        stop=stop,
+    )
+    for path in written:
+        print(f"pixelground: wrote {path}", file=sys.stderr)
+    return EXIT_INTERRUPTED if interrupted else 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``track`` to the CLI."""
+    p = subparsers.add_parser(
+        "track",
+        help="track objects through a video from boxes/clicks on any frames (or from TEXT)",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("video", help="video file (mp4, webm, mov, ...) or folder of frames")
+    p.add_argument("text", nargs="?", help="referring expression (tracks what it names)")
+    p.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1@FRAME[:ID]")
+    p.add_argument("--point", action="append", default=[], metavar="X,Y@FRAME[:ID]")
+    p.add_argument("--neg-point", action="append", default=[], metavar="X,Y@FRAME[:ID]")
+    p.add_argument("--checkpoint", help="SAM2 video checkpoint: hub id or local directory")
+    p.add_argument("--preset", default="auto", help="model preset when no --checkpoint (tiny, ...)")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--dtype", default=None, help="float32, float16 or bfloat16")
+    p.add_argument("-o", "--output", help="write VideoResult JSON here (default: stdout)")
+    p.add_argument("--masks", help="write DAVIS-layout PNG masks under this folder")
+    p.add_argument("--overlay", help="write an overlay video (H.264) here, e.g. out.mp4")
+    p.add_argument("--stride", type=_positive_int, default=1, help="keep every N-th frame")
+    p.add_argument("--fps", type=float, help="resample to this frame rate")
+    p.add_argument("--start", type=float, help="first second to use")
+    p.add_argument("--end", type=float, help="second to stop before")
+    p.add_argument("--max-frames", type=_positive_int, help="use at most N frames")
+    p.add_argument("--frame-rate", type=float, help="frame rate of a folder of frames")
+    p.add_argument("--direction", choices=("both", "forward", "backward"), default="both")
+    p.add_argument(
+        "--memory-frames", type=_positive_int, default=None, help="memory bank size (SAM2: 7)"
+    )
+    p.set_defaults(handler=_track)
