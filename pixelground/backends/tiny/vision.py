@@ -33,6 +33,7 @@ from pixelground.backends.tiny.vision_tokenizers import (
 from pixelground.core.errors import require
 
 __all__ = [
+    "MODEL_CLASSES",
     "REAL_CHECKPOINTS",
     "TINY_VISION_BUILDERS",
     "build_real_size",
@@ -63,7 +64,7 @@ def _processor(name: str, real: bool) -> Any:
         )
         return t.Sam2Processor(image_processor=image_processor, target_size=side)
     if name == "owlv2":
-        side = 960 if real else 128
+        side = 960  # the real frame; the tiny model uses 64-pixel patches (15x15 grid)
         return t.Owlv2Processor(
             image_processor=t.Owlv2ImageProcessor(size={"height": side, "width": side}),
             tokenizer=tiny_clip_tokenizer(max_length=16),
@@ -93,7 +94,8 @@ def _processor(name: str, real: bool) -> Any:
     )
 
 
-_MODEL_CLASSES = {
+#: transformers model class of each name.
+MODEL_CLASSES = {
     "sam": "SamModel",
     "sam2": "Sam2Model",
     "owlv2": "Owlv2ForObjectDetection",
@@ -125,7 +127,7 @@ def _build(name: str, directory: Path, real: bool) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = CONFIGS[name](real)
-    model_class = getattr(transformers, _MODEL_CLASSES[name])
+    model_class = getattr(transformers, MODEL_CLASSES[name])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = model_class(config).eval()
@@ -147,7 +149,7 @@ def build_tiny_sam2(directory: Path) -> Path:
 
 
 def build_tiny_owlv2(directory: Path) -> Path:
-    """A tiny Owlv2ForObjectDetection (128-pixel input) and Owlv2Processor."""
+    """A tiny Owlv2ForObjectDetection (960-pixel input, 64-pixel patches) and Owlv2Processor."""
     return _build("owlv2", directory, real=False)
 
 

@@ -155,8 +155,8 @@ def _owlv2_config(real: bool) -> Any:
             "intermediate_size": 64,
             "num_hidden_layers": 2,
             "num_attention_heads": 2,
-            "image_size": 128,
-            "patch_size": 16,
+            "image_size": 960,
+            "patch_size": 64,
         },
         projection_dim=32,
     )

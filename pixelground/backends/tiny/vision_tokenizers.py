@@ -34,6 +34,31 @@ def _bytes_to_unicode() -> dict[int, str]:
     return {byte: chr(code) for byte, code in zip(printable, codes, strict=True)}
 
 
+def _apply_merges(pieces: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Byte-pair encoding of one word: merge the best-ranked adjacent pair until none is left."""
+    while len(pieces) > 1:
+        pairs = [
+            (ranks.get(pair, len(ranks)), i)
+            for i, pair in enumerate(zip(pieces[:-1], pieces[1:], strict=True))
+        ]
+        rank, i = min(pairs)
+        if rank == len(ranks):
+            break
+        pieces = [*pieces[:i], pieces[i] + pieces[i + 1], *pieces[i + 2 :]]
+    return pieces
+
+
+def _word_merges(words: list[str]) -> list[tuple[str, str]]:
+    """BPE merges (in rank order) under which each word, with CLIP's "</w>", is one token."""
+    ranks: dict[tuple[str, str], int] = {}
+    for word in words:
+        pieces = _apply_merges([*word[:-1], word[-1] + "</w>"], ranks)
+        while len(pieces) > 1:
+            ranks.setdefault((pieces[0], pieces[1]), len(ranks))
+            pieces = _apply_merges(pieces, ranks)
+    return sorted(ranks, key=ranks.__getitem__)
+
+
 def tiny_clip_tokenizer(max_length: int = 77) -> Any:
     """A CLIPTokenizer over every byte plus BPE merges for TINY_WORDS (under 700 tokens).
 
@@ -46,15 +71,9 @@ def tiny_clip_tokenizer(max_length: int = 77) -> Any:
         vocab.setdefault(char, len(vocab))
     for char in _bytes_to_unicode().values():
         vocab.setdefault(char + "</w>", len(vocab))
-    merges: list[tuple[str, str]] = []
-    for word in TINY_WORDS:
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
-        while len(pieces) > 1:
-            pair = (pieces[0], pieces[1])
-            if pair not in merges:
-                merges.append(pair)
-            vocab.setdefault(pair[0] + pair[1], len(vocab))
-            pieces = [pair[0] + pair[1], *pieces[2:]]
+    merges = _word_merges(TINY_WORDS)
+    for first, second in merges:
+        vocab.setdefault(first + second, len(vocab))
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
     return transformers.CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
