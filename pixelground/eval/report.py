@@ -17,11 +17,27 @@ BULK_KEYS = frozenset(
 #: Keys that hold counts (never shown as percentages).
 COUNT_KEYS = frozenset({"n", "tp", "fp", "fn", "tn"})
 COUNT_PREFIXES = ("count", "num_", "missing", "unscored", "samples_without", "no_target_count")
+#: Parameters echoed in results, shown as given (not as percentages).
+RAW_KEYS = frozenset({"bound_th", "iou_threshold", "sim_threshold", "threshold"})
 
 
 def _is_count(key: str) -> bool:
     low = key.lower()
     return low in COUNT_KEYS or low.startswith(COUNT_PREFIXES)
+
+
+#: The metrics each task's table shows first, as the papers report them.
+HEADLINES = {
+    "refer": ("gIoU", "cIoU"),
+    "grefer": ("gIoU", "cIoU", "N-acc", "T-acc", "Pr@0.7", "Pr@0.8", "Pr@0.9"),
+    "vos": ("JF", "J", "F"),
+    "gcg": ("METEOR", "CIDEr", "AP50", "mIoU", "recall", "phrase_encoder"),
+    "caption": ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "Bleu_1"),
+    "panoptic": ("All.pq", "All.sq", "All.rq", "Things.pq", "Stuff.pq"),
+    "entity": ("AP", "AP50", "AP75"),
+    "semseg": ("mIoU", "aAcc", "mAcc"),
+    "png": ("AR.All", "AR.Things", "AR.Stuff", "AR.Singulars", "AR.Plurals"),
+}
 
 
 def format_value(key: str, value: Any) -> str:
@@ -37,6 +53,8 @@ def format_value(key: str, value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
+        if key in RAW_KEYS:
+            return f"{value:g}"
         return (
             f"{100 * value:.2f}" if -1.0 <= value <= 1.0 and not _is_count(key) else f"{value:.4g}"
         )
@@ -71,12 +89,18 @@ def render_table(result: dict[str, Any], title: str | None = None) -> Any:
     from rich.table import Table
 
     table = Table(title=title or f"{result.get('task', 'scores')} ({result.get('protocol', '')})")
-    table.add_column("metric", style="bold")
+    table.add_column("metric")
     table.add_column("value", justify="right")
-    for name, value in summary_rows(result):
-        if name in ("task", "protocol"):
-            continue
-        table.add_row(name, value)
+    headline = HEADLINES.get(str(result.get("task")), ())
+    rows = [r for r in summary_rows(result) if r[0] not in ("task", "protocol")]
+    first = sorted((r for r in rows if r[0] in headline), key=lambda r: headline.index(r[0]))
+    for name, value in first:
+        table.add_row(f"[bold]{name}[/bold]", f"[bold]{value}[/bold]")
+    if first:
+        table.add_section()
+    for name, value in rows:
+        if name not in headline:
+            table.add_row(name, value)
     return table
 
 
