@@ -271,9 +271,10 @@ class Florence2Backend:
             generation.text, width, height, allow_empty=allow_empty, banned=self.banned_phrases
         )
         return [
-            (item.phrase, box.coords, self._box_score(generation.loc_scores, box.loc_index))
+            (item.phrase, _box(box.coords), self._box_score(generation.loc_scores, box.loc_index))
             for item in parsed
             for box in item.boxes
+            if box.coords[0] != box.coords[2] and box.coords[1] != box.coords[3]  # has an area
         ]
 
     def detect(
@@ -294,7 +295,9 @@ class Florence2Backend:
                 box belongs to its query without guessing.
 
         Returns:
-            Detections with ``query_index`` and ``label`` (the phrase Florence-2 grounded).
+            Detections with ``query_index`` and ``label`` (the phrase Florence-2 grounded);
+            corners written in either order are sorted; boxes without area (equal x or
+            equal y bins) are dropped.
         """
         pixels = _image(image)
         texts = [_require_text(q, "a detection query") for q in queries]
@@ -303,11 +306,11 @@ class Florence2Backend:
             for phrase, box, score in self._grounded(pixels, ". ".join(texts), False):
                 index = match_query(phrase, texts)
                 if index is not None:
-                    found.append(Detection(_box(box), score, index, phrase))
+                    found.append(Detection(box, score, index, phrase))
         else:
             for index, text in enumerate(texts):
                 for phrase, box, score in self._grounded(pixels, text, True):
-                    found.append(Detection(_box(box), score, index, phrase or text))
+                    found.append(Detection(box, score, index, phrase or text))
         return [d for d in found if d.score >= threshold]
 
     def ground_phrases(
@@ -362,6 +365,7 @@ class Florence2Backend:
 
 
 def _box(coords: Sequence[float]) -> tuple[float, float, float, float]:
+    """The box spanned by two corners (a model may write them in either order)."""
     x0, y0, x1, y1 = (float(v) for v in coords[:4])
     return (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
 

@@ -15,6 +15,7 @@ import pytest
 from pixelground.backends.base import Captioner, Detection, Detector, ReferringSegmenter
 from pixelground.backends.florence2 import (
     Florence2Backend,
+    Generation,
     PhraseBoxes,
     find_span,
     match_query,
@@ -32,7 +33,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def backend(tiny_dir: Path) -> Florence2Backend:
-    return Florence2Backend(str(tiny_dir), device="cpu", num_beams=1)
+    return Florence2Backend(str(tiny_dir), device="cpu")  # 3 beams, as Florence-2 decodes
 
 
 @pytest.fixture(scope="module")
@@ -123,13 +124,14 @@ def test_box_score_is_geometric_mean() -> None:
 def test_detect(backend: Florence2Backend, image: np.ndarray) -> None:
     height, width = image.shape[:2]
     queries = ["a black swan", "the water"]
-    found = backend.detect(image, queries, threshold=0.0)
+    found = backend.detect(image, queries, threshold=0.3)
+    # The tiny model is made confident (see tiny/language.py), so its boxes pass 0.3.
     assert found and all(isinstance(d, Detection) for d in found)
     assert {d.query_index for d in found} == {0, 1}
     for d in found:
         x0, y0, x1, y1 = d.box
-        assert 0 <= x0 <= x1 <= width and 0 <= y0 <= y1 <= height
-        assert 0.0 <= d.score <= 1.0 and isinstance(d.label, str) and d.label
+        assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+        assert 0.3 <= d.score <= 1.0 and isinstance(d.label, str) and d.label
     assert backend.detect(image, queries, threshold=1.01) == []
     assert backend.detect(image, []) == []
     joined = backend.detect(image, queries, threshold=0.0, joined=True)
@@ -191,3 +193,31 @@ def test_real_size_config_matches_published_sizes() -> None:
     base = real_size_config("florence2-base")
     assert base.vision_config.embed_dim == [128, 256, 512, 1024]
     assert base.text_config.d_model == 768 and base.image_token_id == 51289
+
+
+def test_post_processing_of_a_fixed_answer(
+    backend: Florence2Backend, image: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code after generation, on a scripted answer: corners, empty boxes, score mapping."""
+    height, width = image.shape[:2]
+    text = (
+        "</s>swan<loc_500><loc_500><loc_100><loc_100>swan<loc_7><loc_7><loc_7><loc_9>"
+        "pond<loc_0><loc_600><loc_999><loc_999></s>"
+    )
+    scores = [0.9] * 4 + [0.5] * 4 + [0.4, 0.4, 0.1, 0.1]
+    monkeypatch.setattr(backend, "run", lambda *args, **kwargs: Generation(text, scores))
+    found = backend.detect(image, ["a swan"], threshold=0.0)
+    assert [d.label for d in found] == ["swan", "pond"]  # the zero-width box is dropped
+    assert found[0].box == pytest.approx(
+        (100.5 * width / 1000, 100.5 * height / 1000, 500.5 * width / 1000, 500.5 * height / 1000)
+    )
+    assert found[0].score == pytest.approx(0.9) and found[1].score == pytest.approx(0.2)
+    assert [d.label for d in backend.detect(image, ["a swan"], threshold=0.3)] == ["swan"]
+    joined = backend.detect(image, ["the pond", "a swan"], threshold=0.0, joined=True)
+    assert [(d.label, d.query_index) for d in joined] == [("swan", 1), ("pond", 0)]
+    grounded = backend.ground_phrases(image, "A swan in the pond.")
+    assert [(g.phrase.text, g.phrase.start, g.phrase.end) for g in grounded] == [
+        ("swan", 2, 6),
+        ("pond", 14, 18),
+    ]
+    assert grounded[0].boxes.shape == (1, 4) and grounded[1].scores == pytest.approx([0.2])

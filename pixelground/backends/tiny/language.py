@@ -7,10 +7,12 @@ downloaded: tokenizers are byte-level BPEs trained here, in milliseconds, on a f
 sentences (every byte is in the alphabet, so any text tokenizes), with the special and
 markup tokens the real processors expect added on top.
 
-The weights are random, so outputs are random text. One deliberate change to make tests
+The weights are random, so outputs are random text. Deliberate changes to make tests
 meaningful: the end-of-sequence row of the output projection is zeroed, so decoding
 almost never stops early and always exercises the output parsers up to
-``max_new_tokens``.
+``max_new_tokens`` (24, set in the saved generation config); Florence-2's last decoder
+norm is scaled up so its token distributions are peaked, as a trained model's are, and
+its boxes get scores that pass usual detection thresholds.
 
 ``real_size_config(name)`` returns configs with the published architectures, for speed
 and memory benchmarks at real size (random weights, same compute).
@@ -28,6 +30,7 @@ from pixelground.core.errors import UnknownNameError, require
 
 SEED = 0
 TINY_MAX_NEW_TOKENS = 24
+CONFIDENCE = 30.0
 
 #: Sentences the tiny BPEs are trained on (task prompts and caption-like words).
 CORPUS = (
@@ -112,6 +115,18 @@ def _finish(model: Any, eos_ids: Sequence[int]) -> None:
         for token_id in eos_ids:
             model.get_output_embeddings().weight[token_id].zero_()
     model.generation_config.max_new_tokens = TINY_MAX_NEW_TOKENS
+
+
+def _make_confident(norm: Any, factor: float = CONFIDENCE) -> None:
+    """Scale the last decoder norm so next-token distributions are peaked (a confident model).
+
+    Florence-2 box scores come from the probabilities of location tokens; a flat random
+    model scores every box near 0 and nothing downstream of a detection threshold runs.
+    """
+    torch = require("torch", "models")
+    with torch.no_grad():
+        norm.weight.mul_(factor)
+        norm.bias.mul_(factor)
 
 
 # --------------------------------------------------------------------------- Florence-2
@@ -206,6 +221,7 @@ def build_florence2(directory: Path) -> Path:
     with _seeded():
         model = transformers.Florence2ForConditionalGeneration(config).eval()
     _finish(model, [tokenizer.eos_token_id])
+    _make_confident(model.model.language_model.decoder.layers[-1].final_layer_norm)
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
     return directory
