@@ -202,3 +202,28 @@ def test_png_subsets():
     assert only_things["AR"]["Stuff"] is None
     with pytest.raises(InputError):
         png_scores([], [], [])
+
+
+@pytest.mark.slow
+def test_evaluate_gcg_with_caption_metrics(tmp_path, shared_data):
+    from pixelground.eval.metrics.caption import caption_scores, java_available
+
+    pytest.importorskip("pycocoevalcap")
+    if not java_available():
+        pytest.skip("caption metrics need Java")
+    val = build_gcg(tmp_path / "GranDf", shared_data)
+    samples = load_gcg(val, "val")
+    images = _predictions(samples, None, bad_phrase=False)
+    images[0].pred_caption = "a man and a woman near a bottle"
+    images[2].pred_caption = None  # no prediction for this image: left out of caption metrics
+    images[2].pred_masks = None
+    result = evaluate_gcg(images, encoder="lexical", captions=True)
+    direct = caption_scores(
+        {im.image_id: im.gt_caption for im in images},
+        {im.image_id: im.pred_caption for im in images[:2]},
+    )
+    for name in ("METEOR", "CIDEr", "Bleu_4", "ROUGE_L"):
+        assert result[name] == pytest.approx(direct[name]), name
+    assert result["missing_predictions"] == 1 and "SPICE" in result["omitted"]
+    assert "METEOR" in result["per_sample"][0] and "METEOR" not in result["per_sample"][2]
+    assert result["recall"] == pytest.approx(5 / 8)  # image 2 (3 phrases) has no prediction

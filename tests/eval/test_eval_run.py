@@ -132,6 +132,7 @@ def test_gcg_glamm_prediction_folder(tmp_path, shared_data):
 
 @pytest.mark.skipif(not java_available(), reason="needs Java")
 def test_caption_coco_files(tmp_path):
+    pytest.importorskip("pycocoevalcap")
     gt = tmp_path / "captions.json"
     gt.write_text(json.dumps({"images": [{"id": 1}, {"id": 2}], "annotations": [
         {"image_id": 1, "id": 1, "caption": "A dog runs on the grass."},
