@@ -218,9 +218,10 @@ def score(
         protocol: the official variant (refer: lisa/glamm/sa2va; vos: semi/unsupervised/mevis).
         **opts: task options — ``split``, ``image_dir``, ``allow_missing`` (dataset tasks);
             ``gt_dir``, ``pred_dir``, ``categories`` (panoptic); ``phrase_encoder``,
-            ``captions`` (gcg); ``caption_metrics`` (caption: e.g. ["BLEU", "CIDEr"]); ``num_classes``, ``class_names``, ``ignore_index``,
-            ``convention``, ``reduce_zero_label`` (semseg); ``sequences``, ``bound_th``,
-            ``exclude_void``, ``per_frame``, ``max_proposals`` (vos).
+            ``captions`` (gcg); ``caption_metrics`` (caption: e.g. ["BLEU", "CIDEr"]);
+            ``num_classes``, ``class_names``, ``ignore_index``, ``convention``,
+            ``reduce_zero_label`` (semseg); ``sequences``, ``bound_th``, ``exclude_void``,
+            ``per_frame``, ``max_proposals`` (vos).
 
     Returns:
         The metric's JSON-ready dict plus ``"task"`` and ``"protocol"``.
