@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 
 from pixelground.backends.loading import load_pretrained, select_device, select_dtype
-from pixelground.core.errors import InputError, PixelgroundError, require
+from pixelground.core.errors import (
+    DependencyMissingError,
+    InputError,
+    PixelgroundError,
+    require,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +65,13 @@ class ChatVLM:
         transformers = require("transformers", "models")
         self.device = select_device(device)
         self.dtype = select_dtype(self.device, dtype)
-        self.processor = load_pretrained(transformers.AutoProcessor, checkpoint)
+        try:
+            self.processor = load_pretrained(transformers.AutoProcessor, checkpoint)
+        except ImportError as error:  # e.g. SmolVLM2's processor needs num2words
+            raise DependencyMissingError(
+                f"the processor of {checkpoint} needs a package that is not installed "
+                f"({error}); pip install it and retry"
+            ) from error
         if getattr(self.processor, "chat_template", None) is None:
             raise PixelgroundError(
                 f"the processor of {checkpoint} has no chat template; use an instruction-tuned "

@@ -14,7 +14,12 @@ import pytest
 from pixelground.backends.base import VLM, Captioner
 from pixelground.backends.tiny.language import TINY_LANGUAGE_BUILDERS
 from pixelground.backends.vlm import ChatVLM
-from pixelground.core.errors import CheckpointMissingError, InputError, PixelgroundError
+from pixelground.core.errors import (
+    CheckpointMissingError,
+    DependencyMissingError,
+    InputError,
+    PixelgroundError,
+)
 from pixelground.core.media import load_image
 
 FAMILIES = {
@@ -110,3 +115,16 @@ def test_processor_without_chat_template(tiny_dirs: dict[str, Path], tmp_path: P
     (copy / "chat_template.jinja").unlink()
     with pytest.raises(PixelgroundError, match="chat template"):
         ChatVLM(str(copy), device="cpu")
+
+
+def test_processor_needing_a_missing_package(
+    tiny_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transformers
+
+    def needs_num2words(*args, **kwargs):
+        raise ImportError("Package `num2words` is required to run SmolVLM processor.")
+
+    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", needs_num2words)
+    with pytest.raises(DependencyMissingError, match="num2words"):
+        ChatVLM(str(tiny_dirs["smolvlm"]), device="cpu")
