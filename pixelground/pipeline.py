@@ -81,10 +81,16 @@ class Pipeline:
         """False for random-weight presets (their output means nothing)."""
         return self.preset.meaningful
 
-    def _grounding(self, strategy: str = "detector", threshold: float = 0.3):
+    def _grounding(
+        self,
+        strategy: str = "detector",
+        threshold: float = 0.3,
+        entity_options: dict[str, Any] | None = None,
+    ):
         from pixelground.tasks.grounding import PhraseGrounding
 
         return PhraseGrounding(
+            entity_options=entity_options,
             segmenter=self.backend("segmenter"),
             parser=self.backend("parser"),
             detector=self.backend("detector") if strategy == "detector" else None,
@@ -116,10 +122,20 @@ class Pipeline:
         return self._finish(task(image, text))
 
     def ground(
-        self, image: ImageSource, caption: str, strategy: str = "detector", threshold: float = 0.3
+        self,
+        image: ImageSource,
+        caption: str,
+        strategy: str = "detector",
+        threshold: float = 0.3,
+        entity_options: dict[str, Any] | None = None,
     ) -> GroundedResult:
-        """Phrase grounding: each phrase of ``caption`` (``<p>``-marked or parsed) gets masks."""
-        return self._finish(self._grounding(strategy, threshold)(image, caption))
+        """Phrase grounding: each phrase of ``caption`` (``<p>``-marked or parsed) gets masks.
+
+        ``entity_options`` (entity strategy) are EntitySegmentation settings, e.g.
+        ``{"points_per_side": 8}``.
+        """
+        grounding = self._grounding(strategy, threshold, entity_options)
+        return self._finish(grounding(image, caption))
 
     def caption(
         self,

@@ -9,6 +9,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -28,3 +29,11 @@ def shared_data() -> Path:
 def swan_image_path(shared_data: Path) -> Path:
     """A real 480x854 DAVIS frame (blackswan, frame 0)."""
     return shared_data / "davis2016_blackswan" / "JPEGImages" / "480p" / "blackswan" / "00000.jpg"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build tiny models once per test session into a fresh cache (never the user's)."""
+    cache = Path(os.environ.get("PIXELGROUND_TEST_CACHE") or tmp_path_factory.mktemp("pgcache"))
+    os.environ["PIXELGROUND_CACHE"] = str(cache)
+    return cache

@@ -10,12 +10,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from pixelground.core.errors import PixelgroundError
 
-COMMAND_MODULES = ("pixelground.serve.commands.image",)
+COMMAND_MODULES = (
+    "pixelground.serve.commands.image",
+    "pixelground.serve.commands.synth",
+)
 
 log = logging.getLogger("pixelground")
 
@@ -35,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
+    # Hugging Face's per-file progress bars would bury our one-line messages.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)

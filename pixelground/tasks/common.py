@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,18 @@ def wants_many(text: str, parser: Parser | None) -> bool:
         return False
     phrases = parser.noun_phrases(text)
     return bool(phrases) and phrases[0].plural
+
+
+def inside_detections(
+    detections: Sequence[Detection], height: int, width: int, min_side: float = 1.0
+) -> list[Detection]:
+    """Detections clipped to a (height, width) image; boxes thinner than ``min_side`` dropped."""
+    kept = []
+    for d in detections:
+        b = Box(*d.box).clipped(height, width)
+        if b.x1 - b.x0 >= min_side and b.y1 - b.y0 >= min_side:
+            kept.append(replace(d, box=(b.x0, b.y0, b.x1, b.y1)))
+    return kept
 
 
 def select_detections(

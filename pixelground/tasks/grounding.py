@@ -24,6 +24,7 @@ from pixelground.tasks.common import (
     boxes_to_masks,
     clean_text,
     image_info,
+    inside_detections,
     load,
     model_info,
     parse_marked_phrases,
@@ -117,8 +118,9 @@ class PhraseGrounding:
         )
 
     def _detector_first(self, pixels: np.ndarray, phrases: list[Phrase]) -> list[Region]:
-        detections = self.detector.detect(
-            pixels, [p.text for p in phrases], threshold=self.threshold
+        detections = inside_detections(
+            self.detector.detect(pixels, [p.text for p in phrases], threshold=self.threshold),
+            *pixels.shape[:2],
         )
         regions: list[Region] = []
         for index, phrase in enumerate(phrases):

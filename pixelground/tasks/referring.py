@@ -21,6 +21,7 @@ from pixelground.tasks.common import (
     boxes_to_masks,
     clean_text,
     image_info,
+    inside_detections,
     load,
     model_info,
     select_detections,
@@ -86,7 +87,9 @@ class ReferringSegmentation:
         ]
 
     def _detector_first(self, pixels: Any, text: str) -> list[Region]:
-        detections = self.detector.detect(pixels, [text], threshold=self.threshold)
+        detections = inside_detections(
+            self.detector.detect(pixels, [text], threshold=self.threshold), *pixels.shape[:2]
+        )
         kept = select_detections(
             [d for d in detections if d.score >= self.threshold], wants_many(text, self.parser)
         )

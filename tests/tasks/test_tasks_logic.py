@@ -234,3 +234,11 @@ def test_chat_grounds_answer_phrases():
     assert vlm.seen == [("What is there?", (("hi", "hello"),))]
     ungrounded = Chat(vlm=vlm, grounding=grounding)(IMAGE, "What?", ground_answer=False)
     assert len(ungrounded) == 0
+
+
+def test_degenerate_and_outside_boxes_are_dropped():
+    detector = TableDetector(
+        {"the red square": [((30, 30, 30, 30), 0.99), ((-50, -50, -10, -10), 0.98), (RED, 0.5)]}
+    )
+    result = ReferringSegmentation(BoxSegmenter(), detector)(IMAGE, "the red square")
+    assert len(result) == 1 and np.array_equal(result[0].mask, box_mask(RED))

@@ -13,16 +13,17 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from pixelground.core.errors import InputError, PixelgroundError
 from pixelground.core.media import list_images, load_image
 from pixelground.core.prompts import Box, Point
 from pixelground.core.result import GroundedResult
+from pixelground.tasks.common import clean_text
+from pixelground.tasks.semseg import parse_classes
 
 log = logging.getLogger("pixelground.cli")
 
-Task = Callable[[Any, Path], GroundedResult]
+Task = Callable[..., GroundedResult]
 
 
 def _model_overrides(values: list[str]) -> dict[str, str]:
@@ -71,8 +72,15 @@ def _overlay_target(args: argparse.Namespace, image_path: Path, many: bool) -> P
     return overlay / f"{image_path.stem}.png" if many else overlay
 
 
-def run_images(args: argparse.Namespace, task: Task) -> int:
-    """Run ``task(pipeline, image_path)`` on every image IMAGE names; write JSON or JSONL."""
+def run_images(
+    args: argparse.Namespace, task: Task, check: Callable[[], object] | None = None
+) -> int:
+    """Run ``task(pipeline, image_path)`` on every image IMAGE names; write JSON or JSONL.
+
+    ``check`` validates the other arguments before any model loads.
+    """
+    if check is not None:
+        check()
     paths = list_images(args.image)
     if not paths:
         raise InputError(f"no images found at {args.image}")
@@ -162,12 +170,13 @@ def _describe(args: argparse.Namespace) -> int:
             "describe needs exactly one of --box X0,Y0,X1,Y1, --point X,Y or --mask MASK.png"
         )
 
+    box = Box.parse(args.box) if args.box else None
+    point = Point.parse(args.point) if args.point else None
+
     def task(pipeline, path: Path) -> GroundedResult:
         if args.mask:
             image = load_image(path)
             return pipeline.describe(image, mask=_parse_mask(args.mask, image.height, image.width))
-        box = Box.parse(args.box) if args.box else None
-        point = Point.parse(args.point) if args.point else None
         return pipeline.describe(path, box=box, point=point)
 
     return run_images(args, task)
@@ -202,6 +211,17 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _handler(task: Task, check: Callable[[argparse.Namespace], object] | None = None):
+    """A subcommand handler running ``task`` over IMAGE after ``check(args)`` passes."""
+
+    def handle(args: argparse.Namespace) -> int:
+        return run_images(
+            args, lambda pipeline, path: task(pipeline, path, args), check and (lambda: check(args))
+        )
+
+    return handle
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the image commands to the CLI."""
     p = subparsers.add_parser("segment", help="referring segmentation: masks of what TEXT names")
@@ -209,7 +229,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("text", help='referring expression, e.g. "the man in the red jacket"')
     p.add_argument("--threshold", type=float, default=0.3, help="minimum detector score")
     p.set_defaults(
-        handler=lambda a: run_images(a, lambda pl, path: pl.segment(path, a.text, a.threshold))
+        handler=_handler(
+            lambda pl, path, a: pl.segment(path, a.text, a.threshold),
+            lambda a: clean_text(a.text, "expression"),
+        )
     )
 
     p = subparsers.add_parser("ground", help="phrase grounding: masks for each phrase of CAPTION")
@@ -219,17 +242,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help='caption; mark phrases as "<p>a dog</p> on <p>a sofa</p>" or let the parser find them',
     )
     p.add_argument("--strategy", choices=("detector", "entity"), default="detector")
+    p.add_argument(
+        "--points-per-side", type=int, default=16, help="entity strategy: point grid density"
+    )
     p.set_defaults(
-        handler=lambda a: run_images(a, lambda pl, path: pl.ground(path, a.caption, a.strategy))
+        handler=_handler(
+            lambda pl, path, a: pl.ground(
+                path, a.caption, a.strategy, entity_options={"points_per_side": a.points_per_side}
+            ),
+            lambda a: clean_text(a.caption, "caption"),
+        )
     )
 
     p = subparsers.add_parser("caption", help="caption an image, optionally grounded (GCG)")
     _add_common(p)
     p.add_argument("--grounded", action="store_true", help="tie the caption's phrases to masks")
     p.add_argument("--detailed", action="store_true", help="a detailed caption")
-    p.set_defaults(
-        handler=lambda a: run_images(a, lambda pl, path: pl.caption(path, a.grounded, a.detailed))
-    )
+    p.set_defaults(handler=_handler(lambda pl, path, a: pl.caption(path, a.grounded, a.detailed)))
 
     p = subparsers.add_parser(
         "describe", help="region understanding: label and captions of a region"
@@ -244,9 +273,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common(p)
     p.add_argument("--points-per-side", type=int, default=16)
     p.set_defaults(
-        handler=lambda a: run_images(
-            a, lambda pl, path: pl.entities(path, points_per_side=a.points_per_side)
-        )
+        handler=_handler(lambda pl, path, a: pl.entities(path, points_per_side=a.points_per_side))
     )
 
     p = subparsers.add_parser("semseg", help="open-vocabulary semantic segmentation")
@@ -256,7 +283,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--mode", choices=("dense", "entity"), default="dense")
     p.set_defaults(
-        handler=lambda a: run_images(a, lambda pl, path: pl.semseg(path, a.classes, a.mode))
+        handler=_handler(
+            lambda pl, path, a: pl.semseg(path, a.classes, a.mode),
+            lambda a: parse_classes(a.classes),
+        )
     )
 
     p = subparsers.add_parser("chat", help="ask a question about an image")
@@ -264,8 +294,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("question")
     p.add_argument("--no-ground", action="store_true", help="do not ground the answer's phrases")
     p.set_defaults(
-        handler=lambda a: run_images(
-            a, lambda pl, path: pl.chat(path, a.question, ground_answer=not a.no_ground)
+        handler=_handler(
+            lambda pl, path, a: pl.chat(path, a.question, ground_answer=not a.no_ground),
+            lambda a: clean_text(a.question, "question"),
         )
     )
 
