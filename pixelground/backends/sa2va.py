@@ -67,8 +67,8 @@ class Sa2VABackend:
             raise PixelgroundError(
                 f"Sa2VA ({checkpoint}) runs Python code shipped inside its checkpoint "
                 "(its model class is not part of transformers), so loading it executes that "
-                "code. Read it, then opt in explicitly: Sa2VABackend(..., trust_remote_code=True) "
-                "or --model sa2va trust_remote_code=true"
+                "code. Read it, then opt in explicitly: Sa2VABackend(..., trust_remote_code=True), "
+                "or choose a sa2va-* preset, which is that opt-in"
             )
         transformers = require("transformers", "models")
         self.device = select_device(device)
@@ -78,7 +78,6 @@ class Sa2VABackend:
             checkpoint,
             dtype=self.dtype,
             trust_remote_code=True,
-            low_cpu_mem_usage=True,
         )
         tokenizer = load_pretrained(
             transformers.AutoTokenizer, checkpoint, trust_remote_code=True, use_fast=False
