@@ -19,6 +19,7 @@ from pixelground.core.errors import PixelgroundError
 COMMAND_MODULES = (
     "pixelground.serve.commands.image",
     "pixelground.serve.commands.synth",
+    "pixelground.serve.commands.eval",
 )
 
 log = logging.getLogger("pixelground")
