@@ -28,6 +28,23 @@ SCHEMA_VERSION = 1
 Span = tuple[int, int]
 
 
+class JsonMixin:
+    """``to_json``/``from_json`` for a result class with ``to_dict``/``from_dict``."""
+
+    def to_json(self, path: str | Path | None = None, indent: int | None = None) -> str:
+        """Serialise to a JSON string, and write it to ``path`` if given."""
+        text = json.dumps(self.to_dict(), indent=indent)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, source: str | Path) -> Any:
+        """Read from a JSON string or a path to a JSON file."""
+        text = Path(source).read_text() if _is_path(source) else str(source)
+        return cls.from_dict(json.loads(text))
+
+
 @dataclass
 class Region:
     """One grounded region of an image.
@@ -113,7 +130,7 @@ class ImageInfo:
 
 
 @dataclass
-class GroundedResult:
+class GroundedResult(JsonMixin):
     """Text plus the regions its phrases refer to, for one image.
 
     Attributes:
@@ -271,19 +288,6 @@ class GroundedResult:
             model=dict(data.get("model", {})),
         )
 
-    def to_json(self, path: str | Path | None = None, indent: int | None = None) -> str:
-        """Serialise to a JSON string, and write it to ``path`` if given."""
-        text = json.dumps(self.to_dict(), indent=indent)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
-
-    @classmethod
-    def from_json(cls, source: str | Path) -> GroundedResult:
-        """Read from a JSON string or a path to a JSON file."""
-        text = Path(source).read_text() if _is_path(source) else str(source)
-        return cls.from_dict(json.loads(text))
-
 
 def check_version(data: dict[str, Any]) -> None:
     """Raise InputError (a ValueError) unless ``data`` is of a schema version this code reads."""
@@ -434,7 +438,7 @@ class CaptionEvent:
 
 
 @dataclass
-class VideoResult:
+class VideoResult(JsonMixin):
     """Text plus tracked objects for one video; same conventions as GroundedResult."""
 
     task: str
@@ -501,16 +505,3 @@ class VideoResult:
             events=[CaptionEvent.from_dict(e) for e in data.get("events", [])],
             model=dict(data.get("model", {})),
         )
-
-    def to_json(self, path: str | Path | None = None, indent: int | None = None) -> str:
-        """Serialise to a JSON string, and write it to ``path`` if given."""
-        text = json.dumps(self.to_dict(), indent=indent)
-        if path is not None:
-            Path(path).write_text(text + "\n")
-        return text
-
-    @classmethod
-    def from_json(cls, source: str | Path) -> VideoResult:
-        """Read from a JSON string or a path to a JSON file."""
-        text = Path(source).read_text() if _is_path(source) else str(source)
-        return cls.from_dict(json.loads(text))
