@@ -193,3 +193,13 @@ def test_dtype_option_sets_the_weights_dtype(tmp_path, swan):
     assert next(segmenter.model.parameters()).dtype == torch.bfloat16
     result = segmenter.segment(swan, [Prompt(points=(Point(450, 240),))])[0]
     assert result.masks.shape == (1, 480, 854)
+
+
+def test_sam2_loads_a_video_checkpoint_like_the_published_ones(tmp_path, swan):
+    """facebook/sam2.1-hiera-* are Sam2VideoModel checkpoints; the image segmenter reads them."""
+    from pixelground.backends.tiny.video import build_tiny_sam2_video
+
+    segmenter = Sam2Segmenter(str(build_tiny_sam2_video(tmp_path / "video")), device="cpu")
+    assert type(segmenter.model).__name__ == "Sam2Model"
+    result = segmenter.segment(swan, [Prompt(points=(Point(450, 240),))], multimask=True)[0]
+    assert result.masks.shape == (3, 480, 854)
