@@ -1,0 +1,164 @@
+"""Panoptic quality: parity with panopticapi pq_compute golden outputs, hand cases, I/O."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pixelground.core.errors import InputError
+from pixelground.eval.datasets.coco_panoptic import (
+    id2rgb,
+    load_coco_panoptic,
+    read_panoptic_png,
+    rgb2id,
+    write_panoptic_png,
+)
+from pixelground.eval.metrics.panoptic import PQStat, evaluate_panoptic
+
+ATOL = 1e-6
+CATEGORIES = {
+    1: {"id": 1, "name": "person", "isthing": 1},
+    2: {"id": 2, "name": "sky", "isthing": 0},
+}
+
+
+@pytest.fixture(scope="module")
+def sample(shared_data: Path) -> dict[str, Path]:
+    root = shared_data / "panopticapi_sample"
+    pred = shared_data / "golden" / "pq_pred"
+    return {
+        "gt_json": root / "panoptic_examples.json",
+        "gt_dir": root / "panoptic_examples",
+        "pred_json": pred / "panoptic_pred.json",
+        "pred_dir": pred / "panoptic_pred",
+        "golden": shared_data / "golden" / "pq_official.json",
+    }
+
+
+def _assert_matches(result: dict, expected: dict) -> None:
+    for name in ("All", "Things", "Stuff"):
+        for key in ("pq", "sq", "rq"):
+            assert result[name][key] == pytest.approx(expected[name][key], abs=ATOL), (name, key)
+        assert result[name]["n"] == expected[name]["n"]
+    assert set(result["per_class"]) == set(expected["per_class"])
+    for label, scores in expected["per_class"].items():
+        for key in ("pq", "sq", "rq"):
+            assert result["per_class"][label][key] == pytest.approx(scores[key], abs=ATOL)
+
+
+def test_perturbed_prediction_matches_panopticapi(sample):
+    golden = json.loads(sample["golden"].read_text())
+    result = evaluate_panoptic(
+        sample["gt_json"], sample["gt_dir"], sample["pred_json"], sample["pred_dir"]
+    )
+    _assert_matches(result, golden["result_pred_vs_gt"])
+    assert len(result["per_class"]) == 133 and result["num_images"] == 2
+    person = result["per_class"]["1"]
+    assert person["name"] == "person" and person["isthing"] == 1
+    assert person["tp"] > 0 and person["fp"] > 0 and person["fn"] > 0
+    json.dumps(result, allow_nan=False)
+
+
+def test_ground_truth_against_itself_matches_panopticapi(sample):
+    golden = json.loads(sample["golden"].read_text())
+    result = evaluate_panoptic(sample["gt_json"], None, sample["gt_json"], sample["gt_dir"])
+    _assert_matches(result, golden["result_gt_vs_gt"])
+
+
+def _stat(gt_ids, gt_segments, pred_ids, pred_segments) -> PQStat:
+    stat = PQStat()
+    stat.add_image(np.array(gt_ids), gt_segments, np.array(pred_ids), pred_segments, CATEGORIES)
+    return stat
+
+
+def test_void_pixels_do_not_count_against_a_match():
+    gt = np.zeros((10, 20), np.uint32)
+    gt[:, :10] = 5  # 100 px person
+    pred = np.zeros_like(gt)
+    pred[:6, :10] = 7  # 60 px on the person
+    pred[:2, 10:20] = 7  # 20 px on VOID (gt 0)
+    stat = _stat(gt, [{"id": 5, "category_id": 1, "iscrowd": 0, "area": 100}], pred,
+                 [{"id": 7, "category_id": 1}])  # fmt: skip
+    summary = stat.summary(CATEGORIES)
+    # IoU = 60 / (80 + 100 - 60 - 20) = 0.6 > 0.5: one TP
+    assert summary["per_class"]["1"] == pytest.approx(
+        {"pq": 0.6, "sq": 0.6, "rq": 1.0, "tp": 1, "fp": 0, "fn": 0, "name": "person", "isthing": 1}
+    )
+    assert summary["All"]["n"] == 1 and summary["Stuff"] == {"pq": 0, "sq": 0, "rq": 0, "n": 0}
+
+
+def test_iou_of_exactly_one_half_is_not_a_match():
+    gt = np.zeros((10, 10), np.uint32)
+    gt[:, :5] = 1  # 50 px person
+    gt[:, 5:] = 3  # 50 px sky (not VOID, so it counts in the union)
+    pred = np.full_like(gt, 2)  # 100 px person: IoU = 50 / (100 + 50 - 50) = 0.5
+    segments = [{"id": 1, "category_id": 1, "area": 50}, {"id": 3, "category_id": 2, "area": 50}]
+    stat = _stat(gt, segments, pred, [{"id": 2, "category_id": 1}])
+    assert (stat[1].tp, stat[1].fp, stat[1].fn) == (0, 1, 1)
+    assert (stat[2].tp, stat[2].fp, stat[2].fn) == (0, 0, 1)
+    assert stat.summary(CATEGORIES)["All"] == {"pq": 0.0, "sq": 0.0, "rq": 0.0, "n": 2}
+
+
+def test_crowd_and_void_dominated_false_positives_are_ignored():
+    gt = np.zeros((10, 30), np.uint32)
+    gt[:, :10] = 3  # crowd person region
+    gt[:, 20:] = 4  # sky
+    segments = [
+        {"id": 3, "category_id": 1, "iscrowd": 1, "area": 100},
+        {"id": 4, "category_id": 2, "iscrowd": 0, "area": 100},
+    ]
+    pred = np.zeros_like(gt)
+    pred[:, 20:] = 9  # sky, exact
+    pred[:4, :10] = 10  # person inside the crowd: ignored
+    pred[:4, 10:20] = 11  # person on VOID: ignored
+    pred[6:, :10] = 12  # sky inside the person crowd: other category, a false positive
+    preds = [{"id": i, "category_id": c} for i, c in ((9, 2), (10, 1), (11, 1), (12, 2))]
+    stat = _stat(gt, segments, pred, preds)
+    assert (stat[1].tp, stat[1].fp, stat[1].fn) == (0, 0, 0)  # crowd GT is never a FN
+    assert (stat[2].tp, stat[2].fp, stat[2].fn) == (1, 1, 0)
+    summary = stat.summary(CATEGORIES)
+    assert summary["per_class"]["2"]["pq"] == pytest.approx(1.0 / 1.5)
+    assert summary["Things"]["n"] == 0 and summary["per_class"]["1"]["pq"] == 0.0
+
+
+def test_prediction_errors_are_reported():
+    gt = np.ones((4, 4), np.uint32)
+    seg = [{"id": 1, "category_id": 1, "area": 16}]
+    with pytest.raises(InputError, match="not in its JSON"):
+        _stat(gt, seg, np.full((4, 4), 2), [])
+    with pytest.raises(InputError, match="not in its PNG"):
+        extra = [{"id": 2, "category_id": 1}, {"id": 3, "category_id": 1}]
+        _stat(gt, seg, np.full((4, 4), 2), extra)
+    with pytest.raises(InputError, match="unknown category_id"):
+        _stat(gt, seg, np.full((4, 4), 2), [{"id": 2, "category_id": 77}])
+    with pytest.raises(InputError, match="differ|prediction is"):
+        _stat(gt, seg, np.full((4, 5), 2), [{"id": 2, "category_id": 1}])
+
+
+def test_missing_image_prediction_is_an_error(sample, tmp_path):
+    pred = json.loads(sample["pred_json"].read_text())
+    pred["annotations"] = pred["annotations"][:1]
+    (tmp_path / "pred.json").write_text(json.dumps(pred))
+    with pytest.raises(InputError, match="no prediction"):
+        evaluate_panoptic(sample["gt_json"], None, tmp_path / "pred.json", sample["pred_dir"])
+
+
+def test_reader_areas_match_the_json_and_ids_round_trip(sample, tmp_path):
+    dataset = load_coco_panoptic(sample["gt_json"])
+    assert dataset.png_dir == sample["gt_dir"] and len(dataset.categories) == 133
+    for image_id in dataset.annotations:
+        masks, infos = dataset.masks(image_id)
+        assert masks.shape[0] == len(infos) and masks.dtype == bool
+        assert [int(m.sum()) for m in masks] == [s["area"] for s in infos]
+        assert not (masks.sum(0) > 1).any()  # panoptic segments never overlap
+    ids = dataset.read_ids(142238)
+    assert ids.dtype == np.uint32 and ids.shape == (427, 640)
+    np.testing.assert_array_equal(rgb2id(id2rgb(ids)), ids)
+    write_panoptic_png(tmp_path / "x.png", ids)
+    np.testing.assert_array_equal(read_panoptic_png(tmp_path / "x.png"), ids)
+    assert rgb2id(np.array([[[1, 2, 3]]], np.uint8))[0, 0] == 1 + 2 * 256 + 3 * 65536
+    with pytest.raises(InputError):
+        load_coco_panoptic(sample["gt_json"], tmp_path / "missing")
