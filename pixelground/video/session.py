@@ -197,25 +197,25 @@ class TrackingSession:
         if not 0 <= frame < len(self.frames):
             raise InputError(f"frame {frame} is outside the video's {len(self.frames)} frames")
         prompt.validate(self.height, self.width)
-        track_id = self._resolve_track(track_id)
-        anchor = self._anchors.setdefault(track_id, frame)
+        # Everything that can fail on user input happens before the model's state changes.
+        track_id = self._check_track_id(track_id)
         key = (track_id, frame)
         merged = self._prompts.get(key, _TrackPrompt()).merged(prompt)
+        pixels = self.frames.read(frame)
+        self._object_ids.setdefault(track_id, len(self._object_ids) + 1)
+        anchor = self._anchors.setdefault(track_id, frame)
         self._send_prompt(track_id, frame, merged)
         self._prompts[key] = merged
-        refine = frame != anchor
-        output = self._run_prompt_frame(track_id, frame, refine)
+        output = self._run_prompt_frame(track_id, frame, frame != anchor, pixels)
         return track_id, output.tracks[track_id]
 
-    def _resolve_track(self, track_id: int | None) -> int:
+    def _check_track_id(self, track_id: int | None) -> int:
+        """The given id (existing or new, a whole number >= 1), or the next free one."""
         if track_id is None:
-            track_id = max(self._object_ids, default=0) + 1
+            return max(self._object_ids, default=0) + 1
         if int(track_id) != track_id or track_id < 1:
             raise InputError(f"track ids are whole numbers >= 1, got {track_id}")
-        track_id = int(track_id)
-        if track_id not in self._object_ids:
-            self._object_ids[track_id] = len(self._object_ids) + 1
-        return track_id
+        return int(track_id)
 
     def _send_prompt(self, track_id: int, frame: int, prompt: _TrackPrompt) -> None:
         obj_id = self._object_ids[track_id]
@@ -240,7 +240,9 @@ class TrackingSession:
             **kwargs,
         )
 
-    def _run_prompt_frame(self, track_id: int, frame: int, refine: bool) -> FrameTracks:
+    def _run_prompt_frame(
+        self, track_id: int, frame: int, refine: bool, pixels: np.ndarray
+    ) -> FrameTracks:
         obj_idx = self._state.obj_id_to_idx(self._object_ids[track_id])
         outputs = self._state.output_dict_per_obj[obj_idx]
         self._clear_tracking_state()
@@ -249,7 +251,7 @@ class TrackingSession:
             # memory; drop this frame's own earlier output so it is not its own memory.
             outputs["cond_frame_outputs"].pop(frame, None)
             self._state.frames_tracked_per_obj[obj_idx][frame] = {"reverse": False}
-        result = self._step(frame, reverse=False)
+        result = self._step(frame, False, pixels)
         if refine:
             stored = outputs["non_cond_frame_outputs"].pop(frame)
             outputs["cond_frame_outputs"][frame] = stored
@@ -321,10 +323,9 @@ class TrackingSession:
         self._clear_tracking_state()
 
     # ----------------------------------------------------------------- one model step
-    def _step(self, index: int, reverse: bool, pixels: np.ndarray | None = None) -> FrameTracks:
+    def _step(self, index: int, reverse: bool, pixels: np.ndarray) -> FrameTracks:
+        """Run the model on frame ``index`` (RGB (H, W, 3) ``pixels``) for every track."""
         torch = require("torch", "models")
-        if pixels is None:
-            pixels = self.frames.read(index)
         inputs = self.tracker.processor(images=pixels, return_tensors="pt")
         frame_tensor = inputs["pixel_values"][0].to(self.tracker.device, self.tracker.dtype)
         try:

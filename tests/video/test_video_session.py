@@ -127,6 +127,9 @@ def test_prompt_errors(tracker, swan_dir: Path):
     mask[10:20, 10:20] = True
     with pytest.raises(InputError, match="mask prompt alone"):
         session.add_prompt(0, Prompt(mask=mask, points=(Point(15, 15),)))
+    assert session.track_ids == []  # rejected prompts leave no half-made track behind
+    with pytest.raises(InputError, match="no objects"):
+        list(session.propagate())
     with pytest.raises(InputError, match="direction"):
         session.add_prompt(0, Prompt(box=SWAN_BOX))
         list(session.propagate("sideways"))
