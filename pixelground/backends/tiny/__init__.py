@@ -7,6 +7,7 @@ checkpoints. Outputs of tiny models are not meaningful.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -16,10 +17,18 @@ from pathlib import Path
 from pixelground.core.errors import UnknownNameError
 
 
+def builders_version() -> str:
+    """A digest of the builders' source: changing a tiny config gives a fresh cache folder."""
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def cache_root() -> Path:
-    """Where pixelground keeps built tiny models: $PIXELGROUND_CACHE or ~/.cache/pixelground."""
+    """Where built tiny models live: $PIXELGROUND_CACHE (or ~/.cache/pixelground)/tiny/<version>."""
     root = os.environ.get("PIXELGROUND_CACHE") or Path.home() / ".cache" / "pixelground"
-    return Path(root) / "tiny"
+    return Path(root) / "tiny" / builders_version()
 
 
 def builders() -> dict[str, Callable[[Path], Path]]:
