@@ -67,8 +67,10 @@ def semi_supervised_scores(
     """Per-object, per-frame J and F of the DAVIS semi-supervised task.
 
     Prediction object k is scored against GT object k. More predicted objects than GT objects
-    is an error (as in the official code); fewer are padded with empty masks (the official code
-    fails with an IndexError there). Select the frames (1..-2 for DAVIS) before calling.
+    is an error. Fewer (the largest id found in the prediction is below N: the last objects were
+    never predicted) are scored as empty predictions; the official code refuses to evaluate any
+    count mismatch, so this only differs where it gives no number. Select the frames (1..-2 for
+    DAVIS) before calling.
 
     Args:
         gt_masks: (N, T, H, W) GT objects (or a sequence of N (T, H, W) masks).
