@@ -143,8 +143,35 @@ class Florence2Backend:
                 "use florence-community/Florence-2-base or a directory saved by "
                 "Florence2ForConditionalGeneration.save_pretrained"
             ) from error
-        self.model = model.to(self.device).eval()
-        configured = getattr(self.model.generation_config, "max_new_tokens", None)
+        self._setup(model.to(self.device).eval(), max_new_tokens, num_beams, loc_tolerance)
+        self.info.update(checkpoint=str(checkpoint), loaded=source)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        processor: Any,
+        max_new_tokens: int | None = None,
+        num_beams: int = 3,
+        loc_tolerance: int = 10,
+    ) -> Florence2Backend:
+        """Wrap an in-memory Florence2ForConditionalGeneration and Florence2Processor.
+
+        For models built here rather than loaded (e.g. real-size random-weight models in
+        benchmarks); the model keeps its device and dtype.
+        """
+        backend = cls.__new__(cls)
+        backend.processor = processor
+        backend.device = str(model.device)
+        backend.dtype = model.dtype
+        backend._setup(model.eval(), max_new_tokens, num_beams, loc_tolerance)
+        return backend
+
+    def _setup(
+        self, model: Any, max_new_tokens: int | None, num_beams: int, loc_tolerance: int
+    ) -> None:
+        self.model = model
+        configured = getattr(model.generation_config, "max_new_tokens", None)
         self.max_new_tokens = max_new_tokens or configured or DEFAULT_MAX_NEW_TOKENS
         self.num_beams = int(num_beams)
         self.loc_tolerance = int(loc_tolerance)
@@ -157,8 +184,7 @@ class Florence2Backend:
         )
         self.info = {
             "class": "Florence2Backend",
-            "checkpoint": str(checkpoint),
-            "loaded": source,
+            "checkpoint": "in-memory",
             "device": self.device,
             "dtype": str(self.dtype).replace("torch.", ""),
         }

@@ -80,14 +80,38 @@ class ChatVLM:
         model = load_pretrained(
             transformers.AutoModelForImageTextToText, checkpoint, dtype=self.dtype
         )
-        self.model = model.to(self.device).eval()
-        configured = getattr(self.model.generation_config, "max_new_tokens", None)
+        self._setup(model.to(self.device).eval(), max_new_tokens, region_margin)
+        self.info["checkpoint"] = str(checkpoint)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        processor: Any,
+        max_new_tokens: int | None = None,
+        region_margin: float = 0.1,
+    ) -> ChatVLM:
+        """Wrap an in-memory image-text-to-text model and its chat-templated processor.
+
+        For models built here rather than loaded (e.g. real-size random-weight models in
+        benchmarks); the model keeps its device and dtype.
+        """
+        backend = cls.__new__(cls)
+        backend.processor = processor
+        backend.device = str(model.device)
+        backend.dtype = model.dtype
+        backend._setup(model.eval(), max_new_tokens, region_margin)
+        return backend
+
+    def _setup(self, model: Any, max_new_tokens: int | None, region_margin: float) -> None:
+        self.model = model
+        configured = getattr(model.generation_config, "max_new_tokens", None)
         self.max_new_tokens = max_new_tokens or configured or DEFAULT_MAX_NEW_TOKENS
         self.region_margin = float(region_margin)
         self.info = {
             "class": "ChatVLM",
-            "checkpoint": str(checkpoint),
-            "model_class": type(self.model).__name__,
+            "checkpoint": "in-memory",
+            "model_class": type(model).__name__,
             "device": self.device,
             "dtype": str(self.dtype).replace("torch.", ""),
         }

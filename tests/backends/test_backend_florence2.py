@@ -22,7 +22,7 @@ from pixelground.backends.florence2 import (
     native_checkpoint,
 )
 from pixelground.backends.tiny.language import build_florence2, real_size_config
-from pixelground.core.errors import CheckpointMissingError, InputError
+from pixelground.core.errors import CheckpointMissingError, InputError, UnknownNameError
 from pixelground.core.media import load_image
 
 
@@ -182,17 +182,37 @@ def test_match_query_and_find_span() -> None:
 
 def test_real_size_config_matches_published_sizes() -> None:
     torch = pytest.importorskip("torch")
-    from transformers import Florence2ForConditionalGeneration
+    from transformers import Florence2ForConditionalGeneration, Idefics3ForConditionalGeneration
 
-    for name, millions in (("florence2-base", 231.4), ("florence2-large", 770.2)):
+    classes = {
+        "florence2": Florence2ForConditionalGeneration,
+        "smolvlm": Idefics3ForConditionalGeneration,
+    }
+    for name, millions in (
+        ("florence2-base", 231.4),
+        ("florence2-large", 770.2),
+        ("smolvlm-256m", 256.5),
+    ):
         config = real_size_config(name)
         with torch.device("meta"):
-            model = Florence2ForConditionalGeneration(config)
+            model = classes[name.split("-")[0]](config)
         count = sum(p.numel() for p in model.parameters()) / 1e6
         assert count == pytest.approx(millions, abs=0.5)
     base = real_size_config("florence2-base")
     assert base.vision_config.embed_dim == [128, 256, 512, 1024]
     assert base.text_config.d_model == 768 and base.image_token_id == 51289
+    with pytest.raises(UnknownNameError):
+        real_size_config("florence3")
+
+
+def test_from_model_wraps_an_in_memory_model(tiny_dir: Path, image: np.ndarray) -> None:
+    from transformers import Florence2ForConditionalGeneration, Florence2Processor
+
+    model = Florence2ForConditionalGeneration.from_pretrained(tiny_dir)
+    processor = Florence2Processor.from_pretrained(tiny_dir)
+    backend = Florence2Backend.from_model(model, processor, num_beams=1)
+    assert backend.info["checkpoint"] == "in-memory" and backend.max_new_tokens == 24
+    assert isinstance(backend.caption(image), str)
 
 
 def test_post_processing_of_a_fixed_answer(

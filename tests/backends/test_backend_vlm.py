@@ -128,3 +128,16 @@ def test_processor_needing_a_missing_package(
     monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", needs_num2words)
     with pytest.raises(DependencyMissingError, match="num2words"):
         ChatVLM(str(tiny_dirs["smolvlm"]), device="cpu")
+
+
+def test_from_model_wraps_an_in_memory_model(tiny_dirs: dict[str, Path], image: np.ndarray) -> None:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    directory = tiny_dirs["smolvlm"]
+    vlm = ChatVLM.from_model(
+        AutoModelForImageTextToText.from_pretrained(directory),
+        AutoProcessor.from_pretrained(directory),
+        max_new_tokens=5,
+    )
+    assert vlm.info["checkpoint"] == "in-memory" and vlm.max_new_tokens == 5
+    assert isinstance(vlm.chat(image, "What is it?"), str)

@@ -227,29 +227,66 @@ def build_florence2(directory: Path) -> Path:
     return directory
 
 
+REAL_SIZES = ("florence2-base", "florence2-large", "smolvlm-256m")
+
+
 def real_size_config(name: str) -> Any:
     """The published architecture of a released model, as a config (for benchmarks).
 
     Args:
-        name: ``"florence2-base"`` (0.23B) or ``"florence2-large"`` (0.77B), matching
+        name: ``"florence2-base"`` (0.23B parameters) or ``"florence2-large"`` (0.77B):
             microsoft/Florence-2-base|large as converted to transformers' native classes
             (florence-community/Florence-2-*): DaViT vision tower, BART encoder-decoder,
             vocabulary 51289 + ``<image>`` padded to a multiple of 64, image token 51289.
+            ``"smolvlm-256m"`` (0.256B): HuggingFaceTB/SmolVLM-256M-Instruct, Idefics3 with
+            a SigLIP-B/16 512 px vision tower, pixel shuffle 4, and SmolLM2-135M.
 
     Returns:
-        Florence2Config. Pair it with ``florence2_processor(image_size=768)`` and set
-        ``config.image_token_id = processor.tokenizer.image_token_id`` to run it offline.
+        Florence2Config or Idefics3Config. ``real_size_model`` pairs it with a processor
+        built offline.
 
     Raises:
         UnknownNameError: an unknown name.
     """
+    if name.startswith("florence2-"):
+        return _florence2_real_config(name)
+    if name == "smolvlm-256m":
+        transformers = require("transformers", "models")
+        text = dict(
+            model_type="llama",
+            vocab_size=49280,
+            hidden_size=576,
+            intermediate_size=1536,
+            num_hidden_layers=30,
+            num_attention_heads=9,
+            num_key_value_heads=3,
+            max_position_embeddings=8192,
+            rope_theta=100000.0,
+            rms_norm_eps=1e-5,
+            tie_word_embeddings=False,
+        )
+        vision = dict(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            image_size=512,
+            patch_size=16,
+        )
+        return transformers.Idefics3Config(
+            text_config=text, vision_config=vision, scale_factor=4, image_token_id=49190
+        )
+    raise UnknownNameError(f"no real-size config {name!r}; known: {', '.join(REAL_SIZES)}")
+
+
+def _florence2_real_config(name: str) -> Any:
     transformers = require("transformers", "models")
     sizes = {
         "florence2-base": ((128, 256, 512, 1024), (4, 8, 16, 32), 768, 6, 12, 3072),
         "florence2-large": ((256, 512, 1024, 2048), (8, 16, 32, 64), 1024, 12, 16, 4096),
     }
     if name not in sizes:
-        raise UnknownNameError(f"no real-size config {name!r}; known: {', '.join(sizes)}")
+        raise UnknownNameError(f"no real-size config {name!r}; known: {', '.join(REAL_SIZES)}")
     dims, heads, d_model, layers, attn_heads, ffn = sizes[name]
     vision = dict(
         depths=[1, 1, 9, 1],
@@ -284,14 +321,50 @@ def real_size_config(name: str) -> Any:
     )
 
 
+def real_size_model(name: str) -> tuple[Any, Any]:
+    """A random-weight model at a released model's real size, with a processor built offline.
+
+    Same compute as the released model (for speed and memory benchmarks); outputs are
+    not meaningful. The offline tokenizer is small, so the config's special token ids
+    are pointed at its tokens; vocabulary and every layer keep their real sizes.
+
+    Args:
+        name: one of REAL_SIZES.
+
+    Returns:
+        (model on CPU in float32, processor): wrap them with ``Florence2Backend.from_model``
+        or ``ChatVLM.from_model``.
+    """
+    transformers = require("transformers", "models")
+    config = real_size_config(name)
+    if name.startswith("florence2-"):
+        processor = florence2_processor(image_size=768)
+        config.image_token_id = processor.tokenizer.image_token_id
+        model_class = transformers.Florence2ForConditionalGeneration
+    else:
+        processor = smolvlm_processor(longest_edge=2048, tile=512, image_seq_len=64)
+        tokenizer = processor.tokenizer
+        config.image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+        config.text_config.bos_token_id = tokenizer.bos_token_id
+        config.text_config.eos_token_id = tokenizer.eos_token_id
+        config.text_config.pad_token_id = tokenizer.pad_token_id
+        model_class = transformers.Idefics3ForConditionalGeneration
+    with _seeded():
+        model = model_class(config).eval()
+    model.generation_config.eos_token_id = config.get_text_config().eos_token_id
+    return model, processor
+
+
 # --------------------------------------------------------------------------- SmolVLM
 
 
-def smolvlm_processor() -> Any:
+def smolvlm_processor(longest_edge: int = 64, tile: int = 32, image_seq_len: int = 4) -> Any:
     """An Idefics3Processor (SmolVLM v1's class) with a GPT-2 style tokenizer and chat template.
 
-    Images are resized to a 64 px longest edge and split into 32 px tiles plus a global
-    view; each tile gives 4 image tokens.
+    Args:
+        longest_edge: images are resized to this longest edge (2048 for SmolVLM-256M).
+        tile: then split into square tiles of this side plus a global view (512).
+        image_seq_len: image tokens per tile (64 for SmolVLM-256M).
     """
     transformers = require("transformers", "models")
     vocab, merges = _bpe(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
@@ -308,12 +381,14 @@ def smolvlm_processor() -> Any:
     added = [transformers.AddedToken(s, special=True, normalized=False) for s in specials]
     tokenizer.add_special_tokens({"additional_special_tokens": added})
     image_processor = transformers.Idefics3ImageProcessor(
-        size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True
+        size={"longest_edge": longest_edge},
+        max_image_size={"longest_edge": tile},
+        do_image_splitting=True,
     )
     return transformers.Idefics3Processor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        image_seq_len=4,
+        image_seq_len=image_seq_len,
         chat_template=SMOLVLM_CHAT_TEMPLATE,
     )
 
