@@ -107,7 +107,7 @@ PRESETS: dict[str, Preset] = {
             "default",
             "Florence-2-base + SAM2.1-hiera-tiny + CLIP ViT-B/16 (+ SmolVLM-256M for chat)",
             {
-                **_florence("microsoft/Florence-2-base"),
+                **_florence("florence-community/Florence-2-base"),
                 "segmenter": Part("sam2", "facebook/sam2.1-hiera-tiny"),
                 "scorer": Part("clip", "openai/clip-vit-base-patch16"),
                 "vlm": Part("vlm", "HuggingFaceTB/SmolVLM-256M-Instruct"),
@@ -120,7 +120,7 @@ PRESETS: dict[str, Preset] = {
             "Florence-2-large + Grounding DINO base + SAM2.1-hiera-large + CLIP ViT-B/16 "
             "(+ Qwen2.5-VL-3B for chat)",
             {
-                "captioner": Part("florence2", "microsoft/Florence-2-large"),
+                "captioner": Part("florence2", "florence-community/Florence-2-large"),
                 "detector": Part("grounding-dino", "IDEA-Research/grounding-dino-base"),
                 "segmenter": Part("sam2", "facebook/sam2.1-hiera-large"),
                 "scorer": Part("clip", "openai/clip-vit-base-patch16"),
@@ -137,7 +137,7 @@ PRESETS: dict[str, Preset] = {
                     "grounding_model": Part(
                         "sa2va", f"ByteDance/Sa2VA-{size}", (("trust_remote_code", True),)
                     ),
-                    **_florence("microsoft/Florence-2-base"),
+                    **_florence("florence-community/Florence-2-base"),
                     "segmenter": Part("sam2", "facebook/sam2.1-hiera-tiny"),
                     "scorer": Part("clip", "openai/clip-vit-base-patch16"),
                     "parser": Part("textblob"),
