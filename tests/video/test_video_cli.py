@@ -110,8 +110,8 @@ def test_text_hook_rejects_until_referring_exists(swan_dir: Path, monkeypatch):
 def test_text_hook_calls_segment_video(swan_dir: Path, tmp_path: Path, monkeypatch):
     calls = []
 
-    def segment_video(pipeline, frames, text, on_frame=None):
-        calls.append((pipeline.preset.name, len(frames), text))
+    def segment_video(pipeline, frames, text, on_frame=None, **options):
+        calls.append((pipeline.preset.name, len(frames), text, options))
         info = frames.video_info()
         mask = np.zeros((info.height, info.width), dtype=bool)
         mask[:10, :10] = True
@@ -126,7 +126,8 @@ def test_text_hook_calls_segment_video(swan_dir: Path, tmp_path: Path, monkeypat
     code = _run(["track", str(swan_dir), "the black swan", "--preset", "tiny", "--max-frames",
                  "5", "-o", str(out)])  # fmt: skip
     assert code == 0
-    assert calls == [("tiny", 5, "the black swan")]
+    options = {"key_frames": 5, "redetect_every": None, "threshold": 0.3, "memory_frames": None}
+    assert calls == [("tiny", 5, "the black swan", options)]
     assert json.loads(out.read_text())["tracks"][0]["phrase"] == "the black swan"
 
 

@@ -18,6 +18,7 @@ from pixelground.core.errors import InputError, PixelgroundError
 from pixelground.core.media import list_images, load_image
 from pixelground.core.prompts import Box, Point
 from pixelground.core.result import GroundedResult
+from pixelground.serve.commands import video_tasks
 from pixelground.tasks.common import clean_text
 from pixelground.tasks.semseg import parse_classes
 
@@ -258,7 +259,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common(p)
     p.add_argument("--grounded", action="store_true", help="tie the caption's phrases to masks")
     p.add_argument("--detailed", action="store_true", help="a detailed caption")
-    p.set_defaults(handler=_handler(lambda pl, path, a: pl.caption(path, a.grounded, a.detailed)))
+    video_tasks.add_caption_options(p)
+    image_caption = _handler(lambda pl, path, a: pl.caption(path, a.grounded, a.detailed))
+    p.set_defaults(handler=video_tasks.dispatch(video_tasks.caption, image_caption))
 
     p = subparsers.add_parser(
         "describe", help="region understanding: label and captions of a region"
@@ -267,7 +270,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--box", help="X0,Y0,X1,Y1 in pixels")
     p.add_argument("--point", help="X,Y in pixels")
     p.add_argument("--mask", help="mask PNG of the image's size (nonzero = region)")
-    p.set_defaults(handler=_describe)
+    video_tasks.add_describe_options(p)
+    p.set_defaults(handler=video_tasks.dispatch(video_tasks.describe, _describe))
 
     p = subparsers.add_parser("entities", help="entity segmentation: masks of everything")
     _add_common(p)

@@ -124,7 +124,16 @@ def _referring(args: argparse.Namespace, frames: FrameSource) -> VideoResult:
         ) from None
     pipeline = _pipeline(args)
     with progress_bar(len(frames), "grounding and tracking") as advance:
-        return segment_video(pipeline, frames, args.text, on_frame=advance)
+        return segment_video(
+            pipeline,
+            frames,
+            args.text,
+            key_frames=args.key_frames,
+            redetect_every=args.redetect_every,
+            threshold=args.threshold,
+            memory_frames=args.memory_frames,
+            on_frame=advance,
+        )
 
 
 def _track_prompts(args: argparse.Namespace, frames: FrameSource) -> tuple[VideoResult, bool]:
@@ -219,4 +228,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--memory-frames", type=_positive_int, default=None, help="memory bank size (SAM2: 7)"
     )
+    p.add_argument(
+        "--key-frames", type=_positive_int, default=5, help="TEXT: frames to ground it on"
+    )
+    p.add_argument(
+        "--redetect-every", type=_positive_int, help="TEXT: look for new objects every N frames"
+    )
+    p.add_argument("--threshold", type=float, default=0.3, help="TEXT: minimum detection score")
     p.set_defaults(handler=_track)
