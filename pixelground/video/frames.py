@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,9 +39,8 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".mpg", ".mpe
 REVERSE_CHUNK_BYTES = 256 * 2**20
 
 
-@dataclass(frozen=True)
-class Frame:
-    """One sampled frame.
+class Frame(NamedTuple):
+    """One sampled frame; unpacks as ``index, source_index, pixels``.
 
     Attributes:
         index: position among the sampled frames (0, 1, 2, ...).

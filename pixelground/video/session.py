@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -47,9 +47,8 @@ _DROP_ALWAYS = ("high_res_masks",)
 _POINTER_KEYS = ("object_pointer", "object_score_logits")
 
 
-@dataclass(frozen=True)
-class TrackMask:
-    """One track on one frame.
+class TrackMask(NamedTuple):
+    """One track on one frame; unpacks as ``mask, score``.
 
     Attributes:
         mask: bool (H, W) at the video's size; all False when the object is not visible.

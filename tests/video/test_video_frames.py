@@ -31,6 +31,8 @@ def test_folder_streams_every_frame_in_order(swan_dir: Path, swan_pixels: list[n
     assert [f.source_index for f in frames] == list(range(50))
     assert all(f.pixels.dtype == np.uint8 and f.pixels.shape == (*SWAN_SIZE, 3) for f in frames)
     assert np.array_equal(frames[17].pixels, swan_pixels[17])
+    index, source_index, pixels = frames[3]  # frames unpack as (index, source index, pixels)
+    assert (index, source_index) == (3, 3) and pixels is frames[3].pixels
 
 
 def test_folder_sorts_numbers_naturally(tmp_path: Path):

@@ -22,7 +22,8 @@ def test_box_and_point_propagate_both_ways_in_bounded_memory(tracker, swan_dir: 
     first, mask0 = session.add_prompt(0, Prompt(box=SWAN_BOX))
     second, mask10 = session.add_prompt(10, Prompt(points=(Point(400, 250),)))
     assert (first, second) == (1, 2)
-    assert mask0.mask.shape == SWAN_SIZE and mask0.mask.dtype == bool and 0 <= mask0.score <= 1
+    mask, score = mask0  # a TrackMask unpacks as (mask, score)
+    assert mask.shape == SWAN_SIZE and mask.dtype == bool and 0 <= score <= 1
     assert session.planned_frames("both") == 50 + 11
 
     seen: dict[int, list[int]] = {1: [], 2: []}
