@@ -83,6 +83,9 @@ class SegModelConfig:
         lm_loss_weight: weight of the LM cross-entropy.
         bce_loss_weight: weight of the per-pixel mask BCE.
         dice_loss_weight: weight of the mask DICE loss.
+        prior_loss_weight: weight of the coarse localisation BCE (see ``coarse_prior``).
+        coarse_prior: score each [SEG] against the g x g image embedding (query . key with
+            position) and give that map to SAM2's prompt encoder as its mask prompt.
         lora_r: LoRA rank on the LM (0: train the LM fully).
         lora_alpha: LoRA alpha.
         lora_dropout: LoRA dropout.
@@ -120,7 +123,9 @@ class SegModelConfig:
     seg_prompt_tokens: int = 2
     lm_loss_weight: float = 1.0
     bce_loss_weight: float = 2.0
-    dice_loss_weight: float = 0.5
+    dice_loss_weight: float = 1.0
+    prior_loss_weight: float = 0.5
+    coarse_prior: bool = True
     lora_r: int = 0
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -132,7 +137,7 @@ class SegModelConfig:
     video_template: str = "Please segment {expression} in the video."
     video_frames: int = 4
     video_lm_grid: int = 4
-    max_new_tokens: int = 64
+    max_new_tokens: int = 96
     max_length: int = 192
     vision_config: dict[str, Any] | None = None
     lm_config: dict[str, Any] | None = None

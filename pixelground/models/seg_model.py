@@ -117,6 +117,10 @@ class SegTokenModel(nn.Module):
             nn.Linear(lm_hidden, d * config.seg_prompt_tokens),
         )
         self.time_proj = nn.Linear(8, d)
+        self.prior_query = nn.Sequential(
+            nn.Linear(lm_hidden, lm_hidden), nn.GELU(), nn.Linear(lm_hidden, d)
+        )
+        self.prior_key = nn.Conv2d(d, d, 1)
         if config.freeze_vision:
             self.vision.requires_grad_(False)
         if config.lora_r > 0:
@@ -243,9 +247,23 @@ class SegTokenModel(nn.Module):
         x = (grid.cumsum(1) - 0.5) / side
         return self.image_pe(torch.stack([x, y], dim=-1)).permute(2, 0, 1)[None]
 
+    def coarse_prior(
+        self, seg_states: torch.Tensor, embed: torch.Tensor, shift: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Where each [SEG] points: (S, g, g) logits, q(seg) . k(image embedding + position).
+
+        Supervised with the target mask pooled to g x g, and given to SAM2's prompt encoder as
+        its mask prompt (the dense prompt), so the decoder starts from the LM's localisation.
+        """
+        query = self.prior_query(seg_states)
+        if shift is not None:
+            query = query + shift.to(query.dtype)
+        keys = self.prior_key(embed + self.image_positional_embeddings().to(embed.dtype))
+        return torch.einsum("sd,sdhw->shw", query.to(keys.dtype), keys) / keys.shape[1] ** 0.5
+
     def decode_masks(
         self, seg_states: torch.Tensor, features: VisionFeatures, times: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mask logits for [SEG] states, one frame each.
 
         Args:
@@ -254,15 +272,24 @@ class SegTokenModel(nn.Module):
             times: (S,) normalised frame time of video frames (-1 or None for images).
 
         Returns:
-            (S, mask_grid, mask_grid) logits.
+            (S, mask_grid, mask_grid) mask logits, and the (S, g, g) coarse prior logits (None
+            when ``coarse_prior`` is off).
         """
         count, d = seg_states.shape[0], self.config.decoder_dim
         sparse = self.seg_proj(seg_states).view(count, 1, self.config.seg_prompt_tokens, d)
+        shift = None
         if times is not None and bool((times >= 0).any()):
             shift = self.time_proj(time_features(times.clamp(min=0))) * (times >= 0)[:, None]
             sparse = sparse + shift.view(count, 1, 1, d).to(sparse.dtype)
-        _, dense = self.prompt_encoder(None, None, None, None)
         embed = features.embed
+        prior = None
+        if self.config.coarse_prior:
+            prior = self.coarse_prior(seg_states, embed, shift)
+            size = self.prompt_encoder.mask_input_size
+            prompt = F.interpolate(prior[:, None], size=size, mode="bilinear", align_corners=False)
+            _, dense = self.prompt_encoder(None, None, None, prompt)
+        else:
+            _, dense = self.prompt_encoder(None, None, None, None)
         masks, _, _, _ = self.mask_decoder(
             image_embeddings=embed,
             image_positional_embeddings=self.image_positional_embeddings().expand(
@@ -273,7 +300,7 @@ class SegTokenModel(nn.Module):
             multimask_output=False,
             high_resolution_features=features.high_res,
         )
-        return masks[:, 0, 0]
+        return masks[:, 0, 0], prior
 
     def _seg_pairs(
         self, where: torch.Tensor, frame_sample: torch.Tensor
@@ -311,8 +338,9 @@ class SegTokenModel(nn.Module):
             frame_times: (F,) normalised time of video frames, -1 for images (default: all -1).
 
         Returns:
-            ``loss`` (weighted sum), ``lm_loss``, ``bce_loss``, ``dice_loss``, ``mask_logits``
-            (M, mask_grid, mask_grid) and the LM's ``logits`` (B, L, V).
+            ``loss`` (weighted sum), ``lm_loss``, ``bce_loss``, ``dice_loss``, ``prior_loss``
+            (coarse localisation BCE), ``mask_logits`` (M, mask_grid, mask_grid) and the LM's
+            ``logits`` (B, L, V).
         """
         frames = len(pixel_values)
         if frame_sample is None:
@@ -327,33 +355,49 @@ class SegTokenModel(nn.Module):
             labels=labels,
             output_hidden_states=True,
         )
-        zero = out.logits.new_zeros(()).float()
-        lm_loss = out.loss.float() if labels is not None else zero
-        where = (input_ids == self.ids.seg).nonzero()
-        mask_logits = out.logits.new_zeros((0, self.config.mask_grid, self.config.mask_grid))
-        bce = dice = zero
-        if len(where):
-            states = out.hidden_states[-1][where[:, 0], where[:, 1]]
-            state_index, frame_index = self._seg_pairs(where, frame_sample)
-            mask_logits = self.decode_masks(
-                states[state_index], features.select(frame_index), frame_times[frame_index]
-            )
-            if gt_masks is not None:
-                if len(gt_masks) != len(mask_logits):
-                    raise ValueError(
-                        f"{len(mask_logits)} masks to predict but {len(gt_masks)} given"
-                    )
-                bce, dice = mask_losses(mask_logits, gt_masks)
+        lm_loss = out.loss.float() if labels is not None else out.logits.new_zeros(()).float()
+        seg_states = out.hidden_states[-1]
+        terms = self._mask_terms(
+            input_ids, seg_states, features, frame_sample, frame_times, gt_masks
+        )
         c = self.config
-        loss = c.lm_loss_weight * lm_loss + c.bce_loss_weight * bce + c.dice_loss_weight * dice
-        return {
-            "loss": loss,
-            "lm_loss": lm_loss,
-            "bce_loss": bce,
-            "dice_loss": dice,
-            "mask_logits": mask_logits,
-            "logits": out.logits,
-        }
+        loss = (
+            c.lm_loss_weight * lm_loss
+            + c.bce_loss_weight * terms["bce_loss"]
+            + c.dice_loss_weight * terms["dice_loss"]
+            + c.prior_loss_weight * terms["prior_loss"]
+        )
+        return {"loss": loss, "lm_loss": lm_loss, **terms, "logits": out.logits}
+
+    def _mask_terms(
+        self,
+        input_ids: torch.Tensor,
+        hidden: torch.Tensor,
+        features: VisionFeatures,
+        frame_sample: torch.Tensor,
+        frame_times: torch.Tensor,
+        gt_masks: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """Mask logits of every [SEG] on its row's frames, and the mask losses."""
+        zero = hidden.new_zeros(()).float()
+        terms = {"bce_loss": zero, "dice_loss": zero, "prior_loss": zero}
+        where = (input_ids == self.ids.seg).nonzero()
+        if not len(where):
+            grid = self.config.mask_grid
+            return {**terms, "mask_logits": hidden.new_zeros((0, grid, grid))}
+        states = hidden[where[:, 0], where[:, 1]]
+        state_index, frame_index = self._seg_pairs(where, frame_sample)
+        mask_logits, prior = self.decode_masks(
+            states[state_index], features.select(frame_index), frame_times[frame_index]
+        )
+        if gt_masks is not None:
+            if len(gt_masks) != len(mask_logits):
+                raise ValueError(f"{len(mask_logits)} masks to predict but {len(gt_masks)} given")
+            terms["bce_loss"], terms["dice_loss"] = mask_losses(mask_logits, gt_masks)
+            if prior is not None:
+                pooled = F.adaptive_avg_pool2d(gt_masks[:, None].float(), prior.shape[-1])[:, 0]
+                terms["prior_loss"] = F.binary_cross_entropy_with_logits(prior.float(), pooled)
+        return {**terms, "mask_logits": mask_logits}
 
     # ----------------------------------------------------------------- inference
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -407,7 +451,7 @@ class SegTokenModel(nn.Module):
         count, frames = len(states), len(times)
         state_index = torch.arange(count, device=self.device).repeat_interleave(frames)
         frame_index = torch.arange(frames, device=self.device).repeat(count)
-        logits = self.decode_masks(
+        logits, _ = self.decode_masks(
             states[state_index], features.select(frame_index), times[frame_index]
         )
         full = F.interpolate(

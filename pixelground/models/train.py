@@ -55,7 +55,7 @@ class TrainConfig:
     Attributes:
         data: training JSONL file(s).
         out: run directory (checkpoints, log).
-        val_data: optional validation JSONL (teacher-forced loss and mask IoU).
+        val_data: optional validation JSONL file(s) (teacher-forced loss and mask IoU).
         init_from: checkpoint to fine-tune from (None: a new model from the model config).
         steps: total optimizer steps.
         batch_size: samples per micro-batch.
@@ -81,7 +81,7 @@ class TrainConfig:
 
     data: list[str] = field(default_factory=list)
     out: str = "runs/seg"
-    val_data: str | None = None
+    val_data: list[str] | str | None = None
     init_from: str | None = None
     steps: int = 3000
     batch_size: int = 16
@@ -108,6 +108,8 @@ class TrainConfig:
         if isinstance(self.data, str):
             self.data = [self.data]
         self.data = [str(p) for p in self.data]
+        if isinstance(self.val_data, str):
+            self.val_data = [self.val_data]
         if not self.data:
             raise InputError("no training data; set 'data' to one or more JSONL files")
         if self.precision not in PRECISIONS:
@@ -194,7 +196,9 @@ class Trainer:
         self.dataset = SegDataset(self.samples, self.model.tokenizer, self.model.config)
         self.val = None
         if config.val_data:
-            val = read_finetune_jsonl(config.val_data, "skip").samples[: config.val_samples]
+            val = [s for p in config.val_data for s in read_finetune_jsonl(p, "skip").samples]
+            picks = torch.randperm(len(val), generator=torch.Generator().manual_seed(0))
+            val = [val[int(i)] for i in picks[: config.val_samples]]
             self.val = SegDataset(val, self.model.tokenizer, self.model.config, train=False)
 
     # ------------------------------------------------------------------ setup
@@ -283,7 +287,7 @@ class Trainer:
     def train_step(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, float]:
         """One optimizer step over ``grad_accum`` micro-batches; mean loss terms."""
         self.model.train()
-        totals = {"loss": 0.0, "lm_loss": 0.0, "bce_loss": 0.0, "dice_loss": 0.0}
+        totals = dict.fromkeys(("loss", "lm_loss", "bce_loss", "dice_loss", "prior_loss"), 0.0)
         for _ in range(self.cfg.grad_accum):
             batch = self._to_device(next(batches))
             with autocast(self.device, self.cfg.precision):

@@ -13,7 +13,7 @@ from pixelground.models.seg_model import mask_losses
 def test_forward_gives_three_finite_positive_loss_terms(tiny_model, tiny_batch):
     with torch.no_grad():
         out = tiny_model(**tiny_batch)
-    for key in ("lm_loss", "bce_loss", "dice_loss"):
+    for key in ("lm_loss", "bce_loss", "dice_loss", "prior_loss"):
         value = float(out[key])
         assert math.isfinite(value) and value > 0, key
     c = tiny_model.config
@@ -21,6 +21,7 @@ def test_forward_gives_three_finite_positive_loss_terms(tiny_model, tiny_batch):
         c.lm_loss_weight * out["lm_loss"]
         + c.bce_loss_weight * out["bce_loss"]
         + c.dice_loss_weight * out["dice_loss"]
+        + c.prior_loss_weight * out["prior_loss"]
     )
     assert float(out["loss"]) == pytest.approx(float(expected), rel=1e-5)
     # 3 refer [SEG] + 3 x 2 GCG [SEG] + 1 video [SEG] on its 2 sampled frames
@@ -39,6 +40,7 @@ def test_every_part_gets_a_gradient(tiny_model, tiny_batch):
         "seg_proj": tiny_model.seg_proj,
         "time_proj": tiny_model.time_proj,
         "region_proj": tiny_model.neck.region_proj,
+        "prior": tiny_model.prior_query,
     }
     for name, module in parts.items():
         grads = [p.grad for p in module.parameters() if p.grad is not None]
