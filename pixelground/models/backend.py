@@ -1,10 +1,11 @@
 """SegTokenModelBackend: our trained [SEG]-token model as a pixelground backend.
 
 It implements GroundingModel (``ground``), ReferringSegmenter (``segment_expression``) and
-Captioner (``caption``, ``describe_region``), plus ``segment_video_expression`` for referring
-video segmentation, so the task classes, the CLI, the evaluator and the server use it like any
-other backend. The prompts it sends are the ones the checkpoint was trained with (stored in
-its config).
+Captioner (``caption``, ``describe_region``), plus ``ground_video`` and
+``segment_video_expression`` for videos, so the task classes, the CLI, the evaluator and the
+server use it like any other backend. ``segment_expression``, ``caption`` and the region and
+video methods send the prompts the checkpoint was trained with (stored in its config);
+``gcg_prompt`` is the grounded-caption instruction to pass to ``ground``.
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ class SegTokenModelBackend:
         """The model's SegModelConfig (prompts, sizes)."""
         return self.model.config
 
+    @property
+    def gcg_prompt(self) -> str:
+        """The grounded-caption instruction this checkpoint was trained with."""
+        return str(self.config.gcg_prompt)
+
     def ground(self, image: np.ndarray, prompt: str) -> GroundedText:
         """Answer ``prompt`` about ``image``; every [SEG] yields one (H, W) bool mask."""
         return self.model.generate_grounded(load_image(image).pixels, prompt)
@@ -102,10 +108,14 @@ class SegTokenModelBackend:
         ] = True
         return self.describe_mask(pixels, mask)
 
+    def ground_video(self, frames: Sequence[np.ndarray], prompt: str) -> GroundedText:
+        """Answer ``prompt`` about a clip; masks are (T, H, W) bool stacks, one per phrase."""
+        images = [load_image(f).pixels for f in frames]
+        return self.model.generate_grounded_video(images, prompt)
+
     def segment_video_expression(
         self, frames: Sequence[np.ndarray], expression: str
     ) -> list[np.ndarray]:
         """(T, H, W) bool masks, one per object the expression refers to ([] for none)."""
-        images = [load_image(f).pixels for f in frames]
         prompt = self.config.video_template.format(expression=_expression(expression))
-        return list(self.model.generate_grounded_video(images, prompt).masks)
+        return list(self.ground_video(frames, prompt).masks)

@@ -76,7 +76,9 @@ class TrainConfig:
         on_error: "skip" or "raise" for bad data lines.
         resume: continue the run found in ``out``.
         num_threads: torch CPU threads (0: torch's default).
-        max_minutes: stop and save after this much training time (0: no limit).
+        max_minutes: training-time budget over all resumptions (0: none). The run stops and
+            saves when it is spent, and the learning rate decays by time as well as by steps,
+            so a run with a large ``steps`` uses the budget fully and ends annealed.
     """
 
     data: list[str] = field(default_factory=list)
@@ -146,12 +148,11 @@ def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
     return torch.autocast(kind, dtype=torch.bfloat16) if use else contextlib.nullcontext()
 
 
-def lr_lambda(step: int, warmup: int, total: int, floor: float) -> float:
-    """Linear warmup to 1, then cosine decay to ``floor``."""
+def lr_factor(step: int, warmup: int, progress: float, floor: float) -> float:
+    """Linear warmup to 1 over ``warmup`` steps, then cosine decay to ``floor`` at progress 1."""
     if step < warmup:
         return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
 
 
 def _index_stream(count: int, batch: int, seed: int, start: int) -> Iterator[list[int]]:
@@ -185,6 +186,7 @@ class Trainer:
         self.out = Path(config.out).expanduser()
         self.device = select_device(config.device)
         self.step = 0
+        self.elapsed = 0.0  # seconds of training, over every resumption
         self.log_path = self.out / LOG_NAME
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
@@ -264,15 +266,29 @@ class Trainer:
         )
         cfg = self.cfg
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_lambda(s, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+            self.optimizer,
+            lambda s: lr_factor(s, cfg.warmup_steps, self.progress(s), cfg.min_lr_ratio),
         )
         if resume_from is not None and (resume_from / STATE_NAME).is_file():
             state = torch.load(resume_from / STATE_NAME, map_location="cpu", weights_only=True)
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.step = int(state["step"])
+            self.elapsed = float(state.get("elapsed", 0.0))
             torch.set_rng_state(state["rng"])
             self._truncate_log(self.step)
+
+    def progress(self, step: int) -> float:
+        """Fraction of the run done: of ``steps``, or of ``max_minutes`` if that is further."""
+        done = step / self.cfg.steps
+        if self.cfg.max_minutes:
+            done = max(done, self.elapsed / (60 * self.cfg.max_minutes))
+        return min(1.0, done)
+
+    def out_of_budget(self) -> bool:
+        """Whether the run has reached ``steps`` or its ``max_minutes`` of training time."""
+        late = bool(self.cfg.max_minutes) and self.elapsed >= 60 * self.cfg.max_minutes
+        return self.step >= self.cfg.steps or late
 
     # ------------------------------------------------------------------ steps
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -285,7 +301,8 @@ class Trainer:
             yield collate([self.dataset[i] for i in indices], self.model.ids.pad)
 
     def train_step(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, float]:
-        """One optimizer step over ``grad_accum`` micro-batches; mean loss terms."""
+        """One optimizer step over ``grad_accum`` micro-batches (the caller steps the learning
+        rate schedule); returns the mean loss terms."""
         self.model.train()
         totals = dict.fromkeys(("loss", "lm_loss", "bce_loss", "dice_loss", "prior_loss"), 0.0)
         for _ in range(self.cfg.grad_accum):
@@ -299,7 +316,6 @@ class Trainer:
             params = [p for p in self.model.parameters() if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
         self.optimizer.step()
-        self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return totals
 
@@ -339,6 +355,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": torch.get_rng_state(),
+            "elapsed": self.elapsed,
         }
 
         def write(directory: Path) -> None:
@@ -369,9 +386,31 @@ class Trainer:
         kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("step", 0) <= step]
         self.log_path.write_text("".join(ln + "\n" for ln in kept))
 
-    def run(self) -> Path:
-        """Train to ``steps``; returns the final checkpoint directory."""
+    def _after_step(self, metrics: dict[str, float], window: dict[str, float]) -> None:
+        """Log, validate, call back and checkpoint as the config asks after one step."""
         cfg = self.cfg
+        window["_count"] = window.get("_count", 0.0) + 1
+        for key, value in metrics.items():
+            window[key] = window.get(key, 0.0) + value
+        if self.step % cfg.log_every == 0 or self.out_of_budget():
+            count = window.pop("_count")
+            record: dict[str, Any] = {"step": self.step}
+            record.update({k: v / count for k, v in window.items() if k != "_tick"})
+            record["lr"] = self.scheduler.get_last_lr()[0]
+            record["seconds"] = round(self.elapsed, 2)
+            record["step_seconds"] = round((self.elapsed - window.get("_tick", 0.0)) / count, 3)
+            self._log(record)
+            window.clear()
+            window["_tick"] = self.elapsed
+        if cfg.eval_every and self.step % cfg.eval_every == 0 and self.val is not None:
+            self._log({"step": self.step, **self.evaluate()})
+        if self.on_step is not None:
+            self.on_step(self.step, metrics)
+        if self.step % cfg.save_every == 0:
+            self.save()
+
+    def run(self) -> Path:
+        """Train until ``steps`` or ``max_minutes``; returns the final checkpoint directory."""
         logger.info(
             "training on %d samples (%d lines skipped), device %s, from step %d",
             len(self.dataset),
@@ -380,43 +419,28 @@ class Trainer:
             self.step,
         )
         batches = self._micro_batches()
-        window: dict[str, float] = {}
-        count = 0
-        began = time.monotonic()
-        tick, saved = began, -1
+        window: dict[str, float] = {"_tick": self.elapsed}
         try:
-            while self.step < cfg.steps:
+            while not self.out_of_budget():
+                began = time.monotonic()
                 metrics = self.train_step(batches)
                 self.step += 1
-                count += 1
-                for key, value in metrics.items():
-                    window[key] = window.get(key, 0.0) + value
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    record = {"step": self.step, **{k: v / count for k, v in window.items()}}
-                    record["lr"] = self.scheduler.get_last_lr()[0]
-                    record["seconds"] = round(time.monotonic() - began, 2)
-                    record["step_seconds"] = round((time.monotonic() - tick) / count, 3)
-                    self._log(record)
-                    window, count, tick = {}, 0, time.monotonic()
-                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.val is not None:
-                    self._log({"step": self.step, **self.evaluate()})
-                if self.on_step is not None:
-                    self.on_step(self.step, metrics)
-                if self.step % cfg.save_every == 0:
-                    self.save()
-                    saved = self.step
-                if cfg.max_minutes and time.monotonic() - began > 60 * cfg.max_minutes:
-                    logger.warning(
-                        "time budget of %.1f min reached at step %d", cfg.max_minutes, self.step
-                    )
-                    break
+                self.elapsed += time.monotonic() - began
+                self.scheduler.step()
+                self._after_step(metrics, window)
         except KeyboardInterrupt:
             logger.warning("interrupted at step %d; saving a checkpoint", self.step)
             self.save()
             raise
-        if self.val is not None and not cfg.eval_every:
+        if self.step < self.cfg.steps:
+            logger.warning(
+                "time budget of %.1f min reached at step %d", self.cfg.max_minutes, self.step
+            )
+        if self.val is not None and not self.cfg.eval_every:
             self._log({"step": self.step, **self.evaluate()})
-        return self.save() if saved != self.step else find_checkpoint(self.out)  # type: ignore[return-value]
+        if self.step % self.cfg.save_every == 0 and find_checkpoint(self.out) is not None:
+            return find_checkpoint(self.out)  # type: ignore[return-value]
+        return self.save()
 
 
 def _mask_ious(logits: torch.Tensor, targets: torch.Tensor) -> list[float]:

@@ -95,6 +95,9 @@ def test_backend_loads_through_the_user_path(saved, tmp_path):
     masks = backend.segment_expression(image, "the red square")
     assert all(m.shape == (30, 40) for m in masks)
     assert isinstance(backend.caption(image), str)
+    assert backend.gcg_prompt == backend.config.gcg_prompt
+    tracks = backend.segment_video_expression([image, image, image], "the red square")
+    assert all(t.shape == (3, 30, 40) for t in tracks)
     assert isinstance(backend.describe_region(image, (5, 5, 20, 20)), str)
     with pytest.raises(InputError, match="expression is empty"):
         backend.segment_expression(image, "  ")

@@ -11,7 +11,7 @@ from pixelground.models.backend import SegTokenModelBackend
 from pixelground.models.checkpoints import STATE_NAME, find_checkpoint
 from pixelground.models.config import SegModelConfig
 from pixelground.models.seg_model import SegTokenModel
-from pixelground.models.train import TrainConfig, Trainer, lr_lambda, split_flat_config, train
+from pixelground.models.train import TrainConfig, Trainer, lr_factor, split_flat_config, train
 
 
 def _config(tiny_data, out, **kw) -> TrainConfig:
@@ -106,6 +106,19 @@ def test_flat_config_split_and_schedule():
     assert train_cfg.data == ["a.jsonl"] and train_cfg.steps == 5 and model == {"decoder_dim": 32}
     with pytest.raises(Exception, match="unknown config keys"):
         split_flat_config({"data": "a.jsonl", "step": 5})
-    assert lr_lambda(0, 10, 100, 0.1) == pytest.approx(0.1)
-    assert lr_lambda(10, 10, 100, 0.1) == pytest.approx(1.0)
-    assert lr_lambda(100, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_factor(0, 10, 0.0, 0.1) == pytest.approx(0.1)
+    assert lr_factor(10, 10, 0.0, 0.1) == pytest.approx(1.0)
+    assert lr_factor(50, 10, 0.5, 0.1) == pytest.approx(0.55)
+    assert lr_factor(100, 10, 1.0, 0.1) == pytest.approx(0.1)
+
+
+def test_time_budget_stops_the_run_and_anneals(tiny_data, tmp_path, tiny_overrides):
+    trainer = Trainer(
+        _config(tiny_data, tmp_path / "budget", steps=1000, max_minutes=1e-9), tiny_overrides
+    )
+    final = trainer.run()
+    assert trainer.step == 1 and final.name == "checkpoint-0000001"
+    assert trainer.progress(trainer.step) == 1.0
+    assert trainer.scheduler.get_last_lr()[0] == pytest.approx(trainer.cfg.lr * 0.05)
+    state = torch.load(final / STATE_NAME, weights_only=True)
+    assert state["elapsed"] > 0
