@@ -44,7 +44,7 @@ from pixelground.models.parts import (
     time_features,
     tower_grids,
 )
-from pixelground.models.tokenizer import TokenIds, grounded_text, prompt_ids
+from pixelground.models.tokenizer import TokenIds
 
 logger = logging.getLogger(__name__)
 
@@ -405,61 +405,6 @@ class SegTokenModel(nn.Module):
         batch = torch.stack([preprocess_image(image, self.config) for image in images])
         return batch.to(self.device)
 
-    @torch.no_grad()
-    def _greedy(
-        self, embeds: torch.Tensor, max_new_tokens: int
-    ) -> tuple[list[int], list[torch.Tensor]]:
-        """Greedy decoding from (1, L, D) prompt embeddings: generated ids and [SEG] states."""
-        banned = [
-            self.ids.pad,
-            self.ids.bos,
-            self.ids.image,
-            self.ids.user,
-            self.ids.assistant,
-            self.ids.region,
-        ]
-        table = self.lm.get_input_embeddings()
-        out = self.lm(inputs_embeds=embeds, use_cache=True)
-        generated: list[int] = []
-        states: list[torch.Tensor] = []
-        for _ in range(max_new_tokens):
-            logits = out.logits[0, -1].float()
-            logits[banned] = float("-inf")
-            token = int(logits.argmax())
-            if token == self.ids.eos:
-                break
-            generated.append(token)
-            step = table(torch.tensor([[token]], device=embeds.device))
-            out = self.lm(
-                inputs_embeds=step,
-                past_key_values=out.past_key_values,
-                use_cache=True,
-                output_hidden_states=token == self.ids.seg,
-            )
-            if token == self.ids.seg:
-                states.append(out.hidden_states[-1][0, -1])
-        return generated, states
-
-    def _masks_at(
-        self,
-        states: torch.Tensor,
-        features: VisionFeatures,
-        times: torch.Tensor,
-        size: tuple[int, int],
-    ) -> np.ndarray:
-        """(S, F, H, W) bool masks of S [SEG] states on F frames."""
-        count, frames = len(states), len(times)
-        state_index = torch.arange(count, device=self.device).repeat_interleave(frames)
-        frame_index = torch.arange(frames, device=self.device).repeat(count)
-        logits, _ = self.decode_masks(
-            states[state_index], features.select(frame_index), times[frame_index]
-        )
-        full = F.interpolate(
-            logits[:, None].float(), size=size, mode="bilinear", align_corners=False
-        )[:, 0]
-        return (full > 0).view(count, frames, *size).cpu().numpy()
-
-    @torch.no_grad()
     def generate_grounded(
         self,
         image: np.ndarray,
@@ -467,86 +412,18 @@ class SegTokenModel(nn.Module):
         regions: Sequence[np.ndarray] | None = None,
         max_new_tokens: int | None = None,
     ) -> GroundedText:
-        """Answer ``prompt`` about ``image`` greedily; one mask per emitted [SEG].
+        """Answer ``prompt`` about an image greedily; see :func:`generation.generate_grounded`."""
+        from pixelground.models.generation import generate_grounded
 
-        Args:
-            image: RGB uint8 (H, W, 3).
-            prompt: user text; may contain ``<region>`` markers, one per entry of ``regions``.
-            regions: (H, W) bool masks for the ``<region>`` markers, in order.
-            max_new_tokens: generation limit (default: the config's).
+        return generate_grounded(self, image, prompt, regions, max_new_tokens)
 
-        Returns:
-            GroundedText whose masks are bool (H, W) at the image's size.
-        """
-        if not prompt.strip():
-            raise InputError("the prompt is empty; ask a question or give an expression")
-        size = (int(image.shape[0]), int(image.shape[1]))
-        features = self.encode_image(self.preprocess([image]))
-        times = torch.full((1,), -1.0, device=self.device)
-        ids = torch.tensor(
-            [prompt_ids(self.tokenizer, prompt, self.num_image_tokens)], device=self.device
-        )
-        region_masks = None
-        if regions:
-            stack = np.stack([np.asarray(r, bool) for r in regions])
-            region_masks = torch.from_numpy(stack).float().to(self.device)
-        embeds = self.embed_inputs(ids, features, times, region_masks)
-        generated, states = self._greedy(embeds, max_new_tokens or self.config.max_new_tokens)
-        masks: list[np.ndarray] = []
-        if states:
-            masks = list(self._masks_at(torch.stack(states), features, times, size)[:, 0])
-        return grounded_text(self.tokenizer, generated, masks, size)
-
-    @torch.no_grad()
     def generate_grounded_video(
-        self,
-        frames: Sequence[np.ndarray],
-        prompt: str,
-        max_new_tokens: int | None = None,
-        chunk: int = 8,
+        self, frames: Sequence[np.ndarray], prompt: str, max_new_tokens: int | None = None
     ) -> GroundedText:
-        """Answer ``prompt`` about a clip; each [SEG] yields a mask on every frame.
+        """Answer ``prompt`` about a clip; see :func:`generation.generate_grounded_video`."""
+        from pixelground.models.generation import generate_grounded_video
 
-        The LM sees ``video_frames`` evenly spaced frames; every frame is then decoded with the
-        [SEG] prompt and its normalised time (as Sa2VA does for its key frames).
-
-        Args:
-            frames: T RGB uint8 (H, W, 3) frames of one size.
-            prompt: user text.
-            max_new_tokens: generation limit (default: the config's).
-            chunk: frames encoded at once when decoding masks.
-
-        Returns:
-            GroundedText whose masks are bool (T, H, W) per phrase.
-        """
-        if not frames:
-            raise InputError("the video has no frames")
-        if not prompt.strip():
-            raise InputError("the prompt is empty; give an expression")
-        total = len(frames)
-        size = (int(frames[0].shape[0]), int(frames[0].shape[1]))
-        times = (
-            torch.linspace(0, 1, total, device=self.device)
-            if total > 1
-            else torch.zeros(1, device=self.device)
-        )
-        picks = np.unique(np.linspace(0, total - 1, min(self.config.video_frames, total)).round())
-        pick_index = torch.as_tensor(picks.astype(np.int64), device=self.device)
-        features = self.encode_image(self.preprocess([frames[int(i)] for i in picks]))
-        count = len(picks) * self.config.video_lm_grid**2
-        ids = torch.tensor([prompt_ids(self.tokenizer, prompt, count)], device=self.device)
-        sample = torch.zeros(len(picks), dtype=torch.long, device=self.device)
-        embeds = self.embed_inputs(ids, features, times[pick_index], None, sample)
-        generated, states = self._greedy(embeds, max_new_tokens or self.config.max_new_tokens)
-        masks: list[np.ndarray] = []
-        if states:
-            stacked = torch.stack(states)
-            parts = []
-            for start in range(0, total, chunk):
-                part = self.encode_image(self.preprocess(frames[start : start + chunk]))
-                parts.append(self._masks_at(stacked, part, times[start : start + chunk], size))
-            masks = list(np.concatenate(parts, axis=1))
-        return grounded_text(self.tokenizer, generated, masks, (total, *size))
+        return generate_grounded_video(self, frames, prompt, max_new_tokens)
 
     # ----------------------------------------------------------------- persistence
     def save_pretrained(self, directory: str | Path) -> None:

@@ -210,13 +210,74 @@ class _TextBuilder:
         return start
 
 
+class _GroundedBuilder:
+    """Walks generated ids, building text, phrase spans and the phrase each [SEG] grounds."""
+
+    def __init__(self, tokenizer: Any, masks: Sequence[np.ndarray], shape: tuple[int, ...]):
+        self.tokenizer = tokenizer
+        self.ids = TokenIds.of(tokenizer)
+        self.masks, self.shape = list(masks), shape
+        self.out = _TextBuilder()
+        self.phrases: list[Phrase] = []
+        self.phrase_masks: list[np.ndarray | None] = []
+        self.buffer: list[int] = []
+        self.open_at: int | None = None  # -1: a phrase opened, its text not seen yet
+        self.last_closed: int | None = None  # the phrase a following [SEG] grounds
+        self.seg_index = 0
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        start = self.out.add(self.tokenizer.decode(self.buffer, skip_special_tokens=True))
+        self.buffer.clear()
+        if self.open_at == -1:
+            self.open_at = start
+        elif self.last_closed is not None and self.phrase_masks[self.last_closed] is not None:
+            self.last_closed = None  # text after a grounded phrase ends its [SEG] run
+
+    def seg(self) -> None:
+        if self.seg_index < len(self.masks):
+            mask = self.masks[self.seg_index]
+        else:
+            mask = np.zeros(self.shape, bool)
+        self.seg_index += 1
+        end = len(self.out.text)
+        if self.last_closed is None:
+            self.phrases.append(Phrase("", end, end))
+        elif self.phrase_masks[self.last_closed] is None:
+            self.phrase_masks[self.last_closed] = mask
+            return
+        else:
+            base = self.phrases[self.last_closed]
+            base.plural = True
+            self.phrases.append(Phrase(base.text, base.start, base.end, plural=True))
+        self.phrase_masks.append(mask)
+
+    def feed(self, token: int) -> None:
+        ids = self.ids
+        if token not in (ids.p_open, ids.p_close, ids.seg):
+            if token not in (ids.pad, ids.eos, ids.bos, ids.image, ids.user, ids.assistant):
+                self.buffer.append(token)
+            return
+        self.flush()
+        if token == ids.p_open:
+            self.open_at, self.last_closed = -1, None
+        elif token == ids.p_close and self.open_at is not None and self.open_at >= 0:
+            text = self.out.text
+            self.phrases.append(Phrase(text[self.open_at :], self.open_at, len(text)))
+            self.phrase_masks.append(None)
+            self.open_at, self.last_closed = None, len(self.phrases) - 1
+        elif token == ids.seg:
+            self.seg()
+
+
 def grounded_text(
-    tokenizer: Any, generated: Sequence[int], masks: Sequence[np.ndarray], shape: tuple[int, int]
+    tokenizer: Any, generated: Sequence[int], masks: Sequence[np.ndarray], shape: tuple[int, ...]
 ) -> GroundedText:
     """Turn generated ids and the masks of their [SEG] tokens into a GroundedText.
 
-    A [SEG] right after ``<p>phrase</p>`` grounds that phrase; further [SEG]s repeat the
-    phrase (a plural phrase gets one entry per mask); a [SEG] without a phrase grounds an
+    A [SEG] right after ``<p>phrase</p>`` grounds that phrase; further [SEG]s right after it
+    repeat the phrase (a plural phrase gets one entry per mask); any other [SEG] grounds an
     empty span at its position. A phrase without [SEG] gets an empty mask.
 
     Args:
@@ -229,48 +290,11 @@ def grounded_text(
     Returns:
         The answer with markup removed, its phrases with [start, end) spans, one mask each.
     """
-    ids = TokenIds.of(tokenizer)
-    out = _TextBuilder()
-    phrases: list[Phrase] = []
-    phrase_masks: list[np.ndarray | None] = []
-    buffer: list[int] = []
-    open_at: int | None = None
-    last_closed: int | None = None  # index into phrases of a phrase a [SEG] may ground
-    seg_index = 0
-
-    def flush() -> None:
-        nonlocal open_at
-        if buffer:
-            start = out.add(tokenizer.decode(buffer, skip_special_tokens=True))
-            open_at = start if open_at == -1 else open_at
-            buffer.clear()
-
+    builder = _GroundedBuilder(tokenizer, masks, shape)
     for token in generated:
-        if token not in (ids.p_open, ids.p_close, ids.seg):
-            if token not in (ids.pad, ids.eos, ids.bos, ids.image, ids.user, ids.assistant):
-                buffer.append(token)
-            continue
-        flush()
-        if token == ids.p_open:
-            open_at, last_closed = -1, None
-        elif token == ids.p_close and open_at is not None and open_at >= 0:
-            phrases.append(Phrase(out.text[open_at:], open_at, len(out.text)))
-            phrase_masks.append(None)
-            open_at, last_closed = None, len(phrases) - 1
-        elif token == ids.seg:
-            mask = masks[seg_index] if seg_index < len(masks) else np.zeros(shape, bool)
-            seg_index += 1
-            if last_closed is not None and phrase_masks[last_closed] is None:
-                phrase_masks[last_closed] = mask
-            elif last_closed is not None:
-                base = phrases[last_closed]
-                base.plural = True
-                phrases.append(Phrase(base.text, base.start, base.end, plural=True))
-                phrase_masks.append(mask)
-            else:
-                phrases.append(Phrase("", len(out.text), len(out.text)))
-                phrase_masks.append(mask)
-    flush()
-    filled = [m if m is not None else np.zeros(shape, bool) for m in phrase_masks]
+        builder.feed(int(token))
+    builder.flush()
+    filled = [m if m is not None else np.zeros(shape, bool) for m in builder.phrase_masks]
+    ids = builder.ids
     raw = tokenizer.decode([t for t in generated if t not in (ids.pad, ids.eos)])
-    return GroundedText(text=out.text, phrases=phrases, masks=filled, raw=raw)
+    return GroundedText(text=builder.out.text, phrases=builder.phrases, masks=filled, raw=raw)

@@ -59,5 +59,9 @@ def test_grounded_text_spans_plural_and_phraseless_seg():
     assert "[SEG]" in result.raw
     bare = grounded_text(tokenizer, _ids(tokenizer, "[SEG]"), [np.ones((4, 4), bool)], (4, 4))
     assert bare.text == "" and len(bare.phrases) == 1 and bare.masks[0].all()
+    after_text = grounded_text(
+        tokenizer, _ids(tokenizer, "<p>a red square</p> [SEG] left of [SEG]"), masks[:2], (4, 4)
+    )
+    assert [(p.text, p.start) for p in after_text.phrases] == [("a red square", 0), ("", 20)]
     unmasked = grounded_text(tokenizer, _ids(tokenizer, "<p>a red square</p>."), [], (4, 4))
     assert unmasked.text == "a red square." and not unmasked.masks[0].any()

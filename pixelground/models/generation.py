@@ -1,0 +1,172 @@
+"""Greedy generation of the [SEG]-token model: text, and one mask per emitted [SEG].
+
+Decoding uses the LM's key/value cache. The hidden state of each generated [SEG] (taken when
+the token is fed back) is decoded by the mask decoder, on the image, or on every frame of a
+clip with the frame's normalised time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pixelground.backends.base import GroundedText
+from pixelground.core.errors import InputError
+from pixelground.models.parts import VisionFeatures
+from pixelground.models.tokenizer import grounded_text, prompt_ids
+
+if TYPE_CHECKING:
+    from pixelground.models.seg_model import SegTokenModel
+
+
+@torch.no_grad()
+def greedy(
+    model: SegTokenModel, embeds: torch.Tensor, max_new_tokens: int
+) -> tuple[list[int], list[torch.Tensor]]:
+    """Greedy decoding from (1, L, D) prompt embeddings: generated ids and [SEG] states."""
+    banned = [
+        model.ids.pad,
+        model.ids.bos,
+        model.ids.image,
+        model.ids.user,
+        model.ids.assistant,
+        model.ids.region,
+    ]
+    table = model.lm.get_input_embeddings()
+    out = model.lm(inputs_embeds=embeds, use_cache=True)
+    generated: list[int] = []
+    states: list[torch.Tensor] = []
+    for _ in range(max_new_tokens):
+        logits = out.logits[0, -1].float()
+        logits[banned] = float("-inf")
+        token = int(logits.argmax())
+        if token == model.ids.eos:
+            break
+        generated.append(token)
+        step = table(torch.tensor([[token]], device=embeds.device))
+        out = model.lm(
+            inputs_embeds=step,
+            past_key_values=out.past_key_values,
+            use_cache=True,
+            output_hidden_states=token == model.ids.seg,
+        )
+        if token == model.ids.seg:
+            states.append(out.hidden_states[-1][0, -1])
+    return generated, states
+
+
+def masks_at(
+    model: SegTokenModel,
+    states: torch.Tensor,
+    features: VisionFeatures,
+    times: torch.Tensor,
+    size: tuple[int, int],
+) -> np.ndarray:
+    """(S, F, H, W) bool masks of S [SEG] states on F frames."""
+    count, frames = len(states), len(times)
+    state_index = torch.arange(count, device=model.device).repeat_interleave(frames)
+    frame_index = torch.arange(frames, device=model.device).repeat(count)
+    logits, _ = model.decode_masks(
+        states[state_index], features.select(frame_index), times[frame_index]
+    )
+    full = F.interpolate(logits[:, None].float(), size=size, mode="bilinear", align_corners=False)[
+        :, 0
+    ]
+    return (full > 0).view(count, frames, *size).cpu().numpy()
+
+
+@torch.no_grad()
+def generate_grounded(
+    model: SegTokenModel,
+    image: np.ndarray,
+    prompt: str,
+    regions: Sequence[np.ndarray] | None = None,
+    max_new_tokens: int | None = None,
+) -> GroundedText:
+    """Answer ``prompt`` about ``image`` greedily; one mask per emitted [SEG].
+
+    Args:
+        model: the model (in eval mode).
+        image: RGB uint8 (H, W, 3).
+        prompt: user text; may contain ``<region>`` markers, one per entry of ``regions``.
+        regions: (H, W) bool masks for the ``<region>`` markers, in order.
+        max_new_tokens: generation limit (default: the config's).
+
+    Returns:
+        GroundedText whose masks are bool (H, W) at the image's size.
+    """
+    if not prompt.strip():
+        raise InputError("the prompt is empty; ask a question or give an expression")
+    size = (int(image.shape[0]), int(image.shape[1]))
+    features = model.encode_image(model.preprocess([image]))
+    times = torch.full((1,), -1.0, device=model.device)
+    ids = torch.tensor(
+        [prompt_ids(model.tokenizer, prompt, model.num_image_tokens)], device=model.device
+    )
+    region_masks = None
+    if regions:
+        stack = np.stack([np.asarray(r, bool) for r in regions])
+        region_masks = torch.from_numpy(stack).float().to(model.device)
+    embeds = model.embed_inputs(ids, features, times, region_masks)
+    generated, states = greedy(model, embeds, max_new_tokens or model.config.max_new_tokens)
+    masks: list[np.ndarray] = []
+    if states:
+        masks = list(masks_at(model, torch.stack(states), features, times, size)[:, 0])
+    return grounded_text(model.tokenizer, generated, masks, size)
+
+
+@torch.no_grad()
+def generate_grounded_video(
+    model: SegTokenModel,
+    frames: Sequence[np.ndarray],
+    prompt: str,
+    max_new_tokens: int | None = None,
+    chunk: int = 8,
+) -> GroundedText:
+    """Answer ``prompt`` about a clip; each [SEG] yields a mask on every frame.
+
+    The LM sees ``video_frames`` evenly spaced frames; every frame is then decoded with the
+    [SEG] prompt and its normalised time (as Sa2VA does for its key frames).
+
+    Args:
+        model: the model (in eval mode).
+        frames: T RGB uint8 (H, W, 3) frames of one size.
+        prompt: user text.
+        max_new_tokens: generation limit (default: the config's).
+        chunk: frames encoded at once when decoding masks.
+
+    Returns:
+        GroundedText whose masks are bool (T, H, W) per phrase.
+    """
+    if not frames:
+        raise InputError("the video has no frames")
+    if not prompt.strip():
+        raise InputError("the prompt is empty; give an expression")
+    total = len(frames)
+    size = (int(frames[0].shape[0]), int(frames[0].shape[1]))
+    times = (
+        torch.linspace(0, 1, total, device=model.device)
+        if total > 1
+        else torch.zeros(1, device=model.device)
+    )
+    picks = np.unique(np.linspace(0, total - 1, min(model.config.video_frames, total)).round())
+    pick_index = torch.as_tensor(picks.astype(np.int64), device=model.device)
+    features = model.encode_image(model.preprocess([frames[int(i)] for i in picks]))
+    count = len(picks) * model.config.video_lm_grid**2
+    ids = torch.tensor([prompt_ids(model.tokenizer, prompt, count)], device=model.device)
+    sample = torch.zeros(len(picks), dtype=torch.long, device=model.device)
+    embeds = model.embed_inputs(ids, features, times[pick_index], None, sample)
+    generated, states = greedy(model, embeds, max_new_tokens or model.config.max_new_tokens)
+    masks: list[np.ndarray] = []
+    if states:
+        stacked = torch.stack(states)
+        parts = []
+        for start in range(0, total, chunk):
+            part = model.encode_image(model.preprocess(frames[start : start + chunk]))
+            parts.append(masks_at(model, stacked, part, times[start : start + chunk], size))
+        masks = list(np.concatenate(parts, axis=1))
+    return grounded_text(model.tokenizer, generated, masks, (total, *size))
