@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pixelground.backends.base import GroundedText
-from pixelground.backends.loading import load_pretrained, select_device
+from pixelground.backends.loading import load_pretrained, select_device, select_dtype
 from pixelground.core.errors import CheckpointMissingError, InputError
 from pixelground.core.media import load_image
 from pixelground.models.checkpoints import find_checkpoint
@@ -40,9 +40,12 @@ class SegTokenModelBackend:
     Args:
         checkpoint_dir: a model directory, or a training run directory (its latest checkpoint).
         device: "auto"/None, "cpu", "cuda", "mps".
+        dtype: "float32", "float16" or "bfloat16"; None keeps float32 (the model is small).
     """
 
-    def __init__(self, checkpoint_dir: str | Path, device: str | None = None):
+    def __init__(
+        self, checkpoint_dir: str | Path, device: str | None = None, dtype: str | None = None
+    ):
         from pixelground.models.seg_model import SegTokenModel
 
         found = find_checkpoint(checkpoint_dir)
@@ -55,6 +58,8 @@ class SegTokenModelBackend:
         self.device = select_device(device)
         self.model = load_pretrained(SegTokenModel, str(found))
         self.model.to(self.device).eval()
+        if dtype not in (None, "", "auto"):
+            self.model.to(select_dtype(self.device, dtype))
         self.checkpoint = found
         self.info: dict[str, Any] = {"class": "SegTokenModelBackend", "checkpoint": str(found)}
 

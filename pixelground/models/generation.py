@@ -36,6 +36,8 @@ def greedy(
         model.ids.assistant,
         model.ids.region,
     ]
+    if model.tokenizer.unk_token_id is not None:
+        banned.append(int(model.tokenizer.unk_token_id))
     table = model.lm.get_input_embeddings()
     out = model.lm(inputs_embeds=embeds, use_cache=True)
     generated: list[int] = []
@@ -103,14 +105,14 @@ def generate_grounded(
         raise InputError("the prompt is empty; ask a question or give an expression")
     size = (int(image.shape[0]), int(image.shape[1]))
     features = model.encode_image(model.preprocess([image]))
-    times = torch.full((1,), -1.0, device=model.device)
+    times = torch.full((1,), -1.0, device=model.device, dtype=model.dtype)
     ids = torch.tensor(
         [prompt_ids(model.tokenizer, prompt, model.num_image_tokens)], device=model.device
     )
     region_masks = None
     if regions:
         stack = np.stack([np.asarray(r, bool) for r in regions])
-        region_masks = torch.from_numpy(stack).float().to(model.device)
+        region_masks = torch.from_numpy(stack).to(model.device, dtype=model.dtype)
     embeds = model.embed_inputs(ids, features, times, region_masks)
     generated, states = greedy(model, embeds, max_new_tokens or model.config.max_new_tokens)
     masks: list[np.ndarray] = []
@@ -148,11 +150,9 @@ def generate_grounded_video(
         raise InputError("the prompt is empty; give an expression")
     total = len(frames)
     size = (int(frames[0].shape[0]), int(frames[0].shape[1]))
-    times = (
-        torch.linspace(0, 1, total, device=model.device)
-        if total > 1
-        else torch.zeros(1, device=model.device)
-    )
+    times = torch.linspace(0, 1, total, device=model.device, dtype=model.dtype)
+    if total == 1:
+        times = torch.zeros(1, device=model.device, dtype=model.dtype)
     picks = np.unique(np.linspace(0, total - 1, min(model.config.video_frames, total)).round())
     pick_index = torch.as_tensor(picks.astype(np.int64), device=model.device)
     features = model.encode_image(model.preprocess([frames[int(i)] for i in picks]))

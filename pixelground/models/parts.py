@@ -212,7 +212,9 @@ class VisionNeck(nn.Module):
         pos = self._resize(self.lm_pos[None], side).flatten(2).transpose(1, 2)
         tokens = self.lm_proj(pooled) + pos
         if times is not None:
-            tokens = tokens + self.lm_time(time_features(times))[:, None].to(tokens.dtype)
+            tokens = tokens + self.lm_time(time_features(times).to(self.lm_time.weight.dtype))[
+                :, None
+            ].to(tokens.dtype)
         return tokens
 
     def region_tokens(self, embed: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:

@@ -160,6 +160,11 @@ class SegTokenModel(nn.Module):
         """Device of the model's parameters."""
         return next(self.parameters()).device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the model's parameters."""
+        return next(self.parameters()).dtype
+
     # ----------------------------------------------------------------- pieces
     def encode_image(self, pixel_values: torch.Tensor) -> VisionFeatures:
         """(F, 3, S, S) normalised frames -> VisionFeatures."""
@@ -279,7 +284,10 @@ class SegTokenModel(nn.Module):
         sparse = self.seg_proj(seg_states).view(count, 1, self.config.seg_prompt_tokens, d)
         shift = None
         if times is not None and bool((times >= 0).any()):
-            shift = self.time_proj(time_features(times.clamp(min=0))) * (times >= 0)[:, None]
+            shift = (
+                self.time_proj(time_features(times.clamp(min=0)).to(self.time_proj.weight.dtype))
+                * (times >= 0)[:, None]
+            )
             sparse = sparse + shift.view(count, 1, 1, d).to(sparse.dtype)
         embed = features.embed
         prior = None
@@ -403,7 +411,7 @@ class SegTokenModel(nn.Module):
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 (H, W, 3) images -> (B, 3, S, S) normalised floats on the model device."""
         batch = torch.stack([preprocess_image(image, self.config) for image in images])
-        return batch.to(self.device)
+        return batch.to(self.device, dtype=self.dtype)
 
     def generate_grounded(
         self,

@@ -101,5 +101,8 @@ def test_backend_loads_through_the_user_path(saved, tmp_path):
     assert isinstance(backend.describe_region(image, (5, 5, 20, 20)), str)
     with pytest.raises(InputError, match="expression is empty"):
         backend.segment_expression(image, "  ")
+    half = SegTokenModelBackend(saved, device="cpu", dtype="bfloat16")
+    assert half.model.dtype == torch.bfloat16
+    assert all(m.shape == (30, 40) for m in half.segment_expression(image, "the red square"))
     with pytest.raises(CheckpointMissingError, match="no \\[SEG\\]-model checkpoint"):
         SegTokenModelBackend(tmp_path / "missing")
