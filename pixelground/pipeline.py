@@ -71,6 +71,16 @@ class Pipeline:
                 ) from error
         return self._instances[part.key]
 
+    def require(self, role: str, task: str) -> Any:
+        """The backend for ``role``; InputError naming the task when the preset has none."""
+        backend = self.backend(role)
+        if backend is None:
+            raise InputError(
+                f"{task} needs a {role}, and preset {self.preset.name!r} has none; use a preset "
+                f"with one (pixelground presets lists them) or add one with --model {role}=SOURCE"
+            )
+        return backend
+
     def __getattr__(self, name: str) -> Any:
         if name in ROLES:
             return self.backend(name)
@@ -91,10 +101,14 @@ class Pipeline:
 
         return PhraseGrounding(
             entity_options=entity_options,
-            segmenter=self.backend("segmenter"),
+            segmenter=self.require("segmenter", "phrase grounding"),
             parser=self.backend("parser"),
-            detector=self.backend("detector") if strategy == "detector" else None,
-            scorer=self.backend("scorer") if strategy == "entity" else None,
+            detector=self.require("detector", "phrase grounding")
+            if strategy == "detector"
+            else None,
+            scorer=self.require("scorer", "entity-first grounding")
+            if strategy == "entity"
+            else None,
             strategy=strategy,
             threshold=threshold,
             preset=self.preset.name,
@@ -112,8 +126,8 @@ class Pipeline:
 
         grounding_model = self.backend("grounding_model")
         task = ReferringSegmentation(
-            segmenter=None if grounding_model else self.backend("segmenter"),
-            detector=None if grounding_model else self.backend("detector"),
+            segmenter=None if grounding_model else self.require("segmenter", "segment"),
+            detector=None if grounding_model else self.require("detector", "segment"),
             referring_segmenter=grounding_model,
             parser=self.backend("parser"),
             threshold=threshold,
@@ -173,7 +187,7 @@ class Pipeline:
         if point is not None and not isinstance(point, Point):
             point = Point(*point)
         task = RegionUnderstanding(
-            captioner=self.backend("captioner"),
+            captioner=self.require("captioner", "describe"),
             segmenter=self.backend("segmenter"),
             preset=self.preset.name,
         )
@@ -183,7 +197,8 @@ class Pipeline:
         """Entity segmentation: class-agnostic, non-overlapping masks of everything."""
         from pixelground.tasks.entity import EntitySegmentation
 
-        task = EntitySegmentation(self.backend("segmenter"), preset=self.preset.name, **options)
+        segmenter = self.require("segmenter", "entity segmentation")
+        task = EntitySegmentation(segmenter, preset=self.preset.name, **options)
         return self._finish(task(image))
 
     def semseg(
@@ -193,8 +208,8 @@ class Pipeline:
         from pixelground.tasks.semseg import OpenVocabSegmentation
 
         task = OpenVocabSegmentation(
-            scorer=self.backend("scorer"),
-            segmenter=self.backend("segmenter") if mode == "entity" else None,
+            scorer=self.require("scorer", "semantic segmentation"),
+            segmenter=self.require("segmenter", "entity-mode semseg") if mode == "entity" else None,
             mode=mode,
             preset=self.preset.name,
         )
