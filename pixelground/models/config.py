@@ -80,6 +80,10 @@ class SegModelConfig:
         decoder_heads: attention heads in the mask decoder.
         decoder_mlp_dim: MLP width in the mask decoder.
         seg_prompt_tokens: sparse prompt tokens each [SEG] state is projected to.
+        seg_state: "predict" uses the LM state that predicts the [SEG] (LISA's choice: it
+            must decide whether there is a target), "token" the state at the [SEG].
+        seg_reader_heads: heads of the SegReader attention from the [SEG] state over the LM's
+            hidden states before it (0: the plain projection of LISA / Sa2VA).
         lm_loss_weight: weight of the LM cross-entropy.
         bce_loss_weight: weight of the per-pixel mask BCE.
         dice_loss_weight: weight of the mask DICE loss.
@@ -121,6 +125,8 @@ class SegModelConfig:
     decoder_heads: int = 4
     decoder_mlp_dim: int = 256
     seg_prompt_tokens: int = 2
+    seg_state: str = "predict"
+    seg_reader_heads: int = 4
     lm_loss_weight: float = 1.0
     bce_loss_weight: float = 2.0
     dice_loss_weight: float = 1.0
@@ -170,6 +176,8 @@ class SegModelConfig:
             raise InputError("decoder_dim / 2 must be divisible by decoder_heads")
         if min(self.lm_grid, self.seg_prompt_tokens, self.video_frames, self.video_lm_grid) < 1:
             raise InputError("lm_grid, seg_prompt_tokens, video_frames, video_lm_grid must be >= 1")
+        if self.seg_state not in ("predict", "token"):
+            raise InputError(f"seg_state must be 'predict' or 'token', got {self.seg_state!r}")
         for name in ("refer_template", "video_template"):
             if "{expression}" not in getattr(self, name):
                 raise InputError(f"{name} must contain '{{expression}}'")

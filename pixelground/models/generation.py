@@ -26,8 +26,13 @@ if TYPE_CHECKING:
 @torch.no_grad()
 def greedy(
     model: SegTokenModel, embeds: torch.Tensor, max_new_tokens: int
-) -> tuple[list[int], list[torch.Tensor]]:
-    """Greedy decoding from (1, L, D) prompt embeddings: generated ids and [SEG] states."""
+) -> tuple[list[int], torch.Tensor, list[int]]:
+    """Greedy decoding from (1, L, D) prompt embeddings.
+
+    Returns:
+        The generated ids (without ``</s>``), the (1, L + n, D) last hidden states of the whole
+        sequence (every generated token is fed back), and the positions of generated [SEG]s.
+    """
     banned = [
         model.ids.pad,
         model.ids.bos,
@@ -39,26 +44,34 @@ def greedy(
     if model.tokenizer.unk_token_id is not None:
         banned.append(int(model.tokenizer.unk_token_id))
     table = model.lm.get_input_embeddings()
-    out = model.lm(inputs_embeds=embeds, use_cache=True)
+    out = model.lm(inputs_embeds=embeds, use_cache=True, output_hidden_states=True)
+    hidden = [out.hidden_states[-1][0]]
+    start = embeds.shape[1]
     generated: list[int] = []
-    states: list[torch.Tensor] = []
-    for _ in range(max_new_tokens):
+    positions: list[int] = []
+    for k in range(max_new_tokens):
         logits = out.logits[0, -1].float()
         logits[banned] = float("-inf")
         token = int(logits.argmax())
         if token == model.ids.eos:
             break
         generated.append(token)
+        if token == model.ids.seg:
+            positions.append(start + k)
         step = table(torch.tensor([[token]], device=embeds.device))
         out = model.lm(
             inputs_embeds=step,
             past_key_values=out.past_key_values,
             use_cache=True,
-            output_hidden_states=token == model.ids.seg,
+            output_hidden_states=True,
         )
-        if token == model.ids.seg:
-            states.append(out.hidden_states[-1][0, -1])
-    return generated, states
+        hidden.append(out.hidden_states[-1][0])
+    return generated, torch.cat(hidden)[None], positions
+
+
+def _seg_states(model: SegTokenModel, hidden: torch.Tensor, positions: list[int]) -> torch.Tensor:
+    where = torch.tensor([[0, p] for p in positions], device=hidden.device)
+    return model.seg_queries(hidden, where)
 
 
 def masks_at(
@@ -114,10 +127,13 @@ def generate_grounded(
         stack = np.stack([np.asarray(r, bool) for r in regions])
         region_masks = torch.from_numpy(stack).to(model.device, dtype=model.dtype)
     embeds = model.embed_inputs(ids, features, times, region_masks)
-    generated, states = greedy(model, embeds, max_new_tokens or model.config.max_new_tokens)
+    generated, hidden, positions = greedy(
+        model, embeds, max_new_tokens or model.config.max_new_tokens
+    )
     masks: list[np.ndarray] = []
-    if states:
-        masks = list(masks_at(model, torch.stack(states), features, times, size)[:, 0])
+    if positions:
+        states = _seg_states(model, hidden, positions)
+        masks = list(masks_at(model, states, features, times, size)[:, 0])
     return grounded_text(model.tokenizer, generated, masks, size)
 
 
@@ -160,10 +176,12 @@ def generate_grounded_video(
     ids = torch.tensor([prompt_ids(model.tokenizer, prompt, count)], device=model.device)
     sample = torch.zeros(len(picks), dtype=torch.long, device=model.device)
     embeds = model.embed_inputs(ids, features, times[pick_index], None, sample)
-    generated, states = greedy(model, embeds, max_new_tokens or model.config.max_new_tokens)
+    generated, hidden, positions = greedy(
+        model, embeds, max_new_tokens or model.config.max_new_tokens
+    )
     masks: list[np.ndarray] = []
-    if states:
-        stacked = torch.stack(states)
+    if positions:
+        stacked = _seg_states(model, hidden, positions)
         parts = []
         for start in range(0, total, chunk):
             part = model.encode_image(model.preprocess(frames[start : start + chunk]))

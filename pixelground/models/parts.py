@@ -230,3 +230,53 @@ class VisionNeck(nn.Module):
         weights = F.adaptive_avg_pool2d(masks[:, None].to(embed.dtype), embed.shape[-1])
         pooled = (embed * weights).sum((2, 3)) / weights.sum((2, 3)).clamp(min=1e-6)
         return self.region_proj(pooled)
+
+
+class SegReader(nn.Module):
+    """Lets each [SEG] state read the LM's last hidden states before it (one attention layer).
+
+    A from-scratch LM learns slowly to gather the referred-to object into the [SEG] state;
+    this layer lets the mask decoder's query attend over the expression's and the image's
+    token states directly. Heads carry fixed ALiBi-style recency slopes (0 = the whole
+    context, larger = the phrase just before the [SEG]), so grounded captions' [SEG]s read
+    their own phrase.
+    """
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"LM hidden size {dim} is not divisible by {heads} reader heads")
+        self.heads = heads
+        self.norm_query = nn.LayerNorm(dim)
+        self.norm_context = nn.LayerNorm(dim)
+        self.query = nn.Linear(dim, dim)
+        self.key = nn.Linear(dim, dim)
+        self.value = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+        slopes = [0.0] + [2.0 ** (-i) for i in range(heads - 1)]
+        self.register_buffer("slopes", torch.tensor(slopes), persistent=False)
+
+    def forward(
+        self, states: torch.Tensor, context: torch.Tensor, last: torch.Tensor
+    ) -> torch.Tensor:
+        """Read the context.
+
+        Args:
+            states: (S, D) query states.
+            context: (S, L, D) the LM's last hidden states of each query's sequence.
+            last: (S,) index of the last context position each query may read.
+
+        Returns:
+            (S, D) the states plus what they read.
+        """
+        count, length, dim = context.shape
+        head_dim = dim // self.heads
+        query = self.query(self.norm_query(states)).view(count, self.heads, 1, head_dim)
+        normed = self.norm_context(context)
+        key = self.key(normed).view(count, length, self.heads, head_dim).transpose(1, 2)
+        value = self.value(normed).view(count, length, self.heads, head_dim).transpose(1, 2)
+        distance = last[:, None] - torch.arange(length, device=context.device)[None]
+        bias = -self.slopes.to(context.dtype)[None, :, None] * distance.clamp(min=0)[:, None]
+        bias = bias.masked_fill((distance < 0)[:, None], float("-inf"))[:, :, None]
+        read = F.scaled_dot_product_attention(query, key, value, attn_mask=bias)
+        return states + self.out(read.reshape(count, dim))

@@ -37,6 +37,7 @@ from pixelground.core.errors import CheckpointMissingError, InputError
 from pixelground.models.config import SegModelConfig
 from pixelground.models.data import preprocess_image
 from pixelground.models.parts import (
+    SegReader,
     VisionFeatures,
     VisionNeck,
     build_language_model,
@@ -117,6 +118,9 @@ class SegTokenModel(nn.Module):
             nn.Linear(lm_hidden, d * config.seg_prompt_tokens),
         )
         self.time_proj = nn.Linear(8, d)
+        self.reader = (
+            SegReader(lm_hidden, config.seg_reader_heads) if config.seg_reader_heads else None
+        )
         self.prior_query = nn.Sequential(
             nn.Linear(lm_hidden, lm_hidden), nn.GELU(), nn.Linear(lm_hidden, d)
         )
@@ -310,6 +314,25 @@ class SegTokenModel(nn.Module):
         )
         return masks[:, 0, 0], prior
 
+    def seg_queries(self, hidden: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """The mask queries of [SEG] tokens.
+
+        Args:
+            hidden: (B, L, D) last hidden states of the LM.
+            where: (S, 2) (row, position) of each [SEG] token.
+
+        Returns:
+            (S, D) the state that predicts each [SEG] (``seg_state="predict"``, as LISA) or the
+            state at it (``"token"``), plus what the SegReader reads before it.
+        """
+        rows, index = where[:, 0], where[:, 1]
+        if self.config.seg_state == "predict":
+            index = index - 1
+        states = hidden[rows, index]
+        if self.reader is not None:
+            states = self.reader(states, hidden[rows], index)
+        return states
+
     def _seg_pairs(
         self, where: torch.Tensor, frame_sample: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -393,7 +416,7 @@ class SegTokenModel(nn.Module):
         if not len(where):
             grid = self.config.mask_grid
             return {**terms, "mask_logits": hidden.new_zeros((0, grid, grid))}
-        states = hidden[where[:, 0], where[:, 1]]
+        states = self.seg_queries(hidden, where)
         state_index, frame_index = self._seg_pairs(where, frame_sample)
         mask_logits, prior = self.decode_masks(
             states[state_index], features.select(frame_index), frame_times[frame_index]

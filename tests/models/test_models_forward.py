@@ -41,6 +41,7 @@ def test_every_part_gets_a_gradient(tiny_model, tiny_batch):
         "time_proj": tiny_model.time_proj,
         "region_proj": tiny_model.neck.region_proj,
         "prior": tiny_model.prior_query,
+        "reader": tiny_model.reader,
     }
     for name, module in parts.items():
         grads = [p.grad for p in module.parameters() if p.grad is not None]
@@ -63,3 +64,20 @@ def test_mask_losses_are_small_for_a_confident_right_mask():
     bad_bce, bad_dice = mask_losses(-good, target)
     assert float(bce) < 0.1 and float(dice) < 0.1
     assert float(bad_bce) > 1 and float(bad_dice) > 0.9
+
+
+def test_seg_state_is_the_one_that_predicts_it_and_reads_the_context(tiny_model):
+    hidden = torch.randn(2, 6, tiny_model.lm.config.hidden_size)
+    where = torch.tensor([[0, 3], [1, 5]])
+    with torch.no_grad():
+        base = tiny_model.seg_queries(hidden, where)
+        changed = hidden.clone()
+        changed[0, 0] = torch.randn_like(
+            changed[0, 0]
+        )  # an earlier token of row 0 changes its query
+        changed[1, 5] = torch.randn_like(
+            changed[1, 5]
+        )  # the [SEG] token itself is not read in "predict" mode
+        after = tiny_model.seg_queries(changed, where)
+    assert not torch.allclose(base[0], after[0])
+    assert torch.allclose(base[1], after[1])
