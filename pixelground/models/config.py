@@ -90,6 +90,8 @@ class SegModelConfig:
         prior_loss_weight: weight of the coarse localisation BCE (see ``coarse_prior``).
         coarse_prior: score each [SEG] against the g x g image embedding (query . key with
             position) and give that map to SAM2's prompt encoder as its mask prompt.
+        lm_prior: add to that map q(seg) . k(the LM's states of the frame's visual tokens), on
+            the lm_grid (needs ``coarse_prior``).
         lora_r: LoRA rank on the LM (0: train the LM fully).
         lora_alpha: LoRA alpha.
         lora_dropout: LoRA dropout.
@@ -132,6 +134,7 @@ class SegModelConfig:
     dice_loss_weight: float = 1.0
     prior_loss_weight: float = 0.5
     coarse_prior: bool = True
+    lm_prior: bool = True
     lora_r: int = 0
     lora_alpha: int = 16
     lora_dropout: float = 0.05

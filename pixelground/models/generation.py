@@ -133,6 +133,8 @@ def generate_grounded(
     masks: list[np.ndarray] = []
     if positions:
         states = _seg_states(model, hidden, positions)
+        if model.prior_key_lm is not None:
+            features.lm_states = model.frame_lm_states(features, times, hidden)
         masks = list(masks_at(model, states, features, times, size)[:, 0])
     return grounded_text(model.tokenizer, generated, masks, size)
 
@@ -185,6 +187,9 @@ def generate_grounded_video(
         parts = []
         for start in range(0, total, chunk):
             part = model.encode_image(model.preprocess(frames[start : start + chunk]))
-            parts.append(masks_at(model, stacked, part, times[start : start + chunk], size))
+            part_times = times[start : start + chunk]
+            if model.prior_key_lm is not None:
+                part.lm_states = model.frame_lm_states(part, part_times, None)
+            parts.append(masks_at(model, stacked, part, part_times, size))
         masks = list(np.concatenate(parts, axis=1))
     return grounded_text(model.tokenizer, generated, masks, (total, *size))

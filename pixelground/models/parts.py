@@ -131,16 +131,20 @@ class VisionFeatures:
         embed: (F, d, g, g) decoder image embeddings.
         high_res: [(F, d/8, 4g, 4g), (F, d/4, 2g, 2g)] for the decoder's upscaling.
         lm_source: (F, C, h, w) tower grid the LM's visual tokens are pooled from.
+        lm_states: (F, lm_grid**2, D_lm) the LM's last hidden states of each frame's visual
+            tokens (set by the model when ``lm_prior`` is on).
     """
 
     embed: torch.Tensor
     high_res: list[torch.Tensor]
     lm_source: torch.Tensor
+    lm_states: torch.Tensor | None = None
 
     def select(self, index: torch.Tensor) -> VisionFeatures:
         """The features of frames ``index`` (one row per decoded mask)."""
+        states = None if self.lm_states is None else self.lm_states[index]
         return VisionFeatures(
-            self.embed[index], [h[index] for h in self.high_res], self.lm_source[index]
+            self.embed[index], [h[index] for h in self.high_res], self.lm_source[index], states
         )
 
 

@@ -125,6 +125,7 @@ class SegTokenModel(nn.Module):
             nn.Linear(lm_hidden, lm_hidden), nn.GELU(), nn.Linear(lm_hidden, d)
         )
         self.prior_key = nn.Conv2d(d, d, 1)
+        self.prior_key_lm = nn.Linear(lm_hidden, d) if config.lm_prior else None
         if config.freeze_vision:
             self.vision.requires_grad_(False)
         if config.lora_r > 0:
@@ -257,18 +258,67 @@ class SegTokenModel(nn.Module):
         return self.image_pe(torch.stack([x, y], dim=-1)).permute(2, 0, 1)[None]
 
     def coarse_prior(
-        self, seg_states: torch.Tensor, embed: torch.Tensor, shift: torch.Tensor | None
+        self, seg_states: torch.Tensor, features: VisionFeatures, shift: torch.Tensor | None
     ) -> torch.Tensor:
-        """Where each [SEG] points: (S, g, g) logits, q(seg) . k(image embedding + position).
+        """Where each [SEG] points: (S, g, g) logits.
 
-        Supervised with the target mask pooled to g x g, and given to SAM2's prompt encoder as
-        its mask prompt (the dense prompt), so the decoder starts from the LM's localisation.
+        ``q(seg) . k(image embedding + position)`` on the g x g grid, plus (``lm_prior``)
+        ``q(seg) . k'(LM states of the visual tokens)`` on the lm_grid, upsampled. Supervised
+        with the target pooled to g x g, and given to SAM2's prompt encoder as its mask
+        prompt, so the decoder starts from where the language model points.
         """
         query = self.prior_query(seg_states)
         if shift is not None:
             query = query + shift.to(query.dtype)
+        embed = features.embed
         keys = self.prior_key(embed + self.image_positional_embeddings().to(embed.dtype))
-        return torch.einsum("sd,sdhw->shw", query.to(keys.dtype), keys) / keys.shape[1] ** 0.5
+        scale = keys.shape[1] ** 0.5
+        prior = torch.einsum("sd,sdhw->shw", query.to(keys.dtype), keys) / scale
+        if self.prior_key_lm is not None and features.lm_states is not None:
+            lm_keys = self.prior_key_lm(features.lm_states.to(query.dtype))
+            side = self.config.lm_grid
+            lm_prior = torch.einsum("sd,snd->sn", query, lm_keys).view(-1, 1, side, side) / scale
+            size = prior.shape[-2:]
+            lm_prior = F.interpolate(lm_prior, size=size, mode="bilinear", align_corners=False)
+            prior = prior + lm_prior[:, 0].to(prior.dtype)
+        return prior
+
+    def frame_lm_states(
+        self,
+        features: VisionFeatures,
+        frame_times: torch.Tensor,
+        hidden: torch.Tensor | None,
+        frame_sample: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(F, lm_grid**2, D) LM states of each frame's ``lm_grid**2`` visual tokens.
+
+        An image's tokens open its row (after ``<s>``), so their states are read from the main
+        pass ``hidden`` (B, L, D); a video frame gets its own pass over ``<s>`` + its tokens.
+        """
+        count = self.config.lm_grid**2
+        out = torch.zeros(
+            len(frame_times),
+            count,
+            self.lm.config.hidden_size,
+            device=features.embed.device,
+            dtype=features.embed.dtype,
+        )
+        is_video = frame_times >= 0
+        if hidden is not None and bool((~is_video).any()):
+            index = (~is_video).nonzero()[:, 0]
+            rows = index if frame_sample is None else frame_sample[index]
+            out[index] = hidden[rows, 1 : 1 + count].to(out.dtype)
+            pending = is_video
+        else:
+            pending = torch.ones_like(is_video)
+        if bool(pending.any()):
+            index = pending.nonzero()[:, 0]
+            tokens = self.neck.lm_tokens(features.lm_source[index], self.config.lm_grid, None)
+            bos = torch.full((len(index), 1), self.ids.bos, device=tokens.device)
+            embeds = torch.cat([self.lm.get_input_embeddings()(bos), tokens.to(out.dtype)], 1)
+            states = self.lm(inputs_embeds=embeds, output_hidden_states=True).hidden_states[-1]
+            out[index] = states[:, 1:].to(out.dtype)
+        return out
 
     def decode_masks(
         self, seg_states: torch.Tensor, features: VisionFeatures, times: torch.Tensor | None = None
@@ -296,7 +346,7 @@ class SegTokenModel(nn.Module):
         embed = features.embed
         prior = None
         if self.config.coarse_prior:
-            prior = self.coarse_prior(seg_states, embed, shift)
+            prior = self.coarse_prior(seg_states, features, shift)
             size = self.prompt_encoder.mask_input_size
             prompt = F.interpolate(prior[:, None], size=size, mode="bilinear", align_corners=False)
             _, dense = self.prompt_encoder(None, None, None, prompt)
@@ -388,6 +438,10 @@ class SegTokenModel(nn.Module):
         )
         lm_loss = out.loss.float() if labels is not None else out.logits.new_zeros(()).float()
         seg_states = out.hidden_states[-1]
+        if self.prior_key_lm is not None and bool((input_ids == self.ids.seg).any()):
+            features.lm_states = self.frame_lm_states(
+                features, frame_times, seg_states, frame_sample
+            )
         terms = self._mask_terms(
             input_ids, seg_states, features, frame_sample, frame_times, gt_masks
         )

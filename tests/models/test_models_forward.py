@@ -42,6 +42,7 @@ def test_every_part_gets_a_gradient(tiny_model, tiny_batch):
         "region_proj": tiny_model.neck.region_proj,
         "prior": tiny_model.prior_query,
         "reader": tiny_model.reader,
+        "prior_lm": tiny_model.prior_key_lm,
     }
     for name, module in parts.items():
         grads = [p.grad for p in module.parameters() if p.grad is not None]
@@ -81,3 +82,19 @@ def test_seg_state_is_the_one_that_predicts_it_and_reads_the_context(tiny_model)
         after = tiny_model.seg_queries(changed, where)
     assert not torch.allclose(base[0], after[0])
     assert torch.allclose(base[1], after[1])
+
+
+def test_image_token_states_of_the_main_pass_equal_a_pass_of_their_own(tiny_model, tiny_batch):
+    # An image's visual tokens open its row, so the causal LM gives them the same states in
+    # the full sequence as in a pass over <s> + the tokens alone (the video-frame path).
+    image_rows = (tiny_batch["frame_times"] < 0).nonzero()[:, 0][:3]
+    batch = {k: tiny_batch[k][image_rows] for k in ("pixel_values", "input_ids")}
+    with torch.no_grad():
+        features = tiny_model.encode_image(batch["pixel_values"])
+        times = torch.full((3,), -1.0)
+        embeds = tiny_model.embed_inputs(batch["input_ids"], features, times)
+        hidden = tiny_model.lm(inputs_embeds=embeds, output_hidden_states=True).hidden_states[-1]
+        from_main = tiny_model.frame_lm_states(features, times, hidden)
+        own_pass = tiny_model.frame_lm_states(features, times, None)
+    assert from_main.shape == (3, tiny_model.config.lm_grid**2, tiny_model.lm.config.hidden_size)
+    assert torch.allclose(from_main, own_pass, atol=1e-5)
