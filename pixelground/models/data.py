@@ -307,7 +307,7 @@ class SegDataset(torch.utils.data.Dataset):
             picks = sorted({int(round(v)) for v in np.linspace(0, total - 1, count)})
         return picks, [i / max(total - 1, 1) for i in picks]
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
         picks, times = self._pick_frames(sample)
         per_frame = (self.config.video_lm_grid if sample.video else self.config.lm_grid) ** 2
@@ -324,6 +324,7 @@ class SegDataset(torch.utils.data.Dataset):
         rles = [per_seg[i] for per_seg in sample.masks[:seg_count] for i in picks]
         frames = [load_image(sample.frames[i]).pixels for i in picks]
         return {
+            "frame_keys": [str(sample.frames[i]) for i in picks],
             "pixel_values": torch.stack([preprocess_image(f, self.config) for f in frames]),
             "frame_times": torch.tensor(times, dtype=torch.float32),
             "input_ids": torch.tensor(input_ids, dtype=torch.long),
@@ -333,11 +334,14 @@ class SegDataset(torch.utils.data.Dataset):
         }
 
 
-def collate(batch: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+def collate(batch: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
     """Stack a list of dataset items into a right-padded batch.
 
+    Frames shared by several items (expressions about one image) are stored once.
+
     Returns:
-        pixel_values (F, 3, S, S) every frame, row-major; frame_sample (F,) row of each frame;
+        pixel_values (U, 3, S, S) the distinct frames; frame_image (F,) which of them each
+        item's frame is (F frames, row-major); frame_sample (F,) the row of each frame;
         frame_times (F,); input_ids, labels, attention_mask (B, L); gt_masks (M, S, S) and
         region_masks (R, S, S) concatenated in row-major marker order.
     """
@@ -351,9 +355,19 @@ def collate(batch: Sequence[dict[str, torch.Tensor]], pad_id: int) -> dict[str, 
         input_ids[row, :n] = item["input_ids"]
         labels[row, :n] = item["labels"]
         attention[row, :n] = 1
+    distinct: dict[str, int] = {}
+    pixels, frame_image = [], []
+    for item in batch:
+        keys = item.get("frame_keys") or [None] * len(item["pixel_values"])
+        for key, frame in zip(keys, item["pixel_values"], strict=True):
+            if key is None or key not in distinct:
+                distinct[key if key is not None else f"#{len(pixels)}"] = len(pixels)
+                pixels.append(frame)
+            frame_image.append(distinct[key] if key is not None else len(pixels) - 1)
     frames = torch.tensor([len(item["pixel_values"]) for item in batch])
     return {
-        "pixel_values": torch.cat([item["pixel_values"] for item in batch]),
+        "pixel_values": torch.stack(pixels),
+        "frame_image": torch.tensor(frame_image),
         "frame_sample": torch.repeat_interleave(torch.arange(count), frames),
         "frame_times": torch.cat([item["frame_times"] for item in batch]),
         "input_ids": input_ids,

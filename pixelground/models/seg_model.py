@@ -405,11 +405,13 @@ class SegTokenModel(nn.Module):
         region_masks: torch.Tensor | None = None,
         frame_sample: torch.Tensor | None = None,
         frame_times: torch.Tensor | None = None,
+        frame_image: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Losses of a batch.
 
         Args:
-            pixel_values: (F, 3, S, S) normalised frames, row-major (an image is one frame).
+            pixel_values: (U, 3, S, S) normalised frames: the F frames of the rows, row-major
+                (an image is one frame), or the distinct ones with ``frame_image``.
             input_ids: (B, L) token ids.
             attention_mask: (B, L) 1 for real tokens.
             labels: (B, L) target ids, -100 where no loss.
@@ -417,18 +419,22 @@ class SegTokenModel(nn.Module):
             region_masks: (R, H, W) float masks, one per ``<region>`` token.
             frame_sample: (F,) row of each frame (default: frame i is row i).
             frame_times: (F,) normalised time of video frames, -1 for images (default: all -1).
+            frame_image: (F,) which row of ``pixel_values`` each frame is, when frames shared
+                by several rows are given once (default: frame i is ``pixel_values[i]``).
 
         Returns:
             ``loss`` (weighted sum), ``lm_loss``, ``bce_loss``, ``dice_loss``, ``prior_loss``
             (coarse localisation BCE), ``mask_logits`` (M, mask_grid, mask_grid) and the LM's
             ``logits`` (B, L, V).
         """
-        frames = len(pixel_values)
+        features = self.encode_image(pixel_values)
+        if frame_image is not None:
+            features = features.select(frame_image)
+        frames = len(features.embed)
         if frame_sample is None:
             frame_sample = torch.arange(frames, device=pixel_values.device)
         if frame_times is None:
             frame_times = torch.full((frames,), -1.0, device=pixel_values.device)
-        features = self.encode_image(pixel_values)
         embeds = self.embed_inputs(input_ids, features, frame_times, region_masks, frame_sample)
         out = self.lm(
             inputs_embeds=embeds,

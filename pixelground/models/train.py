@@ -79,6 +79,8 @@ class TrainConfig:
         max_minutes: training-time budget over all resumptions (0: none). The run stops and
             saves when it is spent, and the learning rate decays by time as well as by steps,
             so a run with a large ``steps`` uses the budget fully and ends annealed.
+        group_by_image: batch the lines about one image together (each image is encoded once
+            per batch, and its expressions can only be told apart by their text).
     """
 
     data: list[str] = field(default_factory=list)
@@ -105,6 +107,7 @@ class TrainConfig:
     resume: bool = True
     num_threads: int = 0
     max_minutes: float = 0.0
+    group_by_image: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str):
@@ -155,20 +158,43 @@ def lr_factor(step: int, warmup: int, progress: float, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
 
 
-def _index_stream(count: int, batch: int, seed: int, start: int) -> Iterator[list[int]]:
-    """Batches of sample indices: a seeded permutation per epoch, from micro-batch ``start``."""
-    position = start * batch
-    epoch, order = -1, []
+def _batch_stream(
+    groups: list[list[int]], batch: int, seed: int, start: int
+) -> Iterator[list[int]]:
+    """Batches of sample indices from micro-batch ``start`` on.
+
+    Each epoch visits the groups (samples sharing an image, or single samples) in a seeded
+    order and fills batches of at most ``batch`` samples with whole groups (a group larger
+    than ``batch`` is split), so a batch encodes each of its images once and holds several
+    expressions about the same image, which only the text can tell apart.
+    """
+    produced, epoch = 0, 0
     while True:
-        take = []
-        while len(take) < batch:
-            current, offset = divmod(position, count)
-            if current != epoch:
-                generator = torch.Generator().manual_seed(seed + current)
-                epoch, order = current, torch.randperm(count, generator=generator).tolist()
-            take.append(order[offset])
-            position += 1
-        yield take
+        generator = torch.Generator().manual_seed(seed + epoch)
+        current: list[int] = []
+        for g in torch.randperm(len(groups), generator=generator).tolist():
+            for i in range(0, len(groups[g]), batch):
+                piece = groups[g][i : i + batch]
+                if len(current) + len(piece) > batch:
+                    if produced >= start:
+                        yield current
+                    produced, current = produced + 1, []
+                current = current + piece
+        if current:
+            if produced >= start:
+                yield current
+            produced += 1
+        epoch += 1
+
+
+def image_groups(samples: list[Any], enabled: bool = True) -> list[list[int]]:
+    """Indices of samples grouped by their frames (one group per sample when not ``enabled``)."""
+    if not enabled:
+        return [[i] for i in range(len(samples))]
+    found: dict[tuple[str, ...], list[int]] = {}
+    for i, sample in enumerate(samples):
+        found.setdefault(tuple(str(f) for f in sample.frames), []).append(i)
+    return list(found.values())
 
 
 class Trainer:
@@ -296,7 +322,8 @@ class Trainer:
 
     def _micro_batches(self) -> Iterator[dict[str, torch.Tensor]]:
         start = self.step * self.cfg.grad_accum
-        stream = _index_stream(len(self.dataset), self.cfg.batch_size, self.cfg.seed, start)
+        groups = image_groups(self.samples, self.cfg.group_by_image)
+        stream = _batch_stream(groups, self.cfg.batch_size, self.cfg.seed, start)
         for indices in stream:
             yield collate([self.dataset[i] for i in indices], self.model.ids.pad)
 

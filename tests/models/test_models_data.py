@@ -127,7 +127,9 @@ def test_labels_cover_only_the_answer(tiny_data, tiny_model):
 def test_collate_pads_and_concatenates(tiny_batch, tiny_model):
     rows, length = tiny_batch["input_ids"].shape
     assert rows == 13
-    assert tiny_batch["pixel_values"].shape == (14, 3, 64, 64)  # the video line has 2 frames
+    # 3 images shared by 4 lines each, and the video line's 2 sampled frames, stored once
+    assert tiny_batch["pixel_values"].shape == (5, 3, 64, 64)
+    assert tiny_batch["frame_image"].tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3, 4]
     assert tiny_batch["frame_sample"].tolist() == [*range(12), 12, 12]
     assert (tiny_batch["frame_times"][:12] == -1).all()
     assert tiny_batch["frame_times"][12:].tolist() == [0.0, 1.0]

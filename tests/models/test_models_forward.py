@@ -87,8 +87,11 @@ def test_seg_state_is_the_one_that_predicts_it_and_reads_the_context(tiny_model)
 def test_image_token_states_of_the_main_pass_equal_a_pass_of_their_own(tiny_model, tiny_batch):
     # An image's visual tokens open its row, so the causal LM gives them the same states in
     # the full sequence as in a pass over <s> + the tokens alone (the video-frame path).
-    image_rows = (tiny_batch["frame_times"] < 0).nonzero()[:, 0][:3]
-    batch = {k: tiny_batch[k][image_rows] for k in ("pixel_values", "input_ids")}
+    image_rows = torch.tensor([0, 4, 8])  # one line of each of the three images
+    batch = {
+        "pixel_values": tiny_batch["pixel_values"][tiny_batch["frame_image"][image_rows]],
+        "input_ids": tiny_batch["input_ids"][image_rows],
+    }
     with torch.no_grad():
         features = tiny_model.encode_image(batch["pixel_values"])
         times = torch.full((3,), -1.0)

@@ -11,7 +11,14 @@ from pixelground.models.backend import SegTokenModelBackend
 from pixelground.models.checkpoints import STATE_NAME, find_checkpoint
 from pixelground.models.config import SegModelConfig
 from pixelground.models.seg_model import SegTokenModel
-from pixelground.models.train import TrainConfig, Trainer, lr_factor, split_flat_config, train
+from pixelground.models.train import (
+    TrainConfig,
+    Trainer,
+    _batch_stream,
+    lr_factor,
+    split_flat_config,
+    train,
+)
 
 
 def _config(tiny_data, out, **kw) -> TrainConfig:
@@ -122,3 +129,22 @@ def test_time_budget_stops_the_run_and_anneals(tiny_data, tmp_path, tiny_overrid
     assert trainer.scheduler.get_last_lr()[0] == pytest.approx(trainer.cfg.lr * 0.05)
     state = torch.load(final / STATE_NAME, weights_only=True)
     assert state["elapsed"] > 0
+
+
+def test_batches_keep_image_groups_whole_and_resume_exactly():
+    groups = [[0, 1, 2, 3], [4], [5, 6], [7, 8, 9, 10, 11], [12]]
+    stream = _batch_stream(groups, 4, seed=3, start=0)
+    first = [next(stream) for _ in range(12)]
+    assert all(0 < len(b) <= 4 for b in first)
+    for batch in first:
+        for group in groups:
+            if len(group) <= 4 and set(group) & set(batch):
+                assert set(group) <= set(batch)
+    seen: list[int] = []
+    for batch in first:  # an epoch ends with its own (possibly short) batch
+        seen += batch
+        if len(seen) >= 13:
+            break
+    assert sorted(seen) == list(range(13))
+    resumed = _batch_stream(groups, 4, seed=3, start=5)
+    assert [next(resumed) for _ in range(7)] == first[5:]
