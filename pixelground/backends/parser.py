@@ -47,7 +47,7 @@ _CLASS = {
     "CC": "&",
     ",": ",",
 }
-_MODIFIERS = r"(?:A(?:[,&]?A)*)?C*"
+_MODIFIERS = r"(?:A(?:[,&]?A)*)?"  # numerals go before adjectives: "two red dogs"
 _NOUNS = r"(?:N+S?|S)"  # a plural noun ends the nouns: "dogs chase" is noun + verb
 _NP = re.compile(rf"[DC]*{_MODIFIERS}{_NOUNS}(?:P{_MODIFIERS}{_NOUNS})*")
 

@@ -166,3 +166,10 @@ def test_spacy_noun_chunks_are_mapped(monkeypatch: pytest.MonkeyPatch) -> None:
         Phrase("a sheep", 21, 28, True),
     ]
     assert spacy_parser.noun_phrases("  ") == []
+
+
+def test_a_verb_before_a_numeral_is_not_part_of_the_phrase():
+    text = "A man is walking two dogs next to the river."
+    phrases = TextBlobParser().noun_phrases(text)
+    assert [p.text for p in phrases] == ["A man", "two dogs", "the river"]
+    assert [p.plural for p in phrases] == [False, True, False]
