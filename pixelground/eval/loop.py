@@ -11,28 +11,39 @@
 3. scores the predictions with the task's official metric and writes ``report.json`` (metrics
    without per-sample lists) and ``per_sample.csv`` (one row per sample, for error analysis).
 
+``out_dir/run.json`` records what the predictions answer (task, dataset, split, preset,
+options); resuming into a folder written with other settings is refused, so predictions of
+two runs are never mixed.
+
 Which pipeline method answers each task: refer/grefer ``segment(image, expression)``, gcg
 ``caption(image, grounded=True)``, caption ``caption(image)``, png ``ground(image, caption with
-the ground-truth phrases marked <p>...</p>)``.
+the ground-truth phrases marked <p>...</p>)``; rvos (alias vos: referring video segmentation)
+``pixelground.video.referring.segment_video`` per expression, see
+:mod:`pixelground.eval.video_loop`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pixelground.core.errors import InputError, PixelgroundError
-from pixelground.eval.predictions import Prediction, parse_record
+from pixelground.eval.predictions import parse_record
 
 log = logging.getLogger(__name__)
 
-EVAL_TASKS = ("refer", "grefer", "gcg", "caption", "png")
+EVAL_TASKS = ("refer", "grefer", "gcg", "caption", "png", "rvos")
+#: Names ``pixelground eval`` accepts for referring video segmentation.
+VIDEO_TASKS = ("rvos", "vos")
+#: Prediction options of the image tasks (passed to the pipeline method).
+IMAGE_OPTIONS = {"refer": ("threshold",), "grefer": ("threshold",)}
 PREDICTIONS_FILE = "predictions.jsonl"
 REPORT_FILE = "report.json"
 CSV_FILE = "per_sample.csv"
+MANIFEST_FILE = "run.json"
 
 StepCallback = Callable[[str, int, int], None]
 
@@ -53,19 +64,26 @@ def marked_caption(narrative: Any) -> str:
 
 def check_eval_task(task: str) -> None:
     """InputError unless ``pixelground eval`` can run ``task`` (the others are score-only)."""
-    if task not in EVAL_TASKS:
+    if task not in EVAL_TASKS and task not in VIDEO_TASKS:
         raise InputError(
             f"`pixelground eval` runs {', '.join(EVAL_TASKS)}; for {task}, write predictions "
             f"with the matching command and score them with `pixelground score {task}`"
         )
 
 
-def predict(task: str, pipeline: Any, sample: Any) -> Any:
-    """One GroundedResult for one sample (see the module docstring for the method per task)."""
+def predict(task: str, pipeline: Any, sample: Any, options: Mapping[str, Any] | None = None) -> Any:
+    """One GroundedResult for one image sample (the method per task: module docstring).
+
+    Args:
+        task: an image task of :data:`EVAL_TASKS`.
+        pipeline: the Pipeline.
+        sample: a dataset sample (``image_path``, ``text``, ...).
+        options: refer/grefer ``threshold`` (detection score), passed when set.
+    """
     check_eval_task(task)
     image = str(sample.image_path)
     if task in ("refer", "grefer"):
-        return pipeline.segment(image, sample.text)
+        return pipeline.segment(image, sample.text, **(options or {}))
     if task == "gcg":
         return pipeline.caption(image, grounded=True)
     if task == "caption":
@@ -73,9 +91,20 @@ def predict(task: str, pipeline: Any, sample: Any) -> Any:
     return pipeline.ground(image, marked_caption(sample))
 
 
-def read_progress(path: Path) -> tuple[dict[str, Prediction], dict[str, str]]:
-    """Predictions and errors already streamed to ``path`` (a torn last line is ignored)."""
-    done: dict[str, Prediction] = {}
+def read_progress(
+    path: Path, parse: Callable[[dict[str, Any]], Any] = parse_record
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Predictions and errors already streamed to ``path`` (a torn last line is ignored).
+
+    Args:
+        path: the predictions JSONL.
+        parse: turns a ``{"id", "result"}`` record into what is returned for it (default a
+            :class:`~pixelground.eval.predictions.Prediction`).
+
+    Returns:
+        (id -> parsed prediction, id -> error message of samples that failed and are not done).
+    """
+    done: dict[str, Any] = {}
     errors: dict[str, str] = {}
     if not path.is_file():
         return done, errors
@@ -91,7 +120,7 @@ def read_progress(path: Path) -> tuple[dict[str, Prediction], dict[str, str]]:
             continue
         rid = str(record.get("id"))
         if "result" in record:
-            done[rid] = parse_record(record)
+            done[rid] = parse(record)
             errors.pop(rid, None)
         elif "error" in record:
             errors[rid] = str(record["error"])
@@ -104,6 +133,7 @@ def run_predictions(
     samples: Sequence[Any],
     out_dir: str | Path,
     on_step: StepCallback | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
     """Predict every sample not yet in ``out_dir/predictions.jsonl``; returns counts."""
     check_eval_task(task)
@@ -120,7 +150,8 @@ def run_predictions(
                 counts["skipped"] += 1
             else:
                 try:
-                    record = {"id": sid, "result": predict(task, pipeline, sample).to_dict()}
+                    result = predict(task, pipeline, sample, options)
+                    record = {"id": sid, "result": result.to_dict()}
                     counts["predicted"] += 1
                 except PixelgroundError as error:
                     record = {"id": sid, "error": str(error)}
@@ -153,39 +184,47 @@ def evaluate(
     protocol: str | None = None,
     on_step: StepCallback | None = None,
     on_samples: Callable[[int], None] | None = None,
+    options: Mapping[str, Any] | None = None,
     **score_opts: Any,
 ) -> dict[str, Any]:
     """Predict and score a dataset; writes predictions.jsonl, report.json, per_sample.csv.
 
     Args:
-        task: one of :data:`EVAL_TASKS`.
+        task: one of :data:`EVAL_TASKS` (or "vos", the same as "rvos").
         dataset: ``FORMAT:PATH`` (format inferred when omitted).
         pipeline: a ``pixelground.load(...)`` Pipeline (or any object with its methods).
         out_dir: output folder (created).
         limit: only the first N samples.
         split, image_dir: dataset options.
-        protocol: refer variant ("lisa"/"glamm"/"sa2va").
+        protocol: refer variant ("lisa"/"glamm"/"sa2va"); rvos "mevis".
         on_step: called after each sample with (id, done, total).
         on_samples: called once with the number of samples to run.
-        **score_opts: e.g. ``phrase_encoder``, ``captions`` (gcg).
+        options: prediction options: refer/grefer ``threshold``; rvos ``key_frames``,
+            ``redetect_every``, ``threshold``, ``strategy`` (None values are left out).
+        **score_opts: e.g. ``phrase_encoder``, ``captions`` (gcg); ``bound_th`` (rvos).
 
     Returns:
         The full result (with per-sample records); report.json holds it without them.
     """
-    from pixelground.eval.report import summary, to_json, write_per_sample_csv
     from pixelground.eval.run import _check_protocol, check_task, load_dataset, score_loaded
 
-    check_task(task)
     check_eval_task(task)
+    if task in VIDEO_TASKS:
+        from pixelground.eval.video_loop import evaluate_video
+
+        return evaluate_video(
+            dataset, pipeline, out_dir, limit, split, protocol, options, on_step, on_samples,
+            bound_th=score_opts.get("bound_th"),
+        )  # fmt: skip
+    check_task(task)
     protocol = _check_protocol(task, protocol)
+    settings = image_options(task, options)
     fmt, samples = load_dataset(dataset, task, split, image_dir)
-    if limit is not None:
-        if limit < 1:
-            raise InputError(f"--limit must be at least 1, got {limit}")
-        samples = samples[:limit]
+    samples = check_limit(samples, limit)
+    write_manifest(Path(out_dir), task, dataset, fmt, split, pipeline, settings)
     if on_samples is not None:
         on_samples(len(samples))
-    counts = run_predictions(task, pipeline, samples, out_dir, on_step)
+    counts = run_predictions(task, pipeline, samples, out_dir, on_step, settings)
     done, errors = read_progress(Path(out_dir) / PREDICTIONS_FILE)
     wanted = {str(s.id) for s in samples}
     predictions = {k: v for k, v in done.items() if k in wanted}
@@ -199,12 +238,115 @@ def evaluate(
         "errors": len([e for e in errors if e in wanted]),
         "this_run": counts,
         "model": _model_of(pipeline),
+        **({"options": settings} if settings else {}),
         **result,
     }
-    out = Path(out_dir)
+    write_report(Path(out_dir), result)
+    return result
+
+
+def write_report(out: Path, result: dict[str, Any]) -> None:
+    """``out/report.json`` (the result without bulk lists) and ``out/per_sample.csv``."""
+    from pixelground.eval.report import summary, to_json, write_per_sample_csv
+
     (out / REPORT_FILE).write_text(to_json(summary(result)) + "\n")
     write_per_sample_csv(result.get("per_sample", []), out / CSV_FILE)
-    return result
+
+
+def image_options(task: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The given (non-None) prediction options of an image task; InputError for others."""
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    allowed = IMAGE_OPTIONS.get(task, ())
+    wrong = [k for k in given if k not in allowed]
+    if wrong:
+        names = ", ".join("--" + k.replace("_", "-") for k in wrong)
+        raise InputError(f"{names} does not apply to {task}" + (
+            f" (it takes {', '.join('--' + k for k in allowed)})" if allowed else ""
+        ))  # fmt: skip
+    return given
+
+
+def check_limit(samples: Sequence[Any], limit: int | None) -> list[Any]:
+    """The first ``limit`` samples (all when None); InputError for a limit below 1."""
+    if limit is None:
+        return list(samples)
+    if limit < 1:
+        raise InputError(f"--limit must be at least 1, got {limit}")
+    return list(samples[:limit])
+
+
+def write_manifest(
+    out: Path,
+    task: str,
+    dataset: str | Path,
+    fmt: str,
+    split: str | None,
+    pipeline: Any,
+    options: Mapping[str, Any],
+) -> None:
+    """Write ``out/run.json``; InputError when it exists and records other settings.
+
+    The manifest holds the task, the dataset (format, resolved path, split), the pipeline's
+    preset and the prediction options: what the predictions in ``out`` answer. ``--limit`` is
+    not part of it (a longer run continues a shorter one).
+    """
+    from pixelground.eval.run import DEFAULT_SPLITS, parse_dataset_spec
+
+    path = parse_dataset_spec(dataset)[1]
+    split = split or DEFAULT_SPLITS.get(fmt)
+    if fmt == "synth":  # the split folder, however it was named (root, task or split folder)
+        from pixelground.eval.datasets.synth import find_split
+
+        path = find_split(path, task, split)
+        split = path.name
+    manifest = {
+        "task": task,
+        "format": fmt,
+        "dataset": str(path.resolve()),
+        "split": split,
+        "model": _model_of(pipeline),
+        "options": dict(options),
+    }
+    manifest = json.loads(json.dumps(manifest, default=str))
+    target = out / MANIFEST_FILE
+    previous = _read_json(target)
+    if isinstance(previous, dict):
+        changed = _differences(previous, manifest)
+        if changed:
+            what = "; ".join(f"{k} was {old!r}, now {new!r}" for k, old, new in changed)
+            raise InputError(
+                f"{out} holds predictions of another run ({what}); resume with the same "
+                "settings, or pass another --out"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(key, old value, new value) of the settings that differ (one level into dicts)."""
+    out = []
+    for key, value in new.items():
+        if key not in old or old[key] == value:
+            continue
+        if isinstance(value, dict) and isinstance(old[key], dict):
+            keys = sorted(set(value) | set(old[key]))
+            out += [
+                (f"{key}.{k}", old[key].get(k), value.get(k))
+                for k in keys
+                if old[key].get(k) != value.get(k)
+            ]
+        else:
+            out.append((key, old[key], value))
+    return out
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
 
 
 def _model_of(pipeline: Any) -> dict[str, Any]:

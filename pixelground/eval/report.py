@@ -19,6 +19,8 @@ COUNT_KEYS = frozenset({"n", "tp", "fp", "fn", "tn"})
 COUNT_PREFIXES = ("count", "num_", "missing", "unscored", "samples_without", "no_target_count")
 #: Parameters echoed in results, shown as given (not as percentages).
 RAW_KEYS = frozenset({"bound_th", "iou_threshold", "sim_threshold", "threshold"})
+#: Dicts of per-group score dicts (e.g. ``{"motion": {"JF": ...}}``), shown two levels deep.
+GROUP_KEYS = frozenset({"by_type"})
 
 
 def _is_count(key: str) -> bool:
@@ -28,9 +30,10 @@ def _is_count(key: str) -> bool:
 
 #: The metrics each task's table shows first, as the papers report them.
 HEADLINES = {
-    "refer": ("gIoU", "cIoU"),
+    "refer": ("gIoU", "cIoU", "N-acc", "T-acc"),
     "grefer": ("gIoU", "cIoU", "N-acc", "T-acc", "Pr@0.7", "Pr@0.8", "Pr@0.9"),
     "vos": ("JF", "J", "F"),
+    "rvos": ("JF", "J", "F"),
     "gcg": ("METEOR", "CIDEr", "AP50", "mIoU", "recall", "phrase_encoder"),
     "caption": ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "Bleu_1"),
     "panoptic": ("All.pq", "All.sq", "All.rq", "Things.pq", "Stuff.pq"),
@@ -62,7 +65,8 @@ def format_value(key: str, value: Any) -> str:
 
 
 def summary_rows(result: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
-    """(metric, formatted value) rows: top-level scalars, then nested dicts one level deep."""
+    """(metric, formatted value) rows: top-level scalars, then nested dicts one level deep
+    (two for the per-group dicts of :data:`GROUP_KEYS`, e.g. ``by_type.motion.JF``)."""
     rows: list[tuple[str, str]] = []
     for key, value in result.items():
         if key in BULK_KEYS:
@@ -70,6 +74,11 @@ def summary_rows(result: dict[str, Any], prefix: str = "") -> list[tuple[str, st
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             if prefix:  # only one level of nesting
+                continue
+            if key in GROUP_KEYS:
+                for group, scores in value.items():
+                    if isinstance(scores, dict):
+                        rows.extend(summary_rows(scores, prefix=f"{name}.{group}."))
                 continue
             rows.extend(summary_rows(value, prefix=f"{name}."))
         elif isinstance(value, (list, tuple)):

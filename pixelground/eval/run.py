@@ -36,18 +36,23 @@ from pixelground.core.errors import InputError, UnknownNameError
 TASKS = ("refer", "grefer", "vos", "gcg", "caption", "panoptic", "entity", "semseg", "png")
 FORMATS = (
     "refcoco", "refcoco+", "refcocog", "grefcoco", "reasonseg", "gcg", "png", "mevis",
-    "refytvos", "coco-captions", "records",
+    "refytvos", "coco-captions", "records", "synth",
 )  # fmt: skip
 DEFAULT_SPLITS = {
     "refcoco": "val", "refcoco+": "val", "refcocog": "val", "grefcoco": "val",
     "reasonseg": "val", "gcg": "val", "png": "val2017", "mevis": "valid_u", "refytvos": "valid",
+    "synth": "test",
 }  # fmt: skip
+#: Referring video datasets (MeViS layout or Ref-YouTube-VOS); ``rvos`` is what
+#: ``pixelground eval`` runs on them (scored with the MeViS per-expression protocol).
+VIDEO_FORMATS = ("mevis", "refytvos", "synth")
 TASK_FORMATS = {
-    "refer": ("refcoco", "refcoco+", "refcocog", "reasonseg", "records"),
-    "grefer": ("grefcoco", "records"),
-    "gcg": ("gcg",),
-    "caption": ("coco-captions", "gcg", "records"),
+    "refer": ("refcoco", "refcoco+", "refcocog", "reasonseg", "records", "synth"),
+    "grefer": ("grefcoco", "records", "synth"),
+    "gcg": ("gcg", "synth"),
+    "caption": ("coco-captions", "gcg", "records", "synth"),
     "png": ("png",),
+    "rvos": VIDEO_FORMATS,
 }
 PROTOCOLS = {
     "refer": ("lisa", "glamm", "sa2va"),
@@ -83,6 +88,8 @@ def infer_format(path: Path, task: str) -> str:
         return "records"
     if not path.is_dir():
         raise InputError(f"ground truth not found: {path}")
+    if _holds_synth(path):
+        return "synth"
     names = {p.name for p in path.iterdir()}
     if any(n.startswith("grefs(") for n in names) or ("grefcoco" in names and task == "grefer"):
         return "grefcoco"
@@ -97,6 +104,8 @@ def infer_format(path: Path, task: str) -> str:
         return "png"
     if "meta_expressions.json" in names or "valid_u" in names:
         return "mevis"
+    if "meta_expressions" in names and (path / "meta_expressions").is_dir():
+        return "refytvos"
     if any(n.endswith(".json") for n in names) and any(n.endswith(".jpg") for n in names):
         return "reasonseg"
     if task in ("refer", "grefer") and ({"refcoco", "refcoco+", "refcocog"} & names):
@@ -104,6 +113,19 @@ def infer_format(path: Path, task: str) -> str:
     raise InputError(
         f"cannot tell the dataset format of {path}; prefix it with one of {', '.join(FORMATS)}"
     )
+
+
+def _holds_synth(path: Path) -> bool:
+    """A split, task or root folder written by ``pixelground synth``."""
+    from pixelground.eval.datasets.synth import is_synth_split
+
+    if is_synth_split(path):
+        return True
+    folders = [p for p in path.iterdir() if p.is_dir()]
+    folders += [
+        q for p in folders if p.name in ("refer", "gcg", "region", "video") for q in p.iterdir()
+    ]
+    return any(is_synth_split(p) for p in folders)
 
 
 def _is_coco_captions(path: Path) -> bool:
@@ -162,6 +184,10 @@ def load_dataset(
         from pixelground.eval.datasets.mevis import load_refytvos
 
         return fmt, load_refytvos(path, split or "valid")
+    if fmt == "synth":
+        from pixelground.eval.datasets.synth import load_synth
+
+        return fmt, load_synth(path, task, split)
     if fmt == "records":
         from pixelground.eval.predictions import read_predictions
         from pixelground.eval.scoring import records_as_samples
@@ -248,7 +274,15 @@ def _dispatch(task: str, pred: Any, gt: Any, protocol: str | None, opts: dict[st
         from pixelground.eval.metrics.vos import evaluate_vos
 
         names = ("sequences", "bound_th", "exclude_void", "max_proposals", "per_frame")
-        return evaluate_vos(gt, pred, protocol or "semi", **_pick(opts, names))
+        fmt, path = parse_dataset_spec(gt)
+        if fmt is not None and fmt not in ("mevis", "synth"):
+            raise InputError(f"vos scores DAVIS or MeViS-layout folders, not {fmt} data")
+        if fmt == "synth":
+            from pixelground.eval.datasets.synth import find_split
+
+            path = find_split(path, "rvos", opts.get("split"))
+        default = "mevis" if fmt else "semi"
+        return evaluate_vos(path, pred, protocol or default, **_pick(opts, names))
     if task == "panoptic":
         from pixelground.eval.metrics.panoptic import evaluate_panoptic
 

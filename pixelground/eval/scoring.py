@@ -102,11 +102,22 @@ def score_refer(
     variant: str = "lisa",
     allow_missing: bool = False,
 ) -> dict[str, Any]:
-    """gIoU/cIoU (refer.py) of referring predictions; the union of a prediction's masks counts."""
+    """gIoU/cIoU (refer.py) of referring predictions; the union of a prediction's masks counts.
+
+    When some samples are no-target expressions (the synthetic benchmark's ``no_target``), the
+    result also holds ReLA's no-target scores computed on the same predictions (grefer.py):
+    ``N-acc``, ``T-acc``, ``no_target_count``, ``confusion`` and ``grefer`` (its gIoU, cIoU and
+    Pr@), plus ``targets``: gIoU/cIoU of ``variant`` over the expressions with targets only.
+    Samples with an ``expression_type`` add ``by_type`` (count, mean IoU, cIoU per type).
+    """
+    from pixelground.eval.metrics.grefer import GReferAccumulator
     from pixelground.eval.metrics.refer import ReferAccumulator
 
     matcher = _Matcher(predictions)
     acc = ReferAccumulator(variant=variant)  # type: ignore[arg-type]
+    with_no_target = any(bool(getattr(s, "no_target", False)) for s in samples)
+    targets = ReferAccumulator(variant=variant, keep_per_sample=False)  # type: ignore[arg-type]
+    rela = GReferAccumulator()
     missing: list[str] = []
     for sample in samples:
         prediction = matcher.get(sample)
@@ -115,12 +126,80 @@ def score_refer(
             pred = None
         else:
             pred = prediction.union(*_size(sample))
-        acc.update(pred, sample.gt_mask(), sample_id=str(sample.id))
+        gt = sample.gt_mask()
+        acc.update(pred, gt, sample_id=str(sample.id))
+        if with_no_target:
+            gt_nt = bool(sample.no_target)
+            pred_nt = prediction.no_target if prediction is not None else None
+            rela.update(pred, gt, gt_nt, pred_nt, sample_id=str(sample.id))
+            if not gt_nt:
+                targets.update(pred, gt)
     if missing and not allow_missing:
         raise _missing_error("refer", missing)
     out = acc.result()
+    if with_no_target:
+        target_scores = targets.result() if targets.count else None
+        out.update(_no_target_scores(rela.result(), target_scores, out["per_sample"]))
     out.update(unscored_predictions=matcher.unmatched(), samples_without_prediction=len(missing))
+    add_types(out, samples, {"gIoU": "IoU"}, {"cIoU": ("I", "U")})
     return out
+
+
+def _no_target_scores(
+    rela: dict[str, Any], targets: dict[str, Any] | None, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """ReLA's no-target figures for a refer result; marks each per-sample row's outcome."""
+    outcomes = {r["id"]: r for r in rela["per_sample"]}
+    for row in rows:
+        extra = outcomes.get(row["id"], {})
+        row.update(
+            {k: extra[k] for k in ("gt_no_target", "pred_no_target", "outcome") if k in extra}
+        )
+    out = {
+        "N-acc": rela["N-acc"],
+        "T-acc": rela["T-acc"],
+        "no_target_count": rela["no_target_count"],
+        "confusion": rela["confusion"],
+        "grefer": {k: rela[k] for k in ("gIoU", "cIoU", "Pr@0.7", "Pr@0.8", "Pr@0.9")},
+    }
+    if targets is not None:
+        out["targets"] = {k: targets[k] for k in ("gIoU", "cIoU", "count")}
+    return out
+
+
+def add_types(
+    result: dict[str, Any],
+    samples: Sequence[Any],
+    means: Mapping[str, str],
+    ratios: Mapping[str, tuple[str, str]] | None = None,
+) -> None:
+    """Add each sample's ``expression_type`` to its per-sample row and ``by_type`` scores.
+
+    Per type: ``count``, the plain mean of each ``means`` row key (e.g. {"gIoU": "IoU"}) and
+    ``sum(a) / sum(b)`` for each ``ratios`` pair (e.g. {"cIoU": ("I", "U")}; None when
+    ``sum(b) == 0``, e.g. cIoU of no-target expressions all answered "nothing"). Nothing is
+    added when no sample has a type.
+    """
+    types = {str(s.id): getattr(s, "expression_type", None) for s in samples}
+    if not any(types.values()):
+        return
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in result.get("per_sample", []):
+        kind = types.get(str(row.get("id")))
+        if kind:
+            row["type"] = kind
+            groups.setdefault(kind, []).append(row)
+    by_type: dict[str, dict[str, Any]] = {}
+    for kind in sorted(groups):
+        rows = groups[kind]
+        entry: dict[str, Any] = {"count": len(rows)}
+        for name, key in means.items():
+            entry[name] = float(np.mean([float(r[key]) for r in rows]))
+        for name, (num, den) in (ratios or {}).items():
+            total = sum(float(r[den]) for r in rows)
+            entry[name] = sum(float(r[num]) for r in rows) / total if total else None
+        by_type[kind] = entry
+    result["by_type"] = by_type
 
 
 def score_grefer(
@@ -146,6 +225,7 @@ def score_grefer(
         raise _missing_error("grefer", missing)
     out = acc.result()
     out.update(unscored_predictions=matcher.unmatched(), samples_without_prediction=len(missing))
+    add_types(out, samples, {"gIoU": "IoU"}, {"cIoU": ("I", "U")})
     return out
 
 

@@ -7,9 +7,11 @@ MeViS (henghuiding/MeViS) layout, per split (``train``, ``valid_u``, ``valid``):
     <split>/mask_dict.json         {anno_id: [COCO RLE or null, one per frame]}
     <split>/JPEGImages/<video>/<frame>.jpg
 
-The ground truth of an expression on a frame is the union of its ``anno_id`` masks (official
-``eval_mevis.py`` adds them up); a null entry means the object is absent on that frame. The
-held-out ``valid`` split has no ``mask_dict.json`` (expressions only).
+Frames may also be ``.jpeg`` or ``.png`` files (the procedural benchmark writes PNGs by
+default); the extension is found from the first frame. The ground truth of an expression on a
+frame is the union of its ``anno_id`` masks (official ``eval_mevis.py`` adds them up); a null
+entry means the object is absent on that frame. The held-out ``valid`` split has no
+``mask_dict.json`` (expressions only).
 
 Ref-YouTube-VOS layout::
 
@@ -33,6 +35,9 @@ from PIL import Image
 from pixelground.core.errors import InputError
 from pixelground.core.masks import decode_rle
 
+#: Frame file extensions tried, in order, when ``<frame>.jpg`` does not exist.
+FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".JPG", ".PNG")
+
 
 @dataclass
 class VideoExpression:
@@ -47,6 +52,9 @@ class VideoExpression:
         obj_ids: referred object ids.
         anno_ids: MeViS annotation ids (keys of mask_dict.json); empty for Ref-YouTube-VOS.
         source: "mevis" or "refytvos".
+        annotation_dir: Ref-YouTube-VOS label PNGs of the video (None for MeViS).
+        expression_type: the benchmark's category of the expression, when it has one (the
+            procedural benchmark's "motion", "multi", "attribute"); None otherwise.
     """
 
     id: str
@@ -59,12 +67,27 @@ class VideoExpression:
     anno_ids: list[str] = field(default_factory=list)
     source: str = "mevis"
     annotation_dir: Path | None = None
+    expression_type: str | None = None
     _mask_dict: dict[str, list[Any]] | None = field(default=None, repr=False, compare=False)
 
     @property
     def frame_paths(self) -> list[Path]:
-        """The JPEG file of each frame, in order."""
-        return [self.frame_dir / f"{name}.jpg" for name in self.frames]
+        """The image file of each frame, in order (``.jpg`` unless the first frame is not)."""
+        suffix = ".jpg"
+        if self.frames and not (self.frame_dir / f"{self.frames[0]}.jpg").is_file():
+            for other in FRAME_SUFFIXES:
+                if (self.frame_dir / f"{self.frames[0]}{other}").is_file():
+                    suffix = other
+                    break
+        return [self.frame_dir / f"{name}{suffix}" for name in self.frames]
+
+    @property
+    def has_ground_truth(self) -> bool:
+        """Whether the split carries masks (MeViS ``valid`` and Ref-YouTube-VOS ``valid`` do not:
+        their answers are scored by the benchmark's server)."""
+        if self.source == "refytvos":
+            return self.annotation_dir is not None and self.annotation_dir.is_dir()
+        return self._mask_dict is not None
 
     def _size(self) -> tuple[int, int]:
         for rles in (self._mask_dict or {}).values():

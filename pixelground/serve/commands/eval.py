@@ -4,6 +4,8 @@
     pixelground score vos --gt DAVIS/ --pred results/ --protocol semi|unsupervised|mevis --json
     pixelground score panoptic --gt GT.json --gt-dir GT/ --pred PRED.json --pred-dir PRED/ --json
     pixelground eval refer --dataset refcoco:/data/refer --preset default --limit 100 --out runs/x
+    pixelground eval rvos --dataset mevis:/data/MeViS/valid_u --preset default --out runs/mevis
+    pixelground eval refer --dataset synth:bench/refer/test --preset shapes   (also gcg, rvos)
 
 ``--json`` prints one JSON object (the whole result) on stdout; otherwise a table of the
 headline metrics is printed (fractions shown as percentages). Progress goes to stderr.
@@ -94,8 +96,25 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prediction_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The prediction options given on the command line (None = the task's default)."""
+    return {
+        "threshold": args.threshold,
+        "key_frames": args.key_frames,
+        "redetect_every": args.redetect_every,
+        "strategy": args.strategy,
+    }
+
+
 def _eval(args: argparse.Namespace) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from pixelground.eval.loop import check_eval_task, evaluate
     from pixelground.pipeline import load
@@ -103,7 +122,13 @@ def _eval(args: argparse.Namespace) -> int:
     check_eval_task(args.task)
     pipeline = load(args.preset, device=args.device)
     out_dir = args.out or str(Path("pixelground-eval") / f"{args.task}-{args.preset}")
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=_stderr_console(), transient=True) as progress:
         bar = progress.add_task(f"eval {args.task}", total=None)
         result = evaluate(
@@ -120,6 +145,7 @@ def _eval(args: argparse.Namespace) -> int:
             phrase_encoder=args.phrase_encoder,
             captions=not args.no_captions,
             caption_metrics=args.metrics.split(",") if args.metrics else None,
+            options=_prediction_options(args),
         )
     print(f"pixelground: predictions, report.json and per_sample.csv in {out_dir}", file=sys.stderr)
     _emit(result, args, title=f"{args.task} on {args.dataset} ({args.preset})")
@@ -139,7 +165,9 @@ def _add_dataset_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help="dataset split (default: the benchmark's val split)")
     parser.add_argument("--image-dir", help="folder of the dataset's images, when not found")
     parser.add_argument(
-        "--protocol", help="refer: lisa (default), glamm or sa2va; vos: semi, unsupervised, mevis"
+        "--protocol",
+        help="refer: lisa (default), glamm or sa2va; vos: semi, unsupervised, mevis; "
+        "rvos: mevis (the default and only one)",
     )
     parser.add_argument(
         "--phrase-encoder",
@@ -185,18 +213,36 @@ def _add_eval(subparsers: Any) -> None:
         help="run a preset over a dataset and score it (resumable)",
         description="Run a preset over a benchmark and score it. Predictions stream to "
         "OUT/predictions.jsonl (a re-run skips what is done), then OUT/report.json and "
-        "OUT/per_sample.csv are written and the metrics printed.",
+        "OUT/per_sample.csv are written and the metrics printed. rvos (referring video "
+        "segmentation; alias vos) also writes each expression's masks to "
+        "OUT/Annotations/VIDEO/EXP_ID/FRAME.png (the MeViS submission layout) and scores J, F "
+        "and J&F with the MeViS per-expression protocol.",
     )
-    parser.add_argument("task", help="refer, grefer, gcg, caption or png")
+    parser.add_argument("task", help="refer, grefer, gcg, caption, png or rvos (alias vos)")
     parser.add_argument(
         "--dataset",
         required=True,
-        help="FORMAT:PATH, FORMAT in refcoco, refcoco+, refcocog, grefcoco, reasonseg, gcg, png",
+        help="FORMAT:PATH, FORMAT in refcoco, refcoco+, refcocog, grefcoco, reasonseg, gcg, png, "
+        "mevis, refytvos, synth (a `pixelground synth` split, e.g. synth:DIR/refer/test)",
     )
     parser.add_argument("--preset", default="auto", help="pipeline preset (see `presets`)")
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
     parser.add_argument("--limit", type=int, help="only the first N samples")
     parser.add_argument("--out", help="output folder (default pixelground-eval/TASK-PRESET)")
+    parser.add_argument(
+        "--threshold", type=float, help="refer, grefer, rvos: minimum detection score (0.3)"
+    )
+    parser.add_argument(
+        "--key-frames", type=int, help="rvos: frames to ground the expression on (5)"
+    )
+    parser.add_argument(
+        "--redetect-every", type=int, help="rvos: detect again every N frames (default never)"
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=("auto", "detector", "end-to-end"),
+        help="rvos: Sa2VA end to end when the preset has it (auto), or detector first",
+    )
     _add_dataset_options(parser)
     _add_output(parser)
     parser.set_defaults(handler=_eval)

@@ -1,0 +1,171 @@
+"""The synthetic benchmark's image splits as evaluation datasets (`synth:DIR/<task>/<split>`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pixelground.core.errors import InputError
+from pixelground.core.result import GroundedResult
+from pixelground.eval.datasets.glamm_gcg import GCGSample
+from pixelground.eval.datasets.synth import SynthReferSample
+from pixelground.eval.loop import evaluate
+from pixelground.eval.metrics.refer import COUNT_EPS, IOU_EPS
+from pixelground.eval.run import infer_format, load_dataset, score
+from pixelground.synth.writer import SynthOptions, write_split
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory) -> Path:
+    """refer (3 images, 12 expressions) and gcg (2 images) test splits at 64 px."""
+    root = tmp_path_factory.mktemp("bench")
+    write_split(root, "refer", "test", 3, seed=2, options=SynthOptions(size=64))  # 1st: no target
+    write_split(root, "gcg", "test", 2, seed=1, options=SynthOptions(size=64))
+    return root
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+class TruthPipeline:
+    """Answers from the annotations: the GT regions (``answer="gt"``) or nothing ("empty")."""
+
+    def __init__(self, bench: Path, answer: str = "gt"):
+        refer = lines(bench / "refer" / "test" / "annotations.jsonl")
+        gcg = lines(bench / "gcg" / "test" / "annotations.jsonl")
+        self.refer = {(Path(r["image"]).name, r["expression"]): r["gt"] for r in refer}
+        self.gcg = {Path(r["image"]).name: r["gt"] for r in gcg}
+        self.answer = answer
+
+    def segment(self, image, text):
+        gt = GroundedResult.from_dict(self.refer[(Path(image).name, text)])
+        regions = [] if self.answer == "empty" else gt.regions
+        return GroundedResult("segment", gt.image, text, regions)
+
+    def caption(self, image, grounded=False):
+        gt = GroundedResult.from_dict(self.gcg[Path(image).name])
+        return GroundedResult("caption", gt.image, gt.text, gt.regions if grounded else [])
+
+
+def test_synth_refer_and_gcg_samples(bench):
+    split = bench / "refer" / "test"
+    assert infer_format(split, "refer") == infer_format(bench, "gcg") == "synth"
+    fmt, samples = load_dataset(f"synth:{split}", "refer")
+    records = lines(split / "annotations.jsonl")
+    assert fmt == "synth" and [s.id for s in samples] == [r["id"] for r in records]
+    assert all(isinstance(s, SynthReferSample) for s in samples)
+    for sample, record in zip(samples, records, strict=True):
+        gt = GroundedResult.from_dict(record["gt"])
+        assert sample.no_target == record["no_target"] == (len(gt.regions) == 0)
+        assert sample.image_path == split / record["image"] and sample.image_path.is_file()
+        if gt.regions:
+            assert np.array_equal(sample.gt_mask(), gt.union_mask())
+        else:
+            assert sample.gt_mask().shape == (64, 64) and not sample.gt_mask().any()
+    assert any(s.no_target for s in samples) and not all(s.no_target for s in samples)
+    # root + split and the task folder name the same split
+    assert [s.id for s in load_dataset(f"synth:{bench}", "grefer", "test")[1]] == [
+        s.id for s in samples
+    ]
+    _, images = load_dataset(f"synth:{bench / 'gcg'}", "gcg", "test")
+    first = lines(bench / "gcg" / "test" / "annotations.jsonl")[0]
+    assert isinstance(images[0], GCGSample) and images[0].caption == first["caption"]
+    phrases = first["phrases"]
+    assert images[0].phrases == phrases and images[0].gt_masks().shape[0] == len(phrases)
+    spans = images[0].spans
+    assert [images[0].caption[a:b] for a, b in spans] == phrases
+
+
+def test_synth_split_errors(bench, tmp_path):
+    with pytest.raises(InputError, match="is a synthetic refer split; gcg is evaluated on a gcg"):
+        load_dataset(f"synth:{bench}/refer/test", "gcg")
+    with pytest.raises(InputError, match="pixelground synth DIR --task refer --split train"):
+        load_dataset(f"synth:{bench}", "refer", "train")
+    with pytest.raises(InputError, match="a synth dataset cannot be scored as png"):
+        load_dataset(f"synth:{bench}", "png")
+
+
+def test_refer_on_synth_reports_no_target_accuracy(bench, tmp_path):
+    result = evaluate("refer", f"synth:{bench}/refer/test", TruthPipeline(bench), tmp_path / "a")
+    n, negatives = result["count"], result["no_target_count"]
+    assert n == 12 and 0 < negatives < n
+    assert result["cIoU"] == pytest.approx(1.0, abs=1e-9)
+    areas = [int(s.gt_mask().sum()) for s in load_dataset(f"synth:{bench}", "refer")[1]]
+    ious = [a / (a + IOU_EPS) if a else 1.0 for a in areas]  # LISA's epsilons
+    assert result["gIoU"] == pytest.approx(sum(ious) / (n + COUNT_EPS), abs=1e-12)
+    assert result["N-acc"] == 1.0 and result["T-acc"] == 1.0
+    assert result["confusion"] == {"TP": negatives, "TN": n - negatives, "FP": 0, "FN": 0}
+    assert result["targets"]["count"] == n - negatives and result["grefer"]["gIoU"] == 1.0
+    assert result["by_type"]["no_target"]["count"] == negatives
+    rows = list(csv.DictReader((tmp_path / "a" / "per_sample.csv").open()))
+    assert {"type", "outcome", "gt_no_target", "IoU"} <= set(rows[0]) and len(rows) == n
+    # answering "nothing" to everything: all no-target right, every target missed
+    empty = evaluate("refer", f"synth:{bench}", TruthPipeline(bench, "empty"), tmp_path / "b")
+    assert empty["N-acc"] == 1.0 and empty["T-acc"] == 0.0 and empty["cIoU"] == 0.0
+    assert empty["gIoU"] == pytest.approx(negatives / (n + COUNT_EPS), abs=1e-12)
+    assert empty["targets"]["gIoU"] == 0.0 and empty["by_type"]["no_target"]["cIoU"] is None
+    grefer = evaluate("grefer", f"synth:{bench}", TruthPipeline(bench, "empty"), tmp_path / "c")
+    assert grefer["N-acc"] == 1.0 and grefer["T-acc"] == 0.0 and "by_type" in grefer
+
+
+def test_gcg_on_synth_and_scoring_predictions(bench, tmp_path):
+    result = evaluate(
+        "gcg", f"synth:{bench}", TruthPipeline(bench), tmp_path / "gcg",
+        phrase_encoder="lexical", captions=False,
+    )  # fmt: skip
+    assert result["recall"] == 1.0 and result["mIoU"] == 1.0
+    assert result["AP50"] == pytest.approx(1.0) and result["count"] == 2
+    # `pixelground score` reads the same ground truth
+    again = score(
+        "gcg", tmp_path / "gcg" / "predictions.jsonl", f"synth:{bench}/gcg/test",
+        phrase_encoder="lexical", captions=False,
+    )  # fmt: skip
+    assert again["recall"] == 1.0
+
+
+def test_refer_threshold_option_reaches_the_pipeline(bench, tmp_path):
+    seen = []
+
+    class Pipeline(TruthPipeline):
+        def segment(self, image, text, threshold=0.3):
+            seen.append(threshold)
+            return super().segment(image, text)
+
+    spec = f"synth:{bench}/refer/test"
+    evaluate("refer", spec, Pipeline(bench), tmp_path / "t", limit=1, options={"threshold": 0.5})
+    assert seen == [0.5]
+    with pytest.raises(InputError, match="--key-frames does not apply to refer"):
+        evaluate("refer", spec, Pipeline(bench), tmp_path / "u", options={"key_frames": 2})
+    # the same split named by the root: resumed; another split into the same folder: refused
+    again = evaluate("refer", f"synth:{bench}", Pipeline(bench), tmp_path / "t", limit=1,
+                     options={"threshold": 0.5})  # fmt: skip
+    assert again["this_run"] == {"predicted": 0, "skipped": 1, "errors": 0}
+    write_split(bench, "refer", "val", 1, seed=1, options=SynthOptions(size=64))
+    with pytest.raises(InputError, match="another run.*split was 'test', now 'val'"):
+        evaluate("refer", f"synth:{bench}", Pipeline(bench), tmp_path / "t", split="val")
+
+
+@pytest.mark.slow
+def test_eval_refer_and_gcg_commands_with_the_tiny_preset(bench, tmp_path, capsys):
+    """Random weights: the commands run end to end and report the benchmark's metrics."""
+    from pixelground.serve.cli import main
+
+    common = ["--preset", "tiny", "--limit", "1", "--json", "--summary-only"]
+    refer_out = tmp_path / "refer"
+    argv = ["eval", "refer", "--dataset", f"synth:{bench}/refer/test", "--out", str(refer_out)]
+    assert main(argv + common) == 0
+    refer = json.loads(capsys.readouterr().out)
+    assert {"gIoU", "cIoU", "N-acc", "T-acc", "by_type"} <= set(refer) and refer["samples"] == 1
+    assert refer["no_target_count"] == 1 and refer["N-acc"] in (0.0, 1.0)
+    gcg_out = tmp_path / "gcg"
+    argv = ["eval", "gcg", "--dataset", f"synth:{bench}/gcg/test", "--out", str(gcg_out),
+            "--phrase-encoder", "lexical", "--no-captions"]  # fmt: skip
+    assert main(argv + common) == 0
+    gcg = json.loads(capsys.readouterr().out)
+    assert {"AP50", "mIoU", "recall"} <= set(gcg) and gcg["this_run"]["predicted"] == 1
+    assert (gcg_out / "per_sample.csv").is_file() and (refer_out / "report.json").is_file()
