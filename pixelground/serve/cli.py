@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "pixelground.serve.commands.image",
     "pixelground.serve.commands.synth",
     "pixelground.serve.commands.eval",
+    "pixelground.serve.commands.video",
+    "pixelground.serve.commands.train",
 )
 
 log = logging.getLogger("pixelground")
