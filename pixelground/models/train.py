@@ -187,13 +187,20 @@ def _batch_stream(
         epoch += 1
 
 
-def image_groups(samples: list[Any], enabled: bool = True) -> list[list[int]]:
-    """Indices of samples grouped by their frames (one group per sample when not ``enabled``)."""
+def image_groups(
+    samples: list[Any], enabled: bool = True, copies: list[int] | None = None
+) -> list[list[int]]:
+    """Indices of samples grouped by their frames (one group per sample when not ``enabled``).
+
+    ``copies[i]`` tells apart repeats of a data file listed several times, so the copies of
+    a line land in different groups (and batches).
+    """
     if not enabled:
         return [[i] for i in range(len(samples))]
-    found: dict[tuple[str, ...], list[int]] = {}
+    found: dict[tuple[Any, ...], list[int]] = {}
     for i, sample in enumerate(samples):
-        found.setdefault(tuple(str(f) for f in sample.frames), []).append(i)
+        key = (copies[i] if copies else 0, *(str(f) for f in sample.frames))
+        found.setdefault(key, []).append(i)
     return list(found.values())
 
 
@@ -218,6 +225,8 @@ class Trainer:
             torch.set_num_threads(config.num_threads)
         datasets = [read_finetune_jsonl(p, config.on_error) for p in config.data]
         self.samples = [s for d in datasets for s in d.samples]
+        repeat = [config.data[:k].count(p) for k, p in enumerate(config.data)]
+        self.copies = [r for d, r in zip(datasets, repeat, strict=True) for _ in d.samples]
         self.skipped = sum(len(d.problems) for d in datasets)
         self.texts = [t for d in datasets for t in d.texts()]
         self._setup_model()
@@ -322,7 +331,7 @@ class Trainer:
 
     def _micro_batches(self) -> Iterator[dict[str, torch.Tensor]]:
         start = self.step * self.cfg.grad_accum
-        groups = image_groups(self.samples, self.cfg.group_by_image)
+        groups = image_groups(self.samples, self.cfg.group_by_image, self.copies)
         stream = _batch_stream(groups, self.cfg.batch_size, self.cfg.seed, start)
         for indices in stream:
             yield collate([self.dataset[i] for i in indices], self.model.ids.pad)
@@ -348,11 +357,13 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Teacher-forced validation: mean losses, answer-token accuracy and mask IoU."""
+        """Teacher-forced validation: mean losses, answer-token accuracy, mask IoU, and
+        ``val_image_gain``: how much higher the LM loss is when each line gets another line's
+        image (about 0 while the language model still ignores the image)."""
         if self.val is None or len(self.val) == 0:
             return {}
         self.model.eval()
-        sums = {"val_loss": 0.0, "val_lm_loss": 0.0}
+        sums = {"val_loss": 0.0, "val_lm_loss": 0.0, "val_image_gain": 0.0}
         correct = tokens = 0
         ious: list[float] = []
         size = self.cfg.batch_size
@@ -363,6 +374,11 @@ class Trainer:
                 out = self.model(**batch)
             sums["val_loss"] += float(out["loss"]) * len(items)
             sums["val_lm_loss"] += float(out["lm_loss"]) * len(items)
+            if len(batch["pixel_values"]) > 1:
+                swapped = {**batch, "pixel_values": batch["pixel_values"].roll(1, 0)}
+                with autocast(self.device, self.cfg.precision):
+                    other = self.model(**swapped)["lm_loss"]
+                sums["val_image_gain"] += float(other - out["lm_loss"]) * len(items)
             predicted = out["logits"][:, :-1].argmax(-1)
             target = batch["labels"][:, 1:]
             keep = target != -100

@@ -15,6 +15,7 @@ from pixelground.models.train import (
     TrainConfig,
     Trainer,
     _batch_stream,
+    image_groups,
     lr_factor,
     split_flat_config,
     train,
@@ -101,6 +102,7 @@ def test_validation_and_finetune_from_a_checkpoint(tiny_data, tmp_path, tiny_ove
     tuned = train(tuned_cfg, {"lora_r": 2, "bce_loss_weight": 1.0})
     log = [json.loads(line) for line in (tmp_path / "tuned" / "train_log.jsonl").open()]
     assert 0.0 <= log[-1]["val_mask_iou"] <= 1.0 and "val_token_acc" in log[-1]
+    assert "val_image_gain" in log[-1]
     model = SegTokenModel.from_pretrained(tuned)
     assert model.config.lora_r == 2 and model.config.bce_loss_weight == 1.0
     trainable = [n for n, p in model.lm.named_parameters() if p.requires_grad]
@@ -148,3 +150,14 @@ def test_batches_keep_image_groups_whole_and_resume_exactly():
     assert sorted(seen) == list(range(13))
     resumed = _batch_stream(groups, 4, seed=3, start=5)
     assert [next(resumed) for _ in range(7)] == first[5:]
+
+
+def test_image_groups_separate_copies_of_a_repeated_file(tiny_data):
+    from pixelground.models.data import read_finetune_jsonl
+
+    samples = read_finetune_jsonl(tiny_data).samples
+    groups = image_groups(samples)
+    assert sorted(len(g) for g in groups) == [1, 4, 4, 4]  # the clip, and 3 images x 4 lines
+    doubled = image_groups(samples + samples, copies=[0] * 13 + [1] * 13)
+    assert len(doubled) == 8 and all(max(g) < 13 or min(g) >= 13 for g in doubled)
+    assert len(image_groups(samples, enabled=False)) == 13
