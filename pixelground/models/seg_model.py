@@ -129,7 +129,7 @@ class SegTokenModel(nn.Module):
         if config.freeze_vision:
             self.vision.requires_grad_(False)
         if config.lora_r > 0:
-            self._wrap_lora()
+            self.wrap_lora()
 
     # ----------------------------------------------------------------- building
     @torch.no_grad()
@@ -142,7 +142,9 @@ class SegTokenModel(nn.Module):
         self.vision.train(was_training)
         return [(g.shape[1], g.shape[-1]) for g in grids]
 
-    def _wrap_lora(self) -> None:
+    def wrap_lora(self) -> None:
+        """Wrap the LM in peft LoRA adapters (``lora_*`` config fields); new-token embeddings
+        and the LM head stay fully trainable."""
         from pixelground.core.errors import require
 
         peft = require("peft", "train")

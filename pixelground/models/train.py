@@ -271,7 +271,7 @@ class Trainer:
                 setattr(model.config, key, self.overrides[key])
         if self.overrides.get("lora_r", 0) > 0 and model.config.lora_r == 0:
             model.config.lora_r = int(self.overrides["lora_r"])
-            model._wrap_lora()
+            model.wrap_lora()
         unknown, total = count_unknown(model.tokenizer, self.texts)
         if total and unknown / total > 0.02:
             logger.warning(
