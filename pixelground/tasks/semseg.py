@@ -43,17 +43,33 @@ def parse_classes(classes: str | Sequence[str]) -> list[str]:
     return names
 
 
+def upsample_channels(scores: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of (h, w, C) scores to channels-first (C, height, width) float32."""
+    out = np.empty((scores.shape[2], height, width), dtype=np.float32)
+    for c in range(scores.shape[2]):
+        channel = Image.fromarray(scores[:, :, c].astype(np.float32), mode="F")
+        out[c] = np.asarray(channel.resize((width, height), Image.Resampling.BILINEAR))
+    return out
+
+
 def upsample_scores(scores: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of (h, w, C) scores to (height, width, C) float32."""
-    channels = [
-        np.asarray(
-            Image.fromarray(scores[:, :, c].astype(np.float32), mode="F").resize(
-                (width, height), Image.Resampling.BILINEAR
-            )
-        )
-        for c in range(scores.shape[2])
-    ]
-    return np.stack(channels, axis=2)
+    return np.ascontiguousarray(np.moveaxis(upsample_channels(scores, height, width), 0, 2))
+
+
+def channel_argmax(stack: np.ndarray) -> np.ndarray:
+    """(H, W) index of the largest of (C, H, W) channels (the first on ties), as np.argmax.
+
+    One vectorised pass per channel: much faster than ``argmax(axis=0)`` over a few large
+    planes, or any reduction along a short last axis.
+    """
+    labels = np.zeros(stack.shape[1:], dtype=np.intp)
+    best = stack[0].copy()
+    for c in range(1, stack.shape[0]):
+        better = stack[c] > best
+        labels[better] = c
+        np.maximum(best, stack[c], out=best)
+    return labels
 
 
 @dataclass
@@ -106,21 +122,16 @@ class OpenVocabSegmentation:
         patches = self.scorer.embed_patches(pixels)  # (h, w, D)
         texts = self.scorer.embed_texts(names)  # (C, D)
         scale = float(getattr(self.scorer, "logit_scale", 100.0))
-        logits = upsample_scores(scale * patches @ texts.T, height, width)
-        probabilities = softmax(logits.astype(np.float64), axis=2)
-        labels = probabilities.argmax(axis=2)
+        # Channels first, float32: softmax and arg-max over C large planes, not H*W short rows.
+        logits = upsample_channels(scale * patches @ texts.T, height, width)
+        probabilities = softmax(logits, axis=0)
+        labels = channel_argmax(logits)
         regions = []
         for c, name in enumerate(names):
             mask = labels == c
             if mask.any():
-                regions.append(
-                    Region(
-                        mask=mask,
-                        label=name,
-                        phrase=name,
-                        score=float(probabilities[:, :, c][mask].mean()),
-                    )
-                )
+                score = float(probabilities[c][mask].mean(dtype=np.float64))
+                regions.append(Region(mask=mask, label=name, phrase=name, score=score))
         return regions
 
     def _entity(self, pixels: np.ndarray, names: list[str]) -> list[Region]:
