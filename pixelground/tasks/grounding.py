@@ -118,12 +118,16 @@ class PhraseGrounding:
         )
 
     def _detector_first(self, pixels: np.ndarray, phrases: list[Phrase]) -> list[Region]:
+        # A phrase repeated in the text (a chat answer naming "the swan" twice) is detected
+        # once: detectors are deterministic, and each query may cost a full decoder pass.
+        queries = list(dict.fromkeys(p.text for p in phrases))
+        query_of = {text: index for index, text in enumerate(queries)}
         detections = inside_detections(
-            self.detector.detect(pixels, [p.text for p in phrases], threshold=self.threshold),
-            *pixels.shape[:2],
+            self.detector.detect(pixels, queries, threshold=self.threshold), *pixels.shape[:2]
         )
         regions: list[Region] = []
-        for index, phrase in enumerate(phrases):
+        for phrase in phrases:
+            index = query_of[phrase.text]
             mine = [d for d in detections if d.query_index == index and d.score >= self.threshold]
             kept = select_detections(mine, phrase.plural or wants_many(phrase.text, None))
             masks = boxes_to_masks(self.segmenter, pixels, [d.box for d in kept])
