@@ -81,6 +81,10 @@ class TrainConfig:
             so a run with a large ``steps`` uses the budget fully and ends annealed.
         group_by_image: batch the lines about one image together (each image is encoded once
             per batch, and its expressions can only be told apart by their text).
+        first_data: JSONL file(s) to train on first, for ``first_minutes`` of training time,
+            before ``data`` (a curriculum: region captions and grounded captions first teach
+            the language model to read the image, which referring segmentation then needs).
+        first_minutes: length of the first phase (0 with ``first_data`` set: no first phase).
     """
 
     data: list[str] = field(default_factory=list)
@@ -108,6 +112,8 @@ class TrainConfig:
     num_threads: int = 0
     max_minutes: float = 0.0
     group_by_image: bool = True
+    first_data: list[str] = field(default_factory=list)
+    first_minutes: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str):
@@ -115,6 +121,10 @@ class TrainConfig:
         self.data = [str(p) for p in self.data]
         if isinstance(self.val_data, str):
             self.val_data = [self.val_data]
+        if isinstance(self.first_data, str):
+            self.first_data = [self.first_data]
+        if not self.first_minutes:
+            self.first_data = []
         if not self.data:
             raise InputError("no training data; set 'data' to one or more JSONL files")
         if self.precision not in PRECISIONS:
@@ -204,6 +214,28 @@ def image_groups(
     return list(found.values())
 
 
+@dataclass
+class DataMix:
+    """The samples of a list of JSONL files (a file listed k times counts k times)."""
+
+    samples: list[Any]
+    copies: list[int]
+    skipped: int
+    texts: list[str]
+
+    @classmethod
+    def read(cls, paths: list[str], on_error: str) -> DataMix:
+        """Read and validate every file."""
+        datasets = [read_finetune_jsonl(p, on_error) for p in paths]
+        repeat = [paths[:k].count(p) for k, p in enumerate(paths)]
+        return cls(
+            samples=[s for d in datasets for s in d.samples],
+            copies=[r for d, r in zip(datasets, repeat, strict=True) for _ in d.samples],
+            skipped=sum(len(d.problems) for d in datasets),
+            texts=[t for d in datasets for t in d.texts()],
+        )
+
+
 class Trainer:
     """One training run; see :func:`train`."""
 
@@ -223,12 +255,11 @@ class Trainer:
         self.log_path = self.out / LOG_NAME
         if config.num_threads > 0:
             torch.set_num_threads(config.num_threads)
-        datasets = [read_finetune_jsonl(p, config.on_error) for p in config.data]
-        self.samples = [s for d in datasets for s in d.samples]
-        repeat = [config.data[:k].count(p) for k, p in enumerate(config.data)]
-        self.copies = [r for d, r in zip(datasets, repeat, strict=True) for _ in d.samples]
-        self.skipped = sum(len(d.problems) for d in datasets)
-        self.texts = [t for d in datasets for t in d.texts()]
+        self.main = DataMix.read(config.data, config.on_error)
+        self.first = DataMix.read(config.first_data, config.on_error) if config.first_data else None
+        self.switch_step: int | None = None if self.first else 0
+        self.samples = self.main.samples
+        self.texts = self.main.texts + (self.first.texts if self.first else [])
         self._setup_model()
         self.dataset = SegDataset(self.samples, self.model.tokenizer, self.model.config)
         self.val = None
@@ -310,6 +341,8 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
             self.step = int(state["step"])
             self.elapsed = float(state.get("elapsed", 0.0))
+            switch = int(state.get("switch_step", 0))
+            self.switch_step = None if switch < 0 else switch
             torch.set_rng_state(state["rng"])
             self._truncate_log(self.step)
 
@@ -329,12 +362,23 @@ class Trainer:
     def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
+    def _stream(self, mix: DataMix, start: int) -> Iterator[dict[str, torch.Tensor]]:
+        dataset = SegDataset(mix.samples, self.model.tokenizer, self.model.config)
+        groups = image_groups(mix.samples, self.cfg.group_by_image, mix.copies)
+        for indices in _batch_stream(groups, self.cfg.batch_size, self.cfg.seed, start):
+            yield collate([dataset[i] for i in indices], self.model.ids.pad)
+
     def _micro_batches(self) -> Iterator[dict[str, torch.Tensor]]:
-        start = self.step * self.cfg.grad_accum
-        groups = image_groups(self.samples, self.cfg.group_by_image, self.copies)
-        stream = _batch_stream(groups, self.cfg.batch_size, self.cfg.seed, start)
-        for indices in stream:
-            yield collate([self.dataset[i] for i in indices], self.model.ids.pad)
+        """Micro-batches of ``first_data`` for ``first_minutes``, then of ``data``."""
+        accum = self.cfg.grad_accum
+        if self.first is not None and self.switch_step is None:
+            for batch in self._stream(self.first, self.step * accum):
+                if self.elapsed >= 60 * self.cfg.first_minutes:
+                    self.switch_step = self.step
+                    logger.info("first phase done at step %d; now training on 'data'", self.step)
+                    break
+                yield batch
+        yield from self._stream(self.main, (self.step - (self.switch_step or 0)) * accum)
 
     def train_step(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, float]:
         """One optimizer step over ``grad_accum`` micro-batches (the caller steps the learning
@@ -399,6 +443,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "rng": torch.get_rng_state(),
             "elapsed": self.elapsed,
+            "switch_step": -1 if self.switch_step is None else self.switch_step,
         }
 
         def write(directory: Path) -> None:
@@ -457,7 +502,7 @@ class Trainer:
         logger.info(
             "training on %d samples (%d lines skipped), device %s, from step %d",
             len(self.dataset),
-            self.skipped,
+            self.main.skipped + (self.first.skipped if self.first else 0),
             self.device,
             self.step,
         )

@@ -161,3 +161,24 @@ def test_image_groups_separate_copies_of_a_repeated_file(tiny_data):
     doubled = image_groups(samples + samples, copies=[0] * 13 + [1] * 13)
     assert len(doubled) == 8 and all(max(g) < 13 or min(g) >= 13 for g in doubled)
     assert len(image_groups(samples, enabled=False)) == 13
+
+
+def test_first_phase_data_then_main_data(tiny_data, tmp_path, tiny_overrides):
+    lines = [ln for ln in tiny_data.read_text().splitlines() if "<region>" in ln]
+    first = tiny_data.parent / "first_phase.jsonl"
+    first.write_text("\n".join(lines) + "\n")
+    cfg = _config(
+        tiny_data, tmp_path / "phases", steps=3, first_data=[str(first)], first_minutes=1e-9
+    )
+    trainer = Trainer(cfg, tiny_overrides)
+    assert trainer.switch_step is None and len(trainer.first.samples) == 3
+    final = trainer.run()
+    assert trainer.switch_step == 1
+    assert torch.load(final / STATE_NAME, weights_only=True)["switch_step"] == 1
+    again = Trainer(
+        _config(
+            tiny_data, tmp_path / "phases", steps=4, first_data=[str(first)], first_minutes=1e-9
+        ),
+        tiny_overrides,
+    )
+    assert again.step == 3 and again.switch_step == 1
