@@ -73,3 +73,13 @@ def test_bad_configs_are_input_errors(tmp_path):
     unknown.write_text(json.dumps({"data": "x.jsonl", "stepz": 3}))
     with pytest.raises(InputError, match="unknown config keys \\['stepz'\\]"):
         _run(["train", str(unknown)])
+
+
+def test_the_pixelground_cli_turns_bad_data_into_one_line_and_exit_2(tiny_data, capsys):
+    from pixelground.serve.cli import main
+
+    bad = tiny_data.parent / "cli_main_bad.jsonl"
+    bad.write_text(tiny_data.read_text().splitlines()[0] + "\n{broken\n")
+    code = main(["finetune", "--data", str(bad), "--from", "nowhere", "--on-error", "raise"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "line 2" in err[0]
