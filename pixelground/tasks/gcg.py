@@ -58,7 +58,8 @@ class GroundedCaptioning:
         """
         loaded = load(image)
         if grounded and self.grounding_model is not None:
-            answer = self.grounding_model.ground(loaded.pixels, GCG_PROMPT)
+            prompt = getattr(self.grounding_model, "gcg_prompt", GCG_PROMPT)
+            answer = self.grounding_model.ground(loaded.pixels, prompt)
             return GroundedResult(
                 task="caption",
                 image=image_info(loaded),

@@ -242,3 +242,26 @@ def test_degenerate_and_outside_boxes_are_dropped():
     )
     result = ReferringSegmentation(BoxSegmenter(), detector)(IMAGE, "the red square")
     assert len(result) == 1 and np.array_equal(result[0].mask, box_mask(RED))
+
+
+def test_grounded_caption_end_to_end_uses_the_models_own_instruction():
+    from pixelground.backends.base import GroundedText, Phrase
+
+    class Model:
+        gcg_prompt = "Describe the shapes."
+
+        def __init__(self):
+            self.prompts = []
+
+        def ground(self, image, prompt):
+            self.prompts.append(prompt)
+            return GroundedText(
+                text="a blue square here",
+                phrases=[Phrase("a blue square", 0, 13)],
+                masks=[box_mask(BLUE)],
+            )
+
+    model = Model()
+    result = GroundedCaptioning(grounding_model=model)(IMAGE, grounded=True)
+    assert model.prompts == ["Describe the shapes."]
+    assert result.phrases == ["a blue square"] and np.array_equal(result[0].mask, box_mask(BLUE))
