@@ -23,7 +23,7 @@ from pixelground.backends.base import Scorer, Segmenter
 from pixelground.core.errors import InputError
 from pixelground.core.media import ImageSource
 from pixelground.core.result import GroundedResult, Region
-from pixelground.tasks.association import region_text_probabilities, softmax
+from pixelground.tasks.association import region_text_probabilities
 from pixelground.tasks.common import image_info, load, model_info
 from pixelground.tasks.entity import EntitySegmentation
 
@@ -63,13 +63,36 @@ def channel_argmax(stack: np.ndarray) -> np.ndarray:
     One vectorised pass per channel: much faster than ``argmax(axis=0)`` over a few large
     planes, or any reduction along a short last axis.
     """
+    return _winners(stack)[0]
+
+
+def _winners(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) arg-max (first on ties) and max of (C, H, W) channels."""
     labels = np.zeros(stack.shape[1:], dtype=np.intp)
     best = stack[0].copy()
     for c in range(1, stack.shape[0]):
         better = stack[c] > best
         labels[better] = c
         np.maximum(best, stack[c], out=best)
-    return labels
+    return labels, best
+
+
+def winning_softmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arg-max and the softmax probability of the winning channel, per pixel.
+
+    Args:
+        logits: (C, H, W) float scores.
+
+    Returns:
+        (H, W) labels (first channel on ties) and (H, W) float32 probabilities
+        ``softmax(logits, axis=0)[label]`` = ``1 / sum_c exp(logits[c] - max)``, computed
+        one plane at a time (no (C, H, W) probability array).
+    """
+    labels, best = _winners(logits)
+    denominator = np.zeros(best.shape, dtype=np.float32)
+    for plane in logits:
+        denominator += np.exp(plane - best)
+    return labels, 1.0 / denominator
 
 
 @dataclass
@@ -122,15 +145,16 @@ class OpenVocabSegmentation:
         patches = self.scorer.embed_patches(pixels)  # (h, w, D)
         texts = self.scorer.embed_texts(names)  # (C, D)
         scale = float(getattr(self.scorer, "logit_scale", 100.0))
-        # Channels first, float32: softmax and arg-max over C large planes, not H*W short rows.
+        # Channels first, float32, plane by plane: C passes over large planes instead of
+        # reductions along a short last axis; a class's score is the mean probability of
+        # the winning class over its pixels, so only that probability is computed.
         logits = upsample_channels(scale * patches @ texts.T, height, width)
-        probabilities = softmax(logits, axis=0)
-        labels = channel_argmax(logits)
+        labels, confidence = winning_softmax(logits)
         regions = []
         for c, name in enumerate(names):
             mask = labels == c
             if mask.any():
-                score = float(probabilities[c][mask].mean(dtype=np.float64))
+                score = float(confidence[mask].mean(dtype=np.float64))
                 regions.append(Region(mask=mask, label=name, phrase=name, score=score))
         return regions
 

@@ -12,6 +12,7 @@ from pixelground.tasks.semseg import (
     channel_argmax,
     upsample_channels,
     upsample_scores,
+    winning_softmax,
 )
 
 
@@ -42,6 +43,15 @@ def test_channel_argmax_is_argmax_with_first_wins_ties():
     stack = rng.integers(0, 4, (6, 30, 40)).astype(np.float32)  # many ties
     np.testing.assert_array_equal(channel_argmax(stack), stack.argmax(axis=0))
     assert channel_argmax(stack[:1]).max() == 0
+
+
+def test_winning_softmax_is_the_softmax_of_the_arg_max():
+    logits = (30 * np.random.default_rng(3).standard_normal((5, 20, 30))).astype(np.float32)
+    labels, confidence = winning_softmax(logits)
+    probabilities = softmax(logits.astype(np.float64), axis=0)
+    np.testing.assert_array_equal(labels, probabilities.argmax(axis=0))
+    expected = np.take_along_axis(probabilities, labels[None], axis=0)[0]
+    np.testing.assert_allclose(confidence, expected, rtol=1e-5)
 
 
 class PatchScorer:
