@@ -11,6 +11,9 @@
   counts, and a processor call inside a model forward is not counted again;
 - ``model.generate`` is wrapped: its time minus the forwards inside it is generate's own
   bookkeeping (logits processors, beam search, stopping criteria, cache updates);
+- forward passes pixelground writes itself over a model's modules count as model time
+  too: ``MODEL_METHODS`` names them (CLIP's SCLIP dense pass, whose last-layer attention
+  is tensor math between hooked modules);
 - the rest of the wall time is pixelground's own code (plus numpy, PIL, pycocotools and
   the phrase parser it calls).
 
@@ -27,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CATEGORIES = ("model", "processor", "generate")
+#: Backend methods that are model forward passes written in pixelground: (class, method).
+MODEL_METHODS = (("ClipScorer", "_dense_tokens"),)
 
 
 @dataclass
@@ -88,6 +93,17 @@ class Accounting:
             self._handles.append(module.register_forward_hook(self._post, always_call=True))
         if hasattr(model, "generate"):
             model.generate = self._wrap_generate(model.generate)
+
+    def _wrap_forward(self, method: Any) -> Any:
+        @functools.wraps(method)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._pre(None, args)
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self._post(None, args, None)
+
+        return timed
 
     def _wrap_generate(self, generate: Any) -> Any:
         @functools.wraps(generate)
@@ -155,6 +171,9 @@ class Accounting:
                 self.hook_model(value)
             elif _is_processor(value):
                 self.time_processor(value)
+        for class_name, method in MODEL_METHODS:
+            if type(backend).__name__ == class_name and method not in vars(backend):
+                setattr(backend, method, self._wrap_forward(getattr(backend, method)))
 
     def remove(self) -> None:
         """Remove the forward hooks (wrapped methods stay, they cost ~1 us a call)."""

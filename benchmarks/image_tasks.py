@@ -12,9 +12,10 @@ A call is the Pipeline method plus ``to_json()`` of its result, as the CLI does,
 segmenter's image-embedding cache is cleared before each call (every call is a new image).
 Per call, the wall time is split (see ``bench_timing.py``) into model forwards, Hugging Face
 processors, ``generate``'s own loop, and the rest: pixelground's own code ("ours").
-Shares are over the sum of the timed calls. Peak memory is the subprocess's VmHWM: "peak
-MB" over its whole life (loading included), "run MB" over the timed calls only (reset
-through /proc/self/clear_refs after the warm-up).
+Shares are over the sum of the timed calls; "load" is the 1-minute load average when the
+task's process started (on a shared machine wall times grow with it). Peak memory is the
+subprocess's VmHWM: "peak MB" over its whole life (loading included), "run MB" over the
+timed calls only (reset through /proc/self/clear_refs after the warm-up).
 
     nice python benchmarks/image_tasks.py                      # every task, 3 runs (1 slow)
     nice python benchmarks/image_tasks.py --tasks caption,segment --runs 5 --json out.json
@@ -100,6 +101,7 @@ COLUMNS = (
     ("peak MB", "peak_mb", "{:.0f}"),
     ("run MB", "run_peak_mb", "{:.0f}"),
     ("regions", "regions", "{}"),
+    ("load", "load", "{:.1f}"),
 )
 
 
@@ -228,6 +230,7 @@ def child(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()[0]
     record = measure(pipeline, task, str(args.image), args.runs)
     record.update(
+        load=load_before,
         load_avg=[load_before, os.getloadavg()[0]],
         threads=torch.get_num_threads(),
         hook_overhead_us=hook_overhead() * 1e6,
@@ -260,6 +263,7 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
         if "error" in record:
             rows.append([record["task"], f"ERROR: {record['error']}"])
             continue
+        record.setdefault("load", record.get("load_avg", [float("nan")])[0])
         rows.append([fmt.format(record[key]) for _, key, fmt in COLUMNS])
     widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(COLUMNS))]
     lines = []

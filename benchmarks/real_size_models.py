@@ -88,7 +88,7 @@ def default_cache() -> Path:
 
 
 def _words(tokenizer: Any, text: str) -> list[int]:
-    """Ids of the words of ``text`` (each must be one token of the tiny BPE), then '.'."""
+    """Ids of the words of ``text``; each must be one token of the tiny BPE."""
     vocab = tokenizer.get_vocab()
     missing = [w for w in text.split() if "Ġ" + w not in vocab]
     if missing:

@@ -43,6 +43,7 @@ def test_caption_on_tiny_preset_prints_the_table(tmp_path, capsys, swan_image_pa
     assert sum(shares) == pytest.approx(100.0, abs=0.5)
     assert float(row["model %"]) > 0 and float(row["HF proc %"]) > 0
     assert float(row["peak MB"]) > 100
+    assert float(row["load"]) >= 0
 
     record = json.loads(out.read_text())["records"][0]
     run = record["per_run"][0]
