@@ -11,7 +11,7 @@ video methods send the prompts the checkpoint was trained with (stored in its co
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from pixelground.core.errors import CheckpointMissingError, InputError
 from pixelground.core.media import load_image
 from pixelground.models.checkpoints import find_checkpoint
 from pixelground.models.config import REGION_TOKEN
+from pixelground.video.frames import Frame, FrameSource
 
 logger = logging.getLogger(__name__)
 
@@ -124,3 +125,61 @@ class SegTokenModelBackend:
         """(T, H, W) bool masks, one per object the expression refers to ([] for none)."""
         prompt = self.config.video_template.format(expression=_expression(expression))
         return list(self.ground_video(frames, prompt).masks)
+
+    def video_key_frames(self, total: int) -> list[int]:
+        """Indices of the frames the LM sees of a ``total``-frame video."""
+        from pixelground.models.generation import video_key_frames
+
+        return video_key_frames(self.model, total)
+
+    def stream_video_expression(
+        self, frames: FrameSource, expression: str, chunk: int = 8
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Segment ``expression`` on every frame of a streamed video, a chunk at a time.
+
+        The LM sees ``video_frames`` evenly spaced frames of the whole video; each [SEG] it
+        writes is one object, decoded on every frame with the frame's normalised time. Only
+        ``chunk`` frames are held at once.
+
+        Args:
+            frames: the sampled frames of a video.
+            expression: what to segment.
+            chunk: frames decoded together.
+
+        Yields:
+            (frame indices, (S, t, H, W) bool masks) per chunk of t frames; S is the number of
+            objects (0 for "no target", then nothing is decoded and one empty chunk is yielded).
+        """
+        from pixelground.models.generation import answer_video, video_times
+
+        prompt = self.config.video_template.format(expression=_expression(expression))
+        total = len(frames)
+        if total == 0:
+            raise InputError("the video has no frames")
+        size = (frames.height, frames.width)
+        times = video_times(total, self.model.device, self.model.dtype)
+        picks = self.video_key_frames(total)
+        keys = [frames.read(i) for i in picks]
+        _, states = answer_video(self.model, keys, times[picks], prompt)
+        if states is None:
+            yield [], np.zeros((0, 0, *size), dtype=bool)
+            return
+        batch: list[Frame] = []
+        for frame in frames:
+            batch.append(frame)
+            if len(batch) == chunk:
+                yield self._decode_chunk(states, batch, times, size)
+                batch = []
+        if batch:
+            yield self._decode_chunk(states, batch, times, size)
+
+    def _decode_chunk(
+        self, states: Any, batch: list[Frame], times: Any, size: tuple[int, int]
+    ) -> tuple[list[int], np.ndarray]:
+        from pixelground.models.generation import decode_video_frames
+
+        indices = [frame.index for frame in batch]
+        masks = decode_video_frames(
+            self.model, states, [f.pixels for f in batch], times[indices], size
+        )
+        return indices, masks

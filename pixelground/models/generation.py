@@ -139,6 +139,75 @@ def generate_grounded(
     return grounded_text(model.tokenizer, generated, masks, size)
 
 
+def video_times(total: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(total,) normalised time of each frame of a clip: 0 for the first, 1 for the last."""
+    if total == 1:
+        return torch.zeros(1, device=device, dtype=dtype)
+    return torch.linspace(0, 1, total, device=device, dtype=dtype)
+
+
+def video_key_frames(model: SegTokenModel, total: int) -> list[int]:
+    """The ``video_frames`` evenly spaced frames (indices) the LM sees of a ``total``-frame clip."""
+    count = min(model.config.video_frames, total)
+    return [int(i) for i in np.unique(np.linspace(0, total - 1, count).round())]
+
+
+@torch.no_grad()
+def answer_video(
+    model: SegTokenModel,
+    key_frames: Sequence[np.ndarray],
+    key_times: torch.Tensor,
+    prompt: str,
+    max_new_tokens: int | None = None,
+) -> tuple[list[int], torch.Tensor | None]:
+    """Greedy answer about a clip's key frames, and the mask queries of its [SEG]s.
+
+    Args:
+        model: the model (in eval mode).
+        key_frames: K RGB uint8 (H, W, 3) frames the LM sees.
+        key_times: (K,) their normalised times.
+        prompt: user text.
+        max_new_tokens: generation limit (default: the config's).
+
+    Returns:
+        The generated ids and the (S, D) [SEG] queries (None when no [SEG] was written).
+    """
+    if not prompt.strip():
+        raise InputError("the prompt is empty; give an expression")
+    features = model.encode_image(model.preprocess(key_frames))
+    count = len(key_frames) * model.config.video_lm_grid**2
+    ids = torch.tensor([prompt_ids(model.tokenizer, prompt, count)], device=model.device)
+    sample = torch.zeros(len(key_frames), dtype=torch.long, device=model.device)
+    embeds = model.embed_inputs(ids, features, key_times, None, sample)
+    generated, hidden, positions = greedy(
+        model, embeds, max_new_tokens or model.config.max_new_tokens
+    )
+    return generated, (_seg_states(model, hidden, positions) if positions else None)
+
+
+@torch.no_grad()
+def decode_video_frames(
+    model: SegTokenModel,
+    states: torch.Tensor,
+    frames: Sequence[np.ndarray],
+    times: torch.Tensor,
+    size: tuple[int, int],
+) -> np.ndarray:
+    """(S, t, H, W) bool masks of S [SEG] queries on t frames (encoded together).
+
+    Args:
+        model: the model (in eval mode).
+        states: (S, D) queries from :func:`answer_video`.
+        frames: t RGB uint8 (H, W, 3) frames.
+        times: (t,) their normalised times in the clip.
+        size: (H, W) output size.
+    """
+    features = model.encode_image(model.preprocess(frames))
+    if model.prior_key_lm is not None:
+        features.lm_states = model.frame_lm_states(features, times, None)
+    return masks_at(model, states, features, times, size)
+
+
 @torch.no_grad()
 def generate_grounded_video(
     model: SegTokenModel,
@@ -164,32 +233,20 @@ def generate_grounded_video(
     """
     if not frames:
         raise InputError("the video has no frames")
-    if not prompt.strip():
-        raise InputError("the prompt is empty; give an expression")
     total = len(frames)
     size = (int(frames[0].shape[0]), int(frames[0].shape[1]))
-    times = torch.linspace(0, 1, total, device=model.device, dtype=model.dtype)
-    if total == 1:
-        times = torch.zeros(1, device=model.device, dtype=model.dtype)
-    picks = np.unique(np.linspace(0, total - 1, min(model.config.video_frames, total)).round())
-    pick_index = torch.as_tensor(picks.astype(np.int64), device=model.device)
-    features = model.encode_image(model.preprocess([frames[int(i)] for i in picks]))
-    count = len(picks) * model.config.video_lm_grid**2
-    ids = torch.tensor([prompt_ids(model.tokenizer, prompt, count)], device=model.device)
-    sample = torch.zeros(len(picks), dtype=torch.long, device=model.device)
-    embeds = model.embed_inputs(ids, features, times[pick_index], None, sample)
-    generated, hidden, positions = greedy(
-        model, embeds, max_new_tokens or model.config.max_new_tokens
+    times = video_times(total, model.device, model.dtype)
+    picks = video_key_frames(model, total)
+    generated, states = answer_video(
+        model, [frames[i] for i in picks], times[picks], prompt, max_new_tokens
     )
     masks: list[np.ndarray] = []
-    if positions:
-        stacked = _seg_states(model, hidden, positions)
-        parts = []
-        for start in range(0, total, chunk):
-            part = model.encode_image(model.preprocess(frames[start : start + chunk]))
-            part_times = times[start : start + chunk]
-            if model.prior_key_lm is not None:
-                part.lm_states = model.frame_lm_states(part, part_times, None)
-            parts.append(masks_at(model, stacked, part, part_times, size))
+    if states is not None:
+        parts = [
+            decode_video_frames(
+                model, states, frames[start : start + chunk], times[start : start + chunk], size
+            )
+            for start in range(0, total, chunk)
+        ]
         masks = list(np.concatenate(parts, axis=1))
     return grounded_text(model.tokenizer, generated, masks, (total, *size))

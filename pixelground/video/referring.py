@@ -15,6 +15,9 @@ Two strategies, chosen by the backends given (as the image task does):
 - **end to end** (Sa2VA): the key frames go to Sa2VA together (its language model sees them
   all), its masks on them become mask prompts of one track per ``[SEG]``, propagated through
   the whole video by the bounded-memory session (see :mod:`pixelground.video.sa2va_video`).
+  A grounding model that decodes every frame itself (pixelground's own [SEG]-token model,
+  ``stream_video_expression``) needs no tracker: each ``[SEG]`` it writes is one track,
+  decoded chunk by chunk as the video streams.
 
     result = segment_video(pixelground.load("default"), "clip.mp4", "the black swan")
 """
@@ -48,6 +51,7 @@ from pixelground.video.keyframes import (
     unmatched,
 )
 from pixelground.video.sa2va_video import segment_video_frames, supports_video
+from pixelground.video.session import FrameTracks, TrackMask
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +64,14 @@ class ReferringVideoSegmentation:
     """Segment and track what a referring expression names in a video.
 
     Attributes:
-        tracker: SAM2 video tracker (``Sam2VideoTracker``; anything with ``session(frames)``).
+        tracker: SAM2 video tracker (``Sam2VideoTracker``; anything with ``session(frames)``);
+            may be None when the grounding model decodes every frame itself.
         detector: boxes the expression on frames (detector-first strategy).
         segmenter: turns boxes into masks on the start frame; without one, boxes are given to
             the tracker directly.
         parser: tells singular from plural expressions.
-        grounding_model: a Sa2VA backend; when given, the end-to-end strategy is used.
+        grounding_model: a Sa2VA backend, or a model with ``stream_video_expression``; when
+            given, the end-to-end strategy is used.
         key_frames: frames sampled across the video to ground the expression on.
         redetect_every: detect again every N frames to find instances that appear later
             (None: key frames only).
@@ -88,9 +94,11 @@ class ReferringVideoSegmentation:
     preset: str | None = None
 
     def __post_init__(self) -> None:
-        if self.tracker is None:
+        if self.tracker is None and not streams_video(self.grounding_model):
             raise InputError("referring video segmentation needs a video tracker (SAM2 video)")
-        if self.grounding_model is not None and not supports_video(self.grounding_model):
+        if self.grounding_model is not None and not (
+            supports_video(self.grounding_model) or streams_video(self.grounding_model)
+        ):
             raise InputError(
                 f"{type(self.grounding_model).__name__} cannot segment videos end to end; "
                 "use the detector strategy"
@@ -131,7 +139,10 @@ class ReferringVideoSegmentation:
         text = clean_text(expression, "expression")
         frames = as_frames(video)
         indices = key_frame_indices(len(frames), self.key_frames)
-        if self.grounding_model is not None:
+        if streams_video(self.grounding_model):
+            indices = self.grounding_model.video_key_frames(len(frames))
+            tracks = self._model_decoded(frames, text, on_frame)
+        elif self.grounding_model is not None:
             tracks = self._end_to_end(frames, text, indices, on_frame)
         else:
             tracks = self._detector_first(frames, text, indices, on_frame)
@@ -256,6 +267,37 @@ class ReferringVideoSegmentation:
             self.tracker, frames, indices, stacks, on_frame, self.memory_frames
         )
 
+    def _model_decoded(
+        self, frames: FrameSource, text: str, on_frame: OnFrame | None
+    ) -> list[Track]:
+        """One track per [SEG] of a model that decodes every frame (ids 1, 2, ... in order)."""
+        tracks: list[Track] = []
+        for indices, masks in self.grounding_model.stream_video_expression(frames, text):
+            while len(tracks) < len(masks):
+                tracks.append(Track(id=len(tracks) + 1, attributes={"origin": "model"}))
+            for j, index in enumerate(indices):
+                for track, stack in zip(tracks, masks, strict=True):
+                    track.add(index, stack[j])
+                if on_frame is not None:
+                    on_frame(
+                        FrameTracks(
+                            index,
+                            frames.source_index(index),
+                            {
+                                t.id: TrackMask(stack[j], 1.0)
+                                for t, stack in zip(tracks, masks, strict=True)
+                            },
+                        )
+                    )
+        kept = [track for track in tracks if track.frames]
+        for new_id, track in enumerate(kept, start=1):
+            visible = sorted(track.frames)
+            track.id = new_id
+            track.attributes.update(
+                {"start_frame": visible[0], "presence": len(visible) / max(len(frames), 1)}
+            )
+        return kept
+
     def _model_info(self, indices: list[int]) -> dict[str, Any]:
         end_to_end = self.grounding_model is not None
         info = model_info(
@@ -270,6 +312,11 @@ class ReferringVideoSegmentation:
         if self.redetect_every is not None and not end_to_end:
             info["redetect_every"] = int(self.redetect_every)
         return info
+
+
+def streams_video(backend: Any) -> bool:
+    """Whether ``backend`` decodes every frame of a streamed video itself (our [SEG] model)."""
+    return callable(getattr(backend, "stream_video_expression", None))
 
 
 def track_mask_stacks(
@@ -346,17 +393,20 @@ def segment_video(
     if strategy not in STRATEGIES:
         raise InputError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     tracker = pipeline.backend("video_segmenter")
-    if tracker is None:
-        raise InputError(f"preset {pipeline.preset.name!r} has no video segmenter")
     grounding_model = None
     if strategy != "detector":
         grounding_model = pipeline.backend("grounding_model")
-        if grounding_model is not None and not supports_video(grounding_model):
+        if grounding_model is not None and not (
+            supports_video(grounding_model) or streams_video(grounding_model)
+        ):
             grounding_model = None
         if grounding_model is None and strategy == "end-to-end":
             raise InputError(
-                f"preset {pipeline.preset.name!r} has no end-to-end video model (Sa2VA)"
+                f"preset {pipeline.preset.name!r} has no end-to-end video model (Sa2VA or "
+                "pixelground's own [SEG] model)"
             )
+    if tracker is None and not streams_video(grounding_model):
+        raise InputError(f"preset {pipeline.preset.name!r} has no video segmenter")
     detector_first = grounding_model is None
     task = ReferringVideoSegmentation(
         tracker=tracker,
