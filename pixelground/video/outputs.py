@@ -73,7 +73,10 @@ def default_video_name(result: VideoResult) -> str:
 
 
 def write_davis_masks(
-    result: VideoResult, directory: str | Path, video_name: str | None = None
+    result: VideoResult,
+    directory: str | Path,
+    video_name: str | None = None,
+    stop: int | None = None,
 ) -> Path:
     """Write one palette PNG per frame (pixel value = track id) in DAVIS layout.
 
@@ -81,6 +84,7 @@ def write_davis_masks(
         result: the tracked video; track ids must be in 1..255.
         directory: the results root; masks go to ``directory/video_name/``.
         video_name: sub-folder name; defaults to the video's file stem or folder name.
+        stop: write frames before this index only (an interrupted run's frames done).
 
     Returns:
         The folder the PNGs were written to.
@@ -91,7 +95,8 @@ def write_davis_masks(
     folder = Path(directory) / (video_name or default_video_name(result))
     folder.mkdir(parents=True, exist_ok=True)
     palette = davis_palette()
-    for frame_index in range(result.video.num_frames):
+    count = result.video.num_frames if stop is None else min(stop, result.video.num_frames)
+    for frame_index in range(count):
         image = Image.fromarray(label_map(result, frame_index))
         image.putpalette(palette)  # an "L" image with a palette becomes "P", values unchanged
         image.save(folder / _frame_name(result, frame_index))
@@ -189,6 +194,8 @@ def write_outputs(
 ) -> list[Path]:
     """Write whichever of JSON, DAVIS masks and overlay video are asked for.
 
+    ``stop`` (an interrupted run) limits masks and overlay to the frames before it.
+
     Returns:
         The written paths (the masks' video folder for ``masks_dir``).
     """
@@ -198,7 +205,7 @@ def write_outputs(
         result.to_json(json_path)
         written.append(Path(json_path))
     if masks_dir is not None:
-        written.append(write_davis_masks(result, masks_dir))
+        written.append(write_davis_masks(result, masks_dir, stop=stop))
     if overlay_path is not None:
         if frames is None:
             raise InputError("an overlay video needs the frames the result was computed on")

@@ -104,12 +104,6 @@ def test_ctrl_c_writes_what_is_done(
         assert sum(1 for _ in container.decode(video=0)) <= 4
 
 
-def test_text_hook_rejects_until_referring_exists(swan_dir: Path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "pixelground.video.referring", None)
-    with pytest.raises(InputError, match="--box"):
-        _run(["track", str(swan_dir), "the black swan", "--preset", "tiny"])
-
-
 def test_text_hook_calls_segment_video(swan_dir: Path, tmp_path: Path, monkeypatch):
     calls = []
 
@@ -132,6 +126,44 @@ def test_text_hook_calls_segment_video(swan_dir: Path, tmp_path: Path, monkeypat
     options = {"key_frames": 5, "redetect_every": None, "threshold": 0.3, "memory_frames": None}
     assert calls == [("tiny", 5, "the black swan", options)]
     assert json.loads(out.read_text())["tracks"][0]["phrase"] == "the black swan"
+
+
+def test_ctrl_c_during_text_tracking_writes_frames_done(
+    swan_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from pixelground.video.session import FrameTracks, TrackMask
+
+    advanced = []
+
+    @contextmanager
+    def counting_bar(total: int, description: str):
+        yield lambda frame: advanced.append(frame.index)
+
+    def segment_video(pipeline, frames, text, on_frame=None, **options):
+        info = frames.video_info()
+        for index in (2, 3, 2, 3, 4):  # a re-detection pass revisits frames 2 and 3
+            mask = np.zeros((info.height, info.width), dtype=bool)
+            mask[index * 10 : index * 10 + 10, :10] = True
+            on_frame(FrameTracks(index, index, {1: TrackMask(mask, 0.9)}))
+        raise KeyboardInterrupt
+
+    fake = types.ModuleType("pixelground.video.referring")
+    fake.segment_video = segment_video
+    monkeypatch.setitem(sys.modules, "pixelground.video.referring", fake)
+    monkeypatch.setattr(video_commands, "progress_bar", counting_bar)
+    out = tmp_path / "partial.json"
+    code = _run(["track", str(swan_dir), "the  black swan", "--preset", "tiny", "--max-frames",
+                 "8", "-o", str(out), "--masks", str(tmp_path / "masks")])  # fmt: skip
+    assert code == video_commands.EXIT_INTERRUPTED
+    assert advanced == [2, 3, 4]  # the progress bar counts each frame once
+    result = VideoResult.from_json(out)
+    assert result.video.num_frames == 8 and result.model["interrupted"] is True
+    (track,) = result.tracks
+    assert track.phrase == "the black swan" and sorted(track.frames) == [2, 3, 4]
+    assert track.mask(4, result.video.height, result.video.width)[45, 5]
+    written = read_davis_masks(tmp_path / "masks" / "blackswan")
+    assert sorted(written) == [0, 1, 2, 3, 4]  # frames after the last one done are not written
+    assert not written[1].any() and (written[4] == 1).sum() == 100
 
 
 def test_bad_input_is_one_clear_error(swan_dir: Path, tmp_path: Path, tiny_video_checkpoint: Path):

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pixelground.core.errors import InputError
-from pixelground.core.result import VideoResult
+from pixelground.core.result import Track, VideoResult
 from pixelground.video.frames import FrameSource, open_video
 
 log = logging.getLogger("pixelground.cli")
@@ -111,29 +111,67 @@ def _open_frames(args: argparse.Namespace) -> FrameSource:
     )
 
 
-def _referring(args: argparse.Namespace, frames: FrameSource) -> VideoResult:
-    """``track VIDEO TEXT``: hands over to pixelground.video.referring.segment_video."""
-    try:
-        from pixelground.video.referring import segment_video
-    except ModuleNotFoundError as error:
-        if error.name != "pixelground.video.referring":
-            raise
-        raise InputError(
-            "tracking by TEXT (referring video segmentation) is not available in this build "
-            "yet; prompt the objects with --box X0,Y0,X1,Y1@FRAME or --point X,Y@FRAME"
-        ) from None
+class FramesSoFar:
+    """Per-frame progress callback that keeps every frame's masks reported so far.
+
+    Advances the progress bar once per distinct frame (re-detection passes revisit frames), and
+    lets an interrupted ``track VIDEO TEXT`` write the tracks up to where it stopped.
+
+    Args:
+        advance: the progress bar's per-frame callback.
+    """
+
+    def __init__(self, advance: Callable[[Any], None]) -> None:
+        self.advance = advance
+        self.tracks: dict[int, Track] = {}
+        self.seen: set[int] = set()
+
+    def __call__(self, frame: Any) -> None:
+        for track_id, (mask, score) in frame.tracks.items():
+            self.tracks.setdefault(track_id, Track(id=track_id)).add(frame.index, mask, score)
+        if frame.index not in self.seen:
+            self.seen.add(frame.index)
+            self.advance(frame)
+
+    def result(self, frames: FrameSource, text: str) -> VideoResult:
+        """The tracks so far as a VideoResult (task "segment", phrase = the text)."""
+        tracks = [t for _, t in sorted(self.tracks.items()) if t.frames]
+        for track in tracks:
+            track.phrase, track.span = text, (0, len(text))
+        return VideoResult(
+            task="segment",
+            video=frames.video_info(),
+            text=text,
+            tracks=tracks,
+            model={"interrupted": True, "frames_done": len(self.seen)},
+        )
+
+
+def _referring(args: argparse.Namespace, frames: FrameSource) -> tuple[VideoResult, bool]:
+    """``track VIDEO TEXT`` (pixelground.video.referring.segment_video); returns the result and
+    whether it was interrupted (then: the masks of the frames done so far)."""
+    from pixelground.video.referring import segment_video
+
     pipeline = _pipeline(args)
     with progress_bar(len(frames), "grounding and tracking") as advance:
-        return segment_video(
-            pipeline,
-            frames,
-            args.text,
-            key_frames=args.key_frames,
-            redetect_every=args.redetect_every,
-            threshold=args.threshold,
-            memory_frames=args.memory_frames,
-            on_frame=advance,
-        )
+        so_far = FramesSoFar(advance)
+        try:
+            result = segment_video(
+                pipeline,
+                frames,
+                args.text,
+                key_frames=args.key_frames,
+                redetect_every=args.redetect_every,
+                threshold=args.threshold,
+                memory_frames=args.memory_frames,
+                on_frame=so_far,
+            )
+        except KeyboardInterrupt:
+            print("pixelground: interrupted; writing the frames done so far", file=sys.stderr)
+            partial = so_far.result(frames, " ".join(args.text.split()))
+            partial.model["preset"] = pipeline.preset.name
+            return partial, True
+    return result, False
 
 
 def _track_prompts(args: argparse.Namespace, frames: FrameSource) -> tuple[VideoResult, bool]:
@@ -172,7 +210,7 @@ def _track(args: argparse.Namespace) -> int:
     if args.text and (args.box or args.point or args.neg_point):
         raise InputError("give TEXT or --box/--point prompts, not both")
     if args.text:
-        result, interrupted = _referring(args, frames), False
+        result, interrupted = _referring(args, frames)
     else:
         result, interrupted = _track_prompts(args, frames)
     if args.output is None:
