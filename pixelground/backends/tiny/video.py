@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pixelground.backends.tiny.vision_configs import sam2_hiera_tiny_vision_config
 from pixelground.core.errors import require
 
 SEED = 0
@@ -34,31 +35,19 @@ REAL_SIDE = 1024
 TINY_OBJECT_SCORE_BIAS = 4.0
 
 
-def real_size_sam2_video_config() -> Any:
-    """Sam2VideoConfig of facebook/sam2.1-hiera-tiny (38.9M parameters), every size explicit."""
+def real_size_sam2_video_config(side: int = REAL_SIDE) -> Any:
+    """Sam2VideoConfig of facebook/sam2.1-hiera-tiny (38.9M parameters), every size explicit.
+
+    Args:
+        side: input pixels; the published model takes 1024. Another side keeps every weight's
+            shape (the same model) and scales the feature maps and memory attention's tokens.
+    """
     t = require("transformers", "models")
-    backbone = t.Sam2HieraDetConfig(
-        hidden_size=96,
-        num_attention_heads=1,
-        image_size=[REAL_SIDE, REAL_SIDE],
-        blocks_per_stage=[1, 2, 7, 2],
-        embed_dim_per_stage=[96, 192, 384, 768],
-        num_attention_heads_per_stage=[1, 2, 4, 8],
-        window_size_per_stage=[8, 4, 14, 7],
-        global_attention_blocks=[5, 7, 9],
-        window_positional_embedding_background_size=[7, 7],
-    )
-    vision = t.Sam2VisionConfig(
-        backbone_config=backbone,
-        backbone_channel_list=[768, 384, 192, 96],
-        backbone_feature_sizes=[[256, 256], [128, 128], [64, 64]],
-        fpn_hidden_size=256,
-        fpn_top_down_levels=[2, 3],
-    )
+    vision = sam2_hiera_tiny_vision_config(side)
     return t.Sam2VideoConfig(
         vision_config=vision,
         prompt_encoder_config=t.Sam2VideoPromptEncoderConfig(
-            hidden_size=256, image_size=REAL_SIDE, patch_size=16, mask_input_channels=16
+            hidden_size=256, image_size=side, patch_size=16, mask_input_channels=16
         ),
         mask_decoder_config=t.Sam2VideoMaskDecoderConfig(
             hidden_size=256,
@@ -68,14 +57,14 @@ def real_size_sam2_video_config() -> Any:
             iou_head_depth=3,
             iou_head_hidden_dim=256,
         ),
-        image_size=REAL_SIDE,
+        image_size=side,
         num_maskmem=7,
         max_object_pointers_in_encoder=16,
         memory_attention_hidden_size=256,
         memory_attention_num_layers=4,
         memory_attention_num_attention_heads=1,
         memory_attention_feed_forward_hidden_size=2048,
-        memory_attention_rope_feat_sizes=[64, 64],
+        memory_attention_rope_feat_sizes=[side // 16, side // 16],
         memory_encoder_hidden_size=256,
         memory_encoder_output_channels=64,
         mask_downsampler_embed_dim=256,
@@ -173,9 +162,10 @@ def build_tiny_sam2_video(directory: Path) -> Path:
     return _build(directory, tiny_sam2_video_config(), TINY_SIDE, TINY_OBJECT_SCORE_BIAS)
 
 
-def build_real_size_sam2_video(directory: Path) -> Path:
-    """Save a random-weight Sam2VideoModel of SAM2.1-hiera-tiny's size (about 150 MB)."""
-    return _build(directory, real_size_sam2_video_config(), REAL_SIDE, None)
+def build_real_size_sam2_video(directory: Path, side: int = REAL_SIDE) -> Path:
+    """Save a random-weight Sam2VideoModel of SAM2.1-hiera-tiny's size (about 150 MB) that
+    takes ``side``-pixel frames (1024: the published model)."""
+    return _build(directory, real_size_sam2_video_config(side), side, None)
 
 
 TINY_VIDEO_BUILDERS: dict[str, Callable[[Path], Path]] = {"sam2_video": build_tiny_sam2_video}

@@ -56,28 +56,38 @@ def _sam_config(real: bool) -> Any:
     )
 
 
+def sam2_hiera_tiny_vision_config(side: int = 1024) -> Any:
+    """Sam2VisionConfig of SAM2.1-hiera-tiny (sam2.1_hiera_t.yaml) for ``side``-pixel input.
+
+    The published model takes 1024 pixels; another side keeps every weight's shape and scales
+    the feature maps (side / 4, / 8, / 16).
+    """
+    t = require("transformers", "models")
+    backbone = t.Sam2HieraDetConfig(
+        hidden_size=96,
+        num_attention_heads=1,
+        image_size=[side, side],
+        blocks_per_stage=[1, 2, 7, 2],
+        embed_dim_per_stage=[96, 192, 384, 768],
+        num_attention_heads_per_stage=[1, 2, 4, 8],
+        window_size_per_stage=[8, 4, 14, 7],
+        global_attention_blocks=[5, 7, 9],
+        window_positional_embedding_background_size=[7, 7],
+    )
+    return t.Sam2VisionConfig(
+        backbone_config=backbone,
+        backbone_channel_list=[768, 384, 192, 96],
+        backbone_feature_sizes=[[side // 4] * 2, [side // 8] * 2, [side // 16] * 2],
+        fpn_hidden_size=256,
+        fpn_top_down_levels=[2, 3],
+    )
+
+
 def _sam2_config(real: bool) -> Any:
     t = require("transformers", "models")
-    if real:  # facebook/sam2.1-hiera-tiny (sam2.1_hiera_t.yaml)
-        backbone = t.Sam2HieraDetConfig(
-            hidden_size=96,
-            num_attention_heads=1,
-            image_size=[1024, 1024],
-            blocks_per_stage=[1, 2, 7, 2],
-            embed_dim_per_stage=[96, 192, 384, 768],
-            num_attention_heads_per_stage=[1, 2, 4, 8],
-            window_size_per_stage=[8, 4, 14, 7],
-            global_attention_blocks=[5, 7, 9],
-            window_positional_embedding_background_size=[7, 7],
-        )
-        vision = t.Sam2VisionConfig(
-            backbone_config=backbone,
-            backbone_channel_list=[768, 384, 192, 96],
-            backbone_feature_sizes=[[256, 256], [128, 128], [64, 64]],
-            fpn_hidden_size=256,
-        )
+    if real:  # facebook/sam2.1-hiera-tiny
         return t.Sam2Config(
-            vision_config=vision,
+            vision_config=sam2_hiera_tiny_vision_config(),
             prompt_encoder_config=t.Sam2PromptEncoderConfig(hidden_size=256, image_size=1024),
             mask_decoder_config=t.Sam2MaskDecoderConfig(
                 hidden_size=256,
