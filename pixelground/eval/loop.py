@@ -137,10 +137,35 @@ def run_predictions(
 ) -> dict[str, int]:
     """Predict every sample not yet in ``out_dir/predictions.jsonl``; returns counts."""
     check_eval_task(task)
+    return predict_resumable(
+        samples, out_dir, lambda sample: predict(task, pipeline, sample, options).to_dict(), on_step
+    )
+
+
+def predict_resumable(
+    samples: Sequence[Any],
+    out_dir: str | Path,
+    predict_one: Callable[[Any], dict[str, Any]],
+    on_step: StepCallback | None = None,
+    parse: Callable[[dict[str, Any]], Any] = parse_record,
+) -> dict[str, int]:
+    """Append one record per sample not yet done to ``out_dir/predictions.jsonl``.
+
+    Args:
+        samples: objects with an ``id``.
+        out_dir: the run folder (created).
+        predict_one: the sample's result as a JSON-ready dict; a PixelgroundError is recorded
+            as that sample's error and the run goes on.
+        on_step: called with (sample id, samples seen, total) after each sample.
+        parse: how :func:`read_progress` reads a done record back (validation).
+
+    Returns:
+        Counts of ``predicted``, ``skipped`` (done before) and ``errors``.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / PREDICTIONS_FILE
-    done, _ = read_progress(path)
+    done, _ = read_progress(path, parse=parse)
     counts = {"predicted": 0, "skipped": 0, "errors": 0}
     _end_with_newline(path)
     with path.open("a") as handle:
@@ -150,8 +175,7 @@ def run_predictions(
                 counts["skipped"] += 1
             else:
                 try:
-                    result = predict(task, pipeline, sample, options)
-                    record = {"id": sid, "result": result.to_dict()}
+                    record = {"id": sid, "result": predict_one(sample)}
                     counts["predicted"] += 1
                 except PixelgroundError as error:
                     record = {"id": sid, "error": str(error)}

@@ -30,7 +30,6 @@ expression: id, video, expression, text, J, F, JF, frames, tracks, missing, erro
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pixelground.core.errors import InputError, PixelgroundError
+from pixelground.core.errors import InputError
 from pixelground.core.masks import decode_rle
 from pixelground.core.media import load_image
 from pixelground.video.frames import FrameSource, VideoMetadata
@@ -169,35 +168,15 @@ def run_video_predictions(
     on_step: StepCallback | None = None,
 ) -> dict[str, int]:
     """Predict every expression not yet in ``out_dir/predictions.jsonl``; returns counts."""
-    from pixelground.eval.loop import PREDICTIONS_FILE, _end_with_newline, read_progress
+    from pixelground.eval.loop import predict_resumable
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / PREDICTIONS_FILE
-    done, _ = read_progress(path, parse=_result_of)
-    counts = {"predicted": 0, "skipped": 0, "errors": 0}
-    _end_with_newline(path)
-    with path.open("a") as handle:
-        for index, sample in enumerate(samples):
-            sid = str(sample.id)
-            if sid in done:
-                counts["skipped"] += 1
-            else:
-                try:
-                    result = predict_expression(pipeline, sample, options).to_dict()
-                    masks = union_masks(result, len(sample.frames), sid)
-                    write_pngs(masks, mask_folder(out, sample), sample.frames)
-                    record = {"id": sid, "result": result}
-                    counts["predicted"] += 1
-                except PixelgroundError as error:
-                    record = {"id": sid, "error": str(error)}
-                    counts["errors"] += 1
-                    log.warning("expression %s failed: %s", sid, error)
-                handle.write(json.dumps(record) + "\n")
-                handle.flush()
-            if on_step is not None:
-                on_step(sid, index + 1, len(samples))
-    return counts
+    def predict_one(sample: Any) -> dict[str, Any]:
+        result = predict_expression(pipeline, sample, options).to_dict()
+        masks = union_masks(result, len(sample.frames), str(sample.id))
+        write_pngs(masks, mask_folder(out_dir, sample), sample.frames)
+        return result
+
+    return predict_resumable(samples, out_dir, predict_one, on_step, parse=_result_of)
 
 
 def _result_of(record: dict[str, Any]) -> dict[str, Any]:
