@@ -39,6 +39,7 @@ from pixelground.video.keyframes import (
     finish_result,
     key_frame_indices,
     read_frames,
+    record_start,
     run_session,
     storyboard,
     unmatched,
@@ -235,17 +236,9 @@ class VideoGroundedCaptioning:
             return []
         tracks = run_session(session, on_frame)
         for track in tracks:
-            phrase, candidate = started[track.id]
+            phrase, _ = started[track.id]
             track.phrase, track.span = phrase.text, (phrase.start, phrase.end)
-            track.attributes.update(
-                {
-                    "start_frame": candidate.frame,
-                    "presence": track.score,
-                    "detector_box": [float(v) for v in candidate.detection.box],
-                    "mask_quality": candidate.quality,
-                }
-            )
-            track.score = candidate.score
+        record_start(tracks, {tid: candidate for tid, (_, candidate) in started.items()})
         return tracks
 
     def _end_to_end(

@@ -24,7 +24,7 @@ from pixelground.core.errors import InputError
 from pixelground.core.masks import mask_iou
 from pixelground.core.prompts import Box, Prompt
 from pixelground.core.result import Track, VideoResult
-from pixelground.tasks.common import boxes_to_masks, select_detections
+from pixelground.tasks.common import boxes_to_masks, inside_detections, select_detections
 from pixelground.video.frames import FrameSource, open_video
 from pixelground.video.session import FrameTracks
 
@@ -32,10 +32,9 @@ log = logging.getLogger(__name__)
 
 VideoSource = str | Path | FrameSource | Sequence[np.ndarray]
 OnFrame = Callable[[FrameTracks], None]
+
+
 #: Boxes smaller than this many square pixels are not objects (degenerate detections).
-MIN_BOX_AREA = 1.0
-
-
 def as_frames(video: VideoSource, **sampling: Any) -> FrameSource:
     """A FrameSource for ``video`` (a path, a folder, arrays, or a FrameSource as is).
 
@@ -177,12 +176,11 @@ class KeyFrameGrounder:
             found = self.detector.detect(pixels, self.queries, threshold=self.threshold)
             per_query: list[list[Detection]] = []
             for q, many in enumerate(self.many):
-                mine = [
-                    _clipped(d, height, width)
-                    for d in found
-                    if d.query_index == q and d.score >= self.threshold
-                ]
-                mine = [d for d in mine if _box_area(d.box) >= MIN_BOX_AREA]
+                mine = inside_detections(
+                    [d for d in found if d.query_index == q and d.score >= self.threshold],
+                    height,
+                    width,
+                )
                 per_query.append(select_detections(mine, many))
             self._detections[index] = per_query
         return self._detections[index]
@@ -212,17 +210,6 @@ def _frame_score(detections: Sequence[Detection], many: bool) -> float:
     if not values:
         return 0.0
     return sum(values) if many else max(values)
-
-
-def _box_area(box: Sequence[float]) -> float:
-    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
-
-
-def _clipped(detection: Detection, height: int, width: int) -> Detection:
-    b = Box(*detection.box).clipped(height, width)
-    return Detection(
-        (b.x0, b.y0, b.x1, b.y1), detection.score, detection.query_index, detection.label
-    )
 
 
 def candidates(
@@ -300,6 +287,26 @@ def run_session(session: Any, on_frame: OnFrame | None = None) -> list[Track]:
     from pixelground.video.interactive import InteractiveVideoSegmentation
 
     return InteractiveVideoSegmentation(session).run("both", on_frame=on_frame).tracks
+
+
+def record_start(tracks: Sequence[Track], started: dict[int, Candidate], **extra: Any) -> None:
+    """Note on each track the detection it started from; its score becomes that detection's.
+
+    Attributes set: ``start_frame``, ``presence`` (the session's mean presence score, which was
+    the track's score), ``detector_box``, ``mask_quality`` and any ``extra``.
+    """
+    for track in tracks:
+        candidate = started[track.id]
+        track.attributes.update(
+            {
+                "start_frame": candidate.frame,
+                **extra,
+                "presence": track.score,
+                "detector_box": [float(v) for v in candidate.detection.box],
+                "mask_quality": candidate.quality,
+            }
+        )
+        track.score = candidate.score
 
 
 def finish_result(result: VideoResult, pipeline: Any = None) -> VideoResult:

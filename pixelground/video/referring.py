@@ -47,6 +47,7 @@ from pixelground.video.keyframes import (
     key_frame_indices,
     masks_on,
     read_frames,
+    record_start,
     run_session,
     unmatched,
 )
@@ -242,18 +243,7 @@ class ReferringVideoSegmentation:
             )
             started[track_id] = candidate
         tracks = run_session(session, on_frame)
-        for track in tracks:
-            candidate = started[track.id]
-            track.attributes.update(
-                {
-                    "start_frame": candidate.frame,
-                    "origin": origin,
-                    "presence": track.score,
-                    "detector_box": [float(v) for v in candidate.detection.box],
-                    "mask_quality": candidate.quality,
-                }
-            )
-            track.score = candidate.score
+        record_start(tracks, started, origin=origin)
         return tracks
 
     # ----------------------------------------------------------------- end to end
