@@ -30,7 +30,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pixelground.core.errors import InputError, PixelgroundError
+from pixelground.core.errors import (
+    CheckpointMissingError,
+    DependencyMissingError,
+    InputError,
+    PixelgroundError,
+)
 from pixelground.eval.predictions import parse_record
 
 log = logging.getLogger(__name__)
@@ -155,7 +160,8 @@ def predict_resumable(
         samples: objects with an ``id``.
         out_dir: the run folder (created).
         predict_one: the sample's result as a JSON-ready dict; a PixelgroundError is recorded
-            as that sample's error and the run goes on.
+            as that sample's error and the run goes on, except a missing checkpoint or
+            dependency, which stops the run (every sample would fail the same way).
         on_step: called with (sample id, samples seen, total) after each sample.
         parse: how :func:`read_progress` reads a done record back (validation).
 
@@ -177,6 +183,8 @@ def predict_resumable(
                 try:
                     record = {"id": sid, "result": predict_one(sample)}
                     counts["predicted"] += 1
+                except (CheckpointMissingError, DependencyMissingError):
+                    raise
                 except PixelgroundError as error:
                     record = {"id": sid, "error": str(error)}
                     counts["errors"] += 1
@@ -374,5 +382,9 @@ def _read_json(path: Path) -> Any:
 
 
 def _model_of(pipeline: Any) -> dict[str, Any]:
-    preset = getattr(getattr(pipeline, "preset", None), "name", None)
-    return {"preset": preset or type(pipeline).__name__}
+    """The preset's name and its parts (backend:checkpoint), so runs of other models differ."""
+    preset = getattr(pipeline, "preset", None)
+    if preset is None:
+        return {"preset": type(pipeline).__name__}
+    parts = {role: f"{p.backend}:{p.checkpoint}" for role, p in sorted(preset.parts.items())}
+    return {"preset": preset.name, "parts": parts}

@@ -169,3 +169,21 @@ def test_eval_refer_and_gcg_commands_with_the_tiny_preset(bench, tmp_path, capsy
     gcg = json.loads(capsys.readouterr().out)
     assert {"AP50", "mIoU", "recall"} <= set(gcg) and gcg["this_run"]["predicted"] == 1
     assert (gcg_out / "per_sample.csv").is_file() and (refer_out / "report.json").is_file()
+
+
+def test_eval_model_option_replaces_a_part(bench, tmp_path, capsys):
+    from pixelground.serve.cli import main
+
+    out = tmp_path / "refer"
+    argv = ["eval", "refer", "--dataset", f"synth:{bench}/refer/test", "--out", str(out),
+            "--preset", "tiny", "--limit", "1", "--json", "--summary-only"]  # fmt: skip
+    assert main(argv) == 0
+    parts = json.loads((out / "run.json").read_text())["model"]["parts"]
+    assert parts["segmenter"] == "sam2:tiny:sam2"
+    missing = tmp_path / "no-checkpoint"
+    other_model = ["--model", f"grounding_model=segtoken:{missing}"]
+    assert main([*argv, *other_model]) == 2  # another model's predictions are not mixed in
+    assert "resume with the same settings" in capsys.readouterr().err
+    assert main([*argv, *other_model, "--out", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err
+    assert "grounding_model of preset 'tiny'" in err and str(missing) in err

@@ -118,9 +118,10 @@ def _eval(args: argparse.Namespace) -> int:
 
     from pixelground.eval.loop import check_eval_task, evaluate
     from pixelground.pipeline import load
+    from pixelground.serve.commands.image import model_overrides
 
     check_eval_task(args.task)
-    pipeline = load(args.preset, device=args.device)
+    pipeline = load(args.preset, device=args.device, **model_overrides(args.model))
     out_dir = args.out or str(Path("pixelground-eval") / f"{args.task}-{args.preset}")
     columns = (
         TextColumn("{task.description}"),
@@ -226,6 +227,13 @@ def _add_eval(subparsers: Any) -> None:
         "mevis, refytvos, synth (a `pixelground synth` split, e.g. synth:DIR/refer/test)",
     )
     parser.add_argument("--preset", default="auto", help="pipeline preset (see `presets`)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="ROLE=SOURCE",
+        help="override a part of the preset, e.g. grounding_model=segtoken:runs/shapes/run",
+    )
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
     parser.add_argument("--limit", type=int, help="only the first N samples")
     parser.add_argument("--out", help="output folder (default pixelground-eval/TASK-PRESET)")

@@ -27,7 +27,8 @@ log = logging.getLogger("pixelground.cli")
 Task = Callable[..., GroundedResult]
 
 
-def _model_overrides(values: list[str]) -> dict[str, str]:
+def model_overrides(values: list[str]) -> dict[str, str]:
+    """``--model ROLE=SOURCE`` values as load() overrides; InputError for a malformed one."""
     overrides = {}
     for value in values:
         role, sep, source = value.partition("=")
@@ -43,7 +44,7 @@ def _pipeline(args: argparse.Namespace):
     from pixelground.pipeline import load
 
     pipeline = load(
-        args.preset, device=args.device, dtype=args.dtype, **_model_overrides(args.model)
+        args.preset, device=args.device, dtype=args.dtype, **model_overrides(args.model)
     )
     if args.preset == "auto":
         print(f"pixelground: using preset {pipeline.preset.name!r}", file=sys.stderr)
