@@ -1,7 +1,7 @@
 """pixelground: ground language in images and videos.
 
 >>> import pixelground
->>> pipe = pixelground.load("default")          # or "tiny", "quality", "sa2va-1b", "auto"
+>>> pipe = pixelground.load("default")          # or "quality", "sa2va-1b", "shapes", "auto"
 >>> result = pipe.segment("photo.jpg", "the man in the red jacket")
 >>> result.masks.shape                           # (N, H, W) bool
 >>> result.to_json("out.json")                   # JSON v1, masks as COCO RLE

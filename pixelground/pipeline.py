@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from pixelground.backends.presets import ROLES, Part, Preset, get_preset
+from pixelground.backends.presets import (
+    PACKAGE_PREFIX,
+    ROLES,
+    Part,
+    Preset,
+    get_preset,
+    package_checkpoint,
+)
 from pixelground.core.errors import CheckpointMissingError, InputError
 from pixelground.core.media import ImageSource
 from pixelground.core.prompts import Box, Point
@@ -22,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 def build_part(part: Part, device: str | None = None, dtype: str | None = None) -> Any:
-    """Instantiate one part: resolve ``tiny:NAME`` checkpoints, then call the backend class."""
+    """Instantiate one part: resolve ``tiny:NAME`` and ``package:NAME`` checkpoints, then call
+    the backend class."""
     from pixelground.backends.registry import backend_class
 
     cls = backend_class(part.backend)
@@ -34,6 +42,8 @@ def build_part(part: Part, device: str | None = None, dtype: str | None = None) 
         from pixelground.backends.tiny import ensure_tiny
 
         checkpoint = str(ensure_tiny(checkpoint.removeprefix("tiny:")))
+    elif checkpoint.startswith(PACKAGE_PREFIX):
+        checkpoint = str(package_checkpoint(checkpoint))
     return cls(checkpoint, device=device, dtype=dtype, **options)
 
 
@@ -241,7 +251,8 @@ def load(
     """Load a preset by name; override any role with a hub id or local directory.
 
     Args:
-        preset: ``auto``, ``default``, ``quality``, ``sa2va-1b``, ``sa2va-4b``, ``tiny``.
+        preset: ``auto``, ``default``, ``quality``, ``sa2va-1b``, ``sa2va-4b``, ``shapes``,
+            ``tiny``.
         device: torch device or ``auto``.
         dtype: torch dtype name or None.
         **overrides: role=source, e.g. ``segmenter="/models/sam2"`` or

@@ -2,7 +2,8 @@
 
 A preset maps roles (segmenter, detector, scorer, captioner, vlm, parser,
 grounding_model, video_segmenter) to a backend name and a checkpoint (hub id, local
-directory, or ``tiny:NAME`` for a random-weight tiny model built on first use). Every
+directory, ``tiny:NAME`` for a random-weight tiny model built on first use, or
+``package:NAME`` for a checkpoint shipped inside the package, pixelground/checkpoints/NAME). Every
 part can be overridden by role. ``auto`` picks the best preset whose checkpoints are
 present locally.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
 
 from pixelground.core.errors import InputError, UnknownNameError
 
@@ -34,7 +37,8 @@ class Part:
 
     Attributes:
         backend: a name in pixelground.backends.registry.BACKENDS.
-        checkpoint: hub id, local directory, ``tiny:NAME``, or None for backends without weights.
+        checkpoint: hub id, local directory, ``tiny:NAME``, ``package:NAME``, or None for
+            backends without weights.
         options: extra keyword arguments for the backend constructor.
     """
 
@@ -147,6 +151,16 @@ PRESETS: dict[str, Preset] = {
             for size in ("1B", "4B")
         ],
         Preset(
+            "shapes",
+            "pixelground's own [SEG]-token model (9 MB, shipped), trained on generated scenes of "
+            "shapes: referring segmentation, grounded captions and region captions of shapes, "
+            "referring video segmentation of moving shapes; nothing else",
+            {
+                "grounding_model": Part("segtoken", "package:shapes"),
+                "captioner": Part("segtoken", "package:shapes"),
+            },
+        ),
+        Preset(
             "tiny",
             "random-weight tiny models of the default classes, built on first use: "
             "output is NOT meaningful (for tests and trying the plumbing)",
@@ -164,7 +178,7 @@ PRESETS: dict[str, Preset] = {
 }
 
 #: Presets ``auto`` tries, best first; sa2va needs an explicit trust_remote_code opt-in.
-AUTO_ORDER = ("quality", "default", "tiny")
+AUTO_ORDER = ("quality", "default", "shapes", "tiny")
 
 
 def get_preset(name: str) -> Preset:
@@ -179,12 +193,23 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]
 
 
+PACKAGE_PREFIX = "package:"
+
+
+def package_checkpoint(checkpoint: str) -> Path:
+    """Directory of a ``package:NAME`` checkpoint shipped in pixelground/checkpoints/NAME."""
+    name = checkpoint.removeprefix(PACKAGE_PREFIX)
+    return Path(str(resources.files("pixelground") / "checkpoints" / name))
+
+
 def part_available(part: Part) -> bool:
     """Whether a part can be loaded without the network (tiny parts are built locally)."""
     from pixelground.backends.loading import is_cached
 
     if part.checkpoint is None or part.checkpoint.startswith("tiny:"):
         return True
+    if part.checkpoint.startswith(PACKAGE_PREFIX):
+        return (package_checkpoint(part.checkpoint) / "config.json").exists()
     return is_cached(part.checkpoint)
 
 

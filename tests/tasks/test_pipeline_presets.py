@@ -6,7 +6,14 @@ import pytest
 from fakes import colour_squares_image
 
 import pixelground
-from pixelground.backends.presets import PRESETS, Part, Preset, get_preset, resolve_auto
+from pixelground.backends.presets import (
+    PRESETS,
+    Part,
+    Preset,
+    get_preset,
+    package_checkpoint,
+    resolve_auto,
+)
 from pixelground.backends.registry import backend_class, backend_names
 from pixelground.core.errors import DependencyMissingError, InputError, UnknownNameError
 from pixelground.pipeline import Pipeline
@@ -17,7 +24,17 @@ def test_unknown_preset_names_the_known_ones():
         pixelground.load("nope")
 
 
-def test_auto_falls_back_to_tiny_offline():
+def test_auto_picks_the_shipped_shapes_model_offline():
+    assert resolve_auto().name == "shapes"
+    assert get_preset("auto").meaningful is True
+    for part in PRESETS["shapes"].parts.values():
+        assert (package_checkpoint(part.checkpoint) / "model.safetensors").is_file()
+
+
+def test_auto_falls_back_to_tiny_without_the_shipped_checkpoint(monkeypatch, tmp_path):
+    from pixelground.backends import presets
+
+    monkeypatch.setattr(presets, "package_checkpoint", lambda checkpoint: tmp_path / "gone")
     assert resolve_auto().name == "tiny"
     assert get_preset("auto").meaningful is False
 

@@ -188,7 +188,7 @@ def _presets(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from pixelground.backends.presets import PRESETS, part_available
+    from pixelground.backends.presets import AUTO_ORDER, PRESETS, part_available
 
     rows = []
     for preset in PRESETS.values():
@@ -201,7 +201,7 @@ def _presets(args: argparse.Namespace) -> int:
         print(json.dumps([dict(zip(keys, row, strict=True)) for row in rows], indent=2))
         return 0
     table = Table(
-        title="pixelground presets (auto picks the first complete of quality, default, tiny)"
+        title=f"pixelground presets (auto picks the first complete of {', '.join(AUTO_ORDER)})"
     )
     for column in ("preset", "role", "backend", "checkpoint", "local"):
         table.add_column(column)
