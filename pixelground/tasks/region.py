@@ -67,9 +67,13 @@ class RegionUnderstanding:
         region_mask, quality = self._region_mask(pixels, prompt)
         region_box = tuple(float(v) for v in masks_to_boxes(region_mask)[0])
         label = self.captioner.describe_region(pixels, region_box, detailed=False).strip()
-        crop = mask_crops(pixels, [region_mask], margin=0.15)[0]
-        short = self.captioner.caption(crop, detailed=False).strip()
-        detailed = self.captioner.caption(crop, detailed=True).strip()
+        if callable(getattr(self.captioner, "describe_mask", None)):
+            # a region-prompted model (mask-pooled visual prompt) sees the whole image
+            short = detailed = self.captioner.describe_mask(pixels, region_mask).strip()
+        else:
+            crop = mask_crops(pixels, [region_mask], margin=0.15)[0]
+            short = self.captioner.caption(crop, detailed=False).strip()
+            detailed = self.captioner.caption(crop, detailed=True).strip()
         region = Region(
             mask=region_mask,
             box=region_box,

@@ -183,6 +183,18 @@ def test_region_understanding_from_point_box_and_mask():
     assert by_mask[0].label == "green square"
 
 
+def test_region_prompted_captioner_describes_the_mask_in_the_whole_image():
+    class MaskCaptioner(EchoCaptioner):
+        def describe_mask(self, image, mask):
+            assert image.shape == IMAGE.shape  # the whole image, not a crop
+            return f"region of {int(mask.sum())} pixels"
+
+    result = RegionUnderstanding(MaskCaptioner(), BoxSegmenter())(IMAGE, box=Box(*GREEN))
+    expected = f"region of {int(box_mask(GREEN).sum())} pixels"
+    assert result[0].attributes == {"short_caption": expected, "detailed_caption": expected}
+    assert result[0].label == "green square" and result.text == expected
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
