@@ -140,9 +140,8 @@ def generate_grounded(
 
 
 def video_times(total: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(total,) normalised time of each frame of a clip: 0 for the first, 1 for the last."""
-    if total == 1:
-        return torch.zeros(1, device=device, dtype=dtype)
+    """(total,) normalised time of each frame of a clip: 0 for the first, 1 for the last
+    (a single frame is at 0)."""
     return torch.linspace(0, 1, total, device=device, dtype=dtype)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelground.core.errors import InputError
+from pixelground.serve.commands.image import add_model_option, model_overrides
 
 TASK_HELP = "refer, grefer, vos, gcg, caption, panoptic, entity, semseg or png"
 
@@ -118,7 +119,6 @@ def _eval(args: argparse.Namespace) -> int:
 
     from pixelground.eval.loop import check_eval_task, evaluate
     from pixelground.pipeline import load
-    from pixelground.serve.commands.image import model_overrides
 
     check_eval_task(args.task)
     pipeline = load(args.preset, device=args.device, **model_overrides(args.model))
@@ -227,13 +227,7 @@ def _add_eval(subparsers: Any) -> None:
         "mevis, refytvos, synth (a `pixelground synth` split, e.g. synth:DIR/refer/test)",
     )
     parser.add_argument("--preset", default="auto", help="pipeline preset (see `presets`)")
-    parser.add_argument(
-        "--model",
-        action="append",
-        default=[],
-        metavar="ROLE=SOURCE",
-        help="override a part of the preset, e.g. grounding_model=segtoken:runs/shapes/run",
-    )
+    add_model_option(parser)
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
     parser.add_argument("--limit", type=int, help="only the first N samples")
     parser.add_argument("--out", help="output folder (default pixelground-eval/TASK-PRESET)")

@@ -27,6 +27,18 @@ log = logging.getLogger("pixelground.cli")
 Task = Callable[..., GroundedResult]
 
 
+def add_model_option(parser: argparse.ArgumentParser) -> None:
+    """The repeatable ``--model ROLE=SOURCE`` option (see :func:`model_overrides`)."""
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="ROLE=SOURCE",
+        help="override a part of the preset: a hub id or local directory, "
+        "e.g. segmenter=/models/sam2 or grounding_model=segtoken:runs/shapes/run",
+    )
+
+
 def model_overrides(values: list[str]) -> dict[str, str]:
     """``--model ROLE=SOURCE`` values as load() overrides; InputError for a malformed one."""
     overrides = {}
@@ -142,13 +154,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
     parser.add_argument("--dtype", default=None, help="float32, float16 or bfloat16")
-    parser.add_argument(
-        "--model",
-        action="append",
-        default=[],
-        metavar="ROLE=SOURCE",
-        help="override a part: a hub id or local directory, e.g. segmenter=/models/sam2",
-    )
+    add_model_option(parser)
     parser.add_argument("-o", "--output", help="write JSON (JSONL for several images) here")
     parser.add_argument("--overlay", help="write an overlay PNG here (a folder for several images)")
 
