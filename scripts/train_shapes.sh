@@ -14,7 +14,7 @@ $PG synth "$RUN/data" --task gcg --n 2500 --n-eval 60 --seed 1 --split all --ove
 $PG synth "$RUN/data" --task region --n 2500 --n-eval 40 --seed 2 --split all --overwrite
 $PG synth "$RUN/data" --task video --n 1500 --n-eval 40 --seed 3 --split all --overwrite
 cp configs/shapes.json "$RUN/shapes.json"
-$PG train "$RUN/shapes.json"   # writes $RUN/run/checkpoint-*; Ctrl-C and re-run resumes
+$PG train "$RUN/shapes.json" --out "$RUN/run"   # Ctrl-C and re-run resumes
 for task in refer gcg rvos; do
   data=$task; [ "$task" = rvos ] && data=video
   $PG eval "$task" --dataset "synth:$RUN/data/$data/test" --preset shapes \

@@ -55,6 +55,20 @@ def test_train_then_finetune(tiny_data, tmp_path, capsys, tiny_overrides):
     assert find_checkpoint(tuned).name == "checkpoint-0000001"
 
 
+def test_config_data_paths_are_found_next_to_the_config(tmp_path, monkeypatch):
+    folder = tmp_path / "bench"
+    (folder / "data").mkdir(parents=True)
+    for name in ("a.jsonl", "b.jsonl", "c.jsonl"):
+        (folder / "data" / name).write_text("")
+    config = {"data": ["data/a.jsonl"], "first_data": ["data/b.jsonl"], "val_data": "data/c.jsonl"}
+    (folder / "cfg.json").write_text(json.dumps(config))
+    monkeypatch.chdir(tmp_path)  # the config's relative paths do not exist from here
+    data = train_command.read_config(folder / "cfg.json")
+    assert data["data"] == [str(folder / "data" / "a.jsonl")]
+    assert data["first_data"] == [str(folder / "data" / "b.jsonl")]
+    assert data["val_data"] == str(folder / "data" / "c.jsonl")
+
+
 def test_finetune_refuses_bad_data_with_raise(tiny_data, tmp_path):
     bad = tiny_data.parent / "cli_bad.jsonl"
     bad.write_text(tiny_data.read_text().splitlines()[0] + "\n{broken\n")

@@ -58,8 +58,8 @@ def register(subparsers: Any) -> None:
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
-    """A flat JSON config; relative data paths are taken from the config's folder if they exist
-    there."""
+    """A flat JSON config; relative data paths (``data``, ``first_data``, ``val_data``) are
+    taken from the config's folder if they exist there."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise InputError(f"config {path} not found; pass a flat JSON file (docs/models.md)")
@@ -69,7 +69,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise InputError(f"config {path} is not valid JSON ({error})") from None
     if not isinstance(data, dict):
         raise InputError(f"config {path} must hold one JSON object of keys and values")
-    for key in ("data", "val_data"):
+    for key in ("data", "first_data", "val_data"):
         value = data.get(key)
         if value is None:
             continue
