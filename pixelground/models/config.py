@@ -92,6 +92,18 @@ class SegModelConfig:
             position) and give that map to SAM2's prompt encoder as its mask prompt.
         lm_prior: add to that map q(seg) . k(the LM's states of the frame's visual tokens), on
             the lm_grid (needs ``coarse_prior``).
+        lm_features: add the LM's states of each frame's visual tokens (projected, upsampled)
+            to the mask decoder's image embedding.
+        top_down: add the tower's deepest grid (projected, upsampled) to the decoder's image
+            embedding, as a feature pyramid's top-down path does.
+        fusion_layers: layers of the grounding fusion (see ``parts.GroundingFusion``): the
+            image embedding, conditioned on each [SEG], attends to ``fusion_text_tokens``
+            tokens the [SEG] read from the text and to itself; it adds a dense prompt for the
+            mask decoder and a score to the coarse prior (0: off, the LISA design).
+        fusion_text_tokens: text tokens each [SEG] reads for the fusion.
+        no_target_masks: train rows that answer without [SEG] (and ask about no region) to
+            decode an empty mask from the state after ``<assistant>``, so an emitted [SEG]
+            whose mask comes out empty is a second way of answering "no target".
         lora_r: LoRA rank on the LM (0: train the LM fully).
         lora_alpha: LoRA alpha.
         lora_dropout: LoRA dropout.
@@ -135,6 +147,11 @@ class SegModelConfig:
     prior_loss_weight: float = 0.5
     coarse_prior: bool = True
     lm_prior: bool = True
+    lm_features: bool = False
+    top_down: bool = False
+    fusion_layers: int = 0
+    fusion_text_tokens: int = 4
+    no_target_masks: bool = False
     lora_r: int = 0
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -179,6 +196,10 @@ class SegModelConfig:
             raise InputError("decoder_dim / 2 must be divisible by decoder_heads")
         if min(self.lm_grid, self.seg_prompt_tokens, self.video_frames, self.video_lm_grid) < 1:
             raise InputError("lm_grid, seg_prompt_tokens, video_frames, video_lm_grid must be >= 1")
+        if self.fusion_layers < 0 or self.fusion_text_tokens < 1:
+            raise InputError("fusion_layers must be >= 0 and fusion_text_tokens >= 1")
+        if self.fusion_layers and not (self.coarse_prior and self.seg_reader_heads):
+            raise InputError("fusion_layers needs coarse_prior and seg_reader_heads > 0")
         if self.seg_state not in ("predict", "token"):
             raise InputError(f"seg_state must be 'predict' or 'token', got {self.seg_state!r}")
         for name in ("refer_template", "video_template"):

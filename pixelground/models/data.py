@@ -40,6 +40,36 @@ logger = logging.getLogger(__name__)
 
 ON_ERROR = ("skip", "raise")
 
+#: Colour names. A training line whose text names one is never hue-rotated (see SegDataset):
+#: rotating the hue of "the red triangle" would make its text wrong.
+COLOUR_WORDS = frozenset(
+    "red orange yellow green blue purple violet pink magenta cyan teal turquoise brown "
+    "beige gold golden silver grey gray black white navy maroon olive lime indigo "
+    "colour color colours colors coloured colored".split()
+)
+
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+
+
+def names_colour(texts: Sequence[str]) -> bool:
+    """True when any of ``texts`` contains a word of COLOUR_WORDS (case-insensitive)."""
+    words = {w.strip(".,;:!?()[]'\"").lower() for text in texts for w in text.split()}
+    return not words.isdisjoint(COLOUR_WORDS)
+
+
+def rotate_hue(image: np.ndarray, angle: float) -> np.ndarray:
+    """Rotate the hue of an RGB uint8 (H, W, 3) image by ``angle`` radians.
+
+    The chroma plane of YIQ space is rotated and luma kept, so shapes, textures and
+    brightness stay while every colour moves round the colour wheel.
+    """
+    cos, sin = np.cos(angle), np.sin(angle)
+    rotation = np.array([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
+    matrix = (_YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ).astype(np.float32)
+    rotated = image.astype(np.float32) @ matrix.T
+    return np.clip(rotated + 0.5, 0, 255).astype(np.uint8)
+
 
 class DataLineError(InputError):
     """A bad line of a fine-tuning JSONL file (``path`` and 1-based ``line`` attached)."""
@@ -282,15 +312,25 @@ class SegDataset(torch.utils.data.Dataset):
         config: the model config (image size, visual token counts, lengths).
         train: pick a random sorted subset of ``video_frames`` frames of a video (else evenly
             spaced ones, as at inference).
+        hue_augment: with ``train``, the probability of rotating a line's image(s) by a random
+            hue when its text names no colour (COLOUR_WORDS), so that shape, size and texture
+            are learned apart from colour (as referring-segmentation training skips flips when
+            the text says left or right).
     """
 
     def __init__(
-        self, samples: Sequence[Sample], tokenizer: Any, config: SegModelConfig, train: bool = True
+        self,
+        samples: Sequence[Sample],
+        tokenizer: Any,
+        config: SegModelConfig,
+        train: bool = True,
+        hue_augment: float = 0.0,
     ):
         self.samples = list(samples)
         self.tokenizer = tokenizer
         self.config = config
         self.train = train
+        self.hue_augment = hue_augment
         self.ids = TokenIds.of(tokenizer)
 
     def __len__(self) -> int:
@@ -306,6 +346,13 @@ class SegDataset(torch.utils.data.Dataset):
         else:
             picks = sorted({int(round(v)) for v in np.linspace(0, total - 1, count)})
         return picks, [i / max(total - 1, 1) for i in picks]
+
+    def _rotates_hue(self, sample: Sample) -> bool:
+        if not (self.train and self.hue_augment > 0):
+            return False
+        if names_colour([turn["content"] for turn in sample.conversation]):
+            return False
+        return bool(torch.rand(()) < self.hue_augment)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
@@ -323,8 +370,13 @@ class SegDataset(torch.utils.data.Dataset):
         size = self.config.image_size
         rles = [per_seg[i] for per_seg in sample.masks[:seg_count] for i in picks]
         frames = [load_image(sample.frames[i]).pixels for i in picks]
+        keys = [str(sample.frames[i]) for i in picks]
+        if self._rotates_hue(sample):
+            angle = float(torch.rand(())) * 2 * np.pi
+            frames = [rotate_hue(frame, angle) for frame in frames]
+            keys = [f"{key}#hue={angle:.6f}" for key in keys]
         return {
-            "frame_keys": [str(sample.frames[i]) for i in picks],
+            "frame_keys": keys,
             "pixel_values": torch.stack([preprocess_image(f, self.config) for f in frames]),
             "frame_times": torch.tensor(times, dtype=torch.float32),
             "input_ids": torch.tensor(input_ids, dtype=torch.long),

@@ -133,7 +133,7 @@ def generate_grounded(
     masks: list[np.ndarray] = []
     if positions:
         states = _seg_states(model, hidden, positions)
-        if model.prior_key_lm is not None:
+        if model.needs_lm_states:
             features.lm_states = model.frame_lm_states(features, times, hidden)
         masks = list(masks_at(model, states, features, times, size)[:, 0])
     return grounded_text(model.tokenizer, generated, masks, size)
@@ -202,7 +202,7 @@ def decode_video_frames(
         size: (H, W) output size.
     """
     features = model.encode_image(model.preprocess(frames))
-    if model.prior_key_lm is not None:
+    if model.needs_lm_states:
         features.lm_states = model.frame_lm_states(features, times, None)
     return masks_at(model, states, features, times, size)
 

@@ -170,6 +170,13 @@ class VisionNeck(nn.Module):
             nn.Conv2d(d, d, 3, padding=1),
             Sam2LayerNorm(d, data_format="channels_first"),
         )
+        deepest = len(grid_shapes) - 1
+        self.top_proj = None
+        if config.top_down and deepest != self.picks[0]:
+            self.top_proj = nn.Sequential(
+                nn.Conv2d(grid_shapes[deepest][0], d, 1),
+                Sam2LayerNorm(d, data_format="channels_first"),
+            )
         self.s1_proj = nn.Conv2d(chans[1], d, 1)
         self.s0_proj = nn.Conv2d(chans[2], d, 1)
         self.lm_proj = nn.Sequential(
@@ -195,6 +202,8 @@ class VisionNeck(nn.Module):
         """Features of F frames; ``conv_s0``/``conv_s1`` are the mask decoder's projections."""
         g, g2, g4, _ = self.sizes
         embed = self.embed_proj(self._resize(grids[self.picks[0]], g))
+        if self.top_proj is not None:
+            embed = embed + self._resize(self.top_proj(grids[-1]), g)
         s1 = conv_s1(self.s1_proj(self._resize(grids[self.picks[1]], g2)))
         s0 = conv_s0(self.s0_proj(self._resize(grids[self.picks[2]], g4)))
         return VisionFeatures(embed=embed, high_res=[s0, s1], lm_source=grids[self.picks[3]])
@@ -266,16 +275,19 @@ class SegReader(nn.Module):
         """Read the context.
 
         Args:
-            states: (S, D) query states.
+            states: (S, D) query states, or (S, Q, D) several queries per sequence.
             context: (S, L, D) the LM's last hidden states of each query's sequence.
             last: (S,) index of the last context position each query may read.
 
         Returns:
-            (S, D) the states plus what they read.
+            The states plus what they read, shaped like ``states``.
         """
+        single = states.dim() == 2
+        queries = states[:, None] if single else states
         count, length, dim = context.shape
         head_dim = dim // self.heads
-        query = self.query(self.norm_query(states)).view(count, self.heads, 1, head_dim)
+        query = self.query(self.norm_query(queries))
+        query = query.view(count, -1, self.heads, head_dim).transpose(1, 2)
         normed = self.norm_context(context)
         key = self.key(normed).view(count, length, self.heads, head_dim).transpose(1, 2)
         value = self.value(normed).view(count, length, self.heads, head_dim).transpose(1, 2)
@@ -283,4 +295,80 @@ class SegReader(nn.Module):
         bias = -self.slopes.to(context.dtype)[None, :, None] * distance.clamp(min=0)[:, None]
         bias = bias.masked_fill((distance < 0)[:, None], float("-inf"))[:, :, None]
         read = F.scaled_dot_product_attention(query, key, value, attn_mask=bias)
-        return states + self.out(read.reshape(count, dim))
+        out = queries + self.out(read.transpose(1, 2).reshape(count, -1, dim))
+        return out[:, 0] if single else out
+
+
+class FusionLayer(nn.Module):
+    """Pre-norm transformer layer over image-grid tokens: cross-attention to text tokens,
+    self-attention over the grid, MLP."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int):
+        super().__init__()
+        self.norm_cross = nn.LayerNorm(dim)
+        self.cross = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm_self = nn.LayerNorm(dim)
+        self.self_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
+
+    def forward(self, grid: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """(S, N, d) grid tokens, (S, K, d) text tokens -> (S, N, d) updated grid tokens."""
+        normed = self.norm_cross(grid)
+        grid = grid + self.cross(normed, text, text, need_weights=False)[0]
+        normed = self.norm_self(grid)
+        grid = grid + self.self_attn(normed, normed, normed, need_weights=False)[0]
+        return grid + self.mlp(self.norm_mlp(grid))
+
+
+class GroundingFusion(nn.Module):
+    """The image embedding conditioned on one [SEG]'s query and the text it read.
+
+    Each [SEG] adds its projected state to every cell of the decoder's g x g image embedding
+    (with position); the cells then attend to the [SEG]'s text tokens (what its reader
+    gathered from the expression) and to each other, so attributes are matched per cell and
+    relations and ordinals can compare cells. The result is SAM2's dense prompt and a
+    per-cell localisation score.
+    """
+
+    def __init__(self, dim: int, lm_hidden: int, layers: int, heads: int, mlp_dim: int):
+        super().__init__()
+        self.from_query = nn.Linear(lm_hidden, dim)
+        self.from_text = nn.Sequential(nn.LayerNorm(lm_hidden), nn.Linear(lm_hidden, dim))
+        self.layers = nn.ModuleList(FusionLayer(dim, heads, mlp_dim) for _ in range(layers))
+        self.norm_out = nn.LayerNorm(dim)
+        self.dense_out = nn.Linear(dim, dim)
+        self.score_out = nn.Linear(dim, 1)
+
+    def forward(
+        self,
+        embed: torch.Tensor,
+        position: torch.Tensor,
+        query: torch.Tensor,
+        text: torch.Tensor,
+        shift: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Condition the image embedding on each [SEG].
+
+        Args:
+            embed: (S, d, g, g) image embedding of each [SEG]'s frame.
+            position: (1, d, g, g) positional encoding of the grid.
+            query: (S, D_lm) [SEG] states.
+            text: (S, K, D_lm) text tokens each [SEG] read.
+            shift: (S, d) time embedding of video frames, or None.
+
+        Returns:
+            (S, d, g, g) dense prompt embeddings and (S, g, g) localisation logits.
+        """
+        count, dim, side, _ = embed.shape
+        grid = (embed + position).flatten(2).transpose(1, 2)
+        cond = self.from_query(query)
+        if shift is not None:
+            cond = cond + shift.to(cond.dtype)
+        grid = grid + cond[:, None].to(grid.dtype)
+        tokens = torch.cat([cond[:, None], self.from_text(text)], 1).to(grid.dtype)
+        for layer in self.layers:
+            grid = layer(grid, tokens)
+        grid = self.norm_out(grid)
+        dense = self.dense_out(grid).transpose(1, 2).reshape(count, dim, side, side)
+        return dense, self.score_out(grid)[..., 0].view(count, side, side)

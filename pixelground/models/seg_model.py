@@ -37,6 +37,7 @@ from pixelground.core.errors import CheckpointMissingError, InputError
 from pixelground.models.config import SegModelConfig
 from pixelground.models.data import preprocess_image
 from pixelground.models.parts import (
+    GroundingFusion,
     SegReader,
     VisionFeatures,
     VisionNeck,
@@ -126,6 +127,16 @@ class SegTokenModel(nn.Module):
         )
         self.prior_key = nn.Conv2d(d, d, 1)
         self.prior_key_lm = nn.Linear(lm_hidden, d) if config.lm_prior else None
+        self.lm_to_embed = nn.Linear(lm_hidden, d) if config.lm_features else None
+        self.fusion = self.text_reader = None
+        if config.fusion_layers:
+            self.text_latents = nn.Parameter(
+                torch.randn(config.fusion_text_tokens, lm_hidden) * 0.02
+            )
+            self.text_reader = SegReader(lm_hidden, config.seg_reader_heads)
+            self.fusion = GroundingFusion(
+                d, lm_hidden, config.fusion_layers, config.decoder_heads, config.decoder_mlp_dim
+            )
         if config.freeze_vision:
             self.vision.requires_grad_(False)
         if config.lora_r > 0:
@@ -161,6 +172,11 @@ class SegTokenModel(nn.Module):
     def num_image_tokens(self) -> int:
         """Visual tokens the LM sees per image."""
         return self.config.lm_grid**2
+
+    @property
+    def needs_lm_states(self) -> bool:
+        """Whether mask decoding reads the LM's states of the visual tokens."""
+        return self.prior_key_lm is not None or self.lm_to_embed is not None
 
     @property
     def device(self) -> torch.device:
@@ -322,13 +338,27 @@ class SegTokenModel(nn.Module):
             out[index] = states[:, 1:].to(out.dtype)
         return out
 
+    def _with_lm_features(self, features: VisionFeatures) -> VisionFeatures:
+        """``features`` whose decoder embedding adds the projected LM states of the frame's
+        visual tokens (lm_grid x lm_grid, upsampled to g x g): what the language model knows
+        about each place (e.g. the kind of shape there) reaches the mask decoder."""
+        states = self.lm_to_embed(features.lm_states.to(self.lm_to_embed.weight.dtype))
+        side = self.config.lm_grid
+        grid = states.transpose(1, 2).reshape(len(states), -1, side, side)
+        grid = F.interpolate(
+            grid, size=features.embed.shape[-2:], mode="bilinear", align_corners=False
+        )
+        embed = features.embed + grid.to(features.embed.dtype)
+        return VisionFeatures(embed, features.high_res, features.lm_source, features.lm_states)
+
     def decode_masks(
         self, seg_states: torch.Tensor, features: VisionFeatures, times: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Mask logits for [SEG] states, one frame each.
+        """Mask logits for [SEG] queries, one frame each.
 
         Args:
-            seg_states: (S, D_lm) last hidden states of the [SEG] tokens.
+            seg_states: (S, D_lm) [SEG] queries, or (S, 1 + K, D_lm) with the text tokens
+                each read (``fusion_layers``; see :meth:`seg_queries`).
             features: VisionFeatures with one row per state (see ``VisionFeatures.select``).
             times: (S,) normalised frame time of video frames (-1 or None for images).
 
@@ -336,6 +366,9 @@ class SegTokenModel(nn.Module):
             (S, mask_grid, mask_grid) mask logits, and the (S, g, g) coarse prior logits (None
             when ``coarse_prior`` is off).
         """
+        text = None
+        if seg_states.dim() == 3:
+            seg_states, text = seg_states[:, 0], seg_states[:, 1:]
         count, d = seg_states.shape[0], self.config.decoder_dim
         sparse = self.seg_proj(seg_states).view(count, 1, self.config.seg_prompt_tokens, d)
         shift = None
@@ -345,20 +378,27 @@ class SegTokenModel(nn.Module):
                 * (times >= 0)[:, None]
             )
             sparse = sparse + shift.view(count, 1, 1, d).to(sparse.dtype)
+        if self.lm_to_embed is not None and features.lm_states is not None:
+            features = self._with_lm_features(features)
         embed = features.embed
-        prior = None
+        position = self.image_positional_embeddings().to(embed.dtype)
+        prior = fused = None
+        if self.fusion is not None and text is not None:
+            fused, score = self.fusion(embed, position, seg_states, text, shift)
         if self.config.coarse_prior:
             prior = self.coarse_prior(seg_states, features, shift)
+            if fused is not None:
+                prior = prior + score.to(prior.dtype)
             size = self.prompt_encoder.mask_input_size
             prompt = F.interpolate(prior[:, None], size=size, mode="bilinear", align_corners=False)
             _, dense = self.prompt_encoder(None, None, None, prompt)
         else:
             _, dense = self.prompt_encoder(None, None, None, None)
+        if fused is not None:
+            dense = dense + fused.to(dense.dtype)
         masks, _, _, _ = self.mask_decoder(
             image_embeddings=embed,
-            image_positional_embeddings=self.image_positional_embeddings().expand(
-                count, -1, -1, -1
-            ),
+            image_positional_embeddings=position.expand(count, -1, -1, -1),
             sparse_prompt_embeddings=sparse.to(embed.dtype),
             dense_prompt_embeddings=dense.to(embed.dtype),
             multimask_output=False,
@@ -375,7 +415,10 @@ class SegTokenModel(nn.Module):
 
         Returns:
             (S, D) the state that predicts each [SEG] (``seg_state="predict"``, as LISA) or the
-            state at it (``"token"``), plus what the SegReader reads before it.
+            state at it (``"token"``), plus what the SegReader reads before it; with
+            ``fusion_layers``, (S, 1 + fusion_text_tokens, D): that state followed by the text
+            tokens the fusion reads (learned queries, shifted by the state, reading the same
+            context).
         """
         rows, index = where[:, 0], where[:, 1]
         if self.config.seg_state == "predict":
@@ -383,7 +426,11 @@ class SegTokenModel(nn.Module):
         states = hidden[rows, index]
         if self.reader is not None:
             states = self.reader(states, hidden[rows], index)
-        return states
+        if self.text_reader is None:
+            return states
+        latents = self.text_latents[None].to(states.dtype) + states[:, None]
+        text = self.text_reader(latents, hidden[rows], index)
+        return torch.cat([states[:, None], text], 1)
 
     def _seg_pairs(
         self, where: torch.Tensor, frame_sample: torch.Tensor
@@ -446,7 +493,7 @@ class SegTokenModel(nn.Module):
         )
         lm_loss = out.loss.float() if labels is not None else out.logits.new_zeros(()).float()
         seg_states = out.hidden_states[-1]
-        if self.prior_key_lm is not None and bool((input_ids == self.ids.seg).any()):
+        if self.needs_lm_states and bool((input_ids == self.ids.seg).any()):
             features.lm_states = self.frame_lm_states(
                 features, frame_times, seg_states, frame_sample
             )
@@ -462,6 +509,17 @@ class SegTokenModel(nn.Module):
         )
         return {"loss": loss, "lm_loss": lm_loss, **terms, "logits": out.logits}
 
+    def _no_target_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(N, 2) (row, first answer position) of rows that answer without any [SEG] and ask
+        about no ``<region>``: their answer is "no such object", which the decoder learns as
+        an empty mask (``no_target_masks``)."""
+        is_seg = (input_ids == self.ids.seg).any(1)
+        is_region = (input_ids == self.ids.region).any(1)
+        is_assistant = input_ids == self.ids.assistant
+        rows = (~is_seg & ~is_region & is_assistant.any(1)).nonzero()[:, 0]
+        first = is_assistant.float().argmax(1)
+        return torch.stack([rows, first[rows] + 1], 1)
+
     def _mask_terms(
         self,
         input_ids: torch.Tensor,
@@ -471,10 +529,14 @@ class SegTokenModel(nn.Module):
         frame_times: torch.Tensor,
         gt_masks: torch.Tensor | None,
     ) -> dict[str, torch.Tensor]:
-        """Mask logits of every [SEG] on its row's frames, and the mask losses."""
+        """Mask logits of every [SEG] on its row's frames, and the mask losses (with
+        ``no_target_masks``, no-target rows add an empty-mask target each)."""
         zero = hidden.new_zeros(()).float()
         terms = {"bce_loss": zero, "dice_loss": zero, "prior_loss": zero}
         where = (input_ids == self.ids.seg).nonzero()
+        count = len(where)
+        if self.config.no_target_masks and gt_masks is not None:
+            where = torch.cat([where, self._no_target_positions(input_ids)])
         if not len(where):
             grid = self.config.mask_grid
             return {**terms, "mask_logits": hidden.new_zeros((0, grid, grid))}
@@ -483,14 +545,17 @@ class SegTokenModel(nn.Module):
         mask_logits, prior = self.decode_masks(
             states[state_index], features.select(frame_index), frame_times[frame_index]
         )
+        seg_masks = int((state_index < count).sum())
         if gt_masks is not None:
-            if len(gt_masks) != len(mask_logits):
-                raise ValueError(f"{len(mask_logits)} masks to predict but {len(gt_masks)} given")
-            terms["bce_loss"], terms["dice_loss"] = mask_losses(mask_logits, gt_masks)
+            if len(gt_masks) != seg_masks:
+                raise ValueError(f"{seg_masks} masks to predict but {len(gt_masks)} given")
+            empty = gt_masks.new_zeros((len(mask_logits) - seg_masks, *gt_masks.shape[1:]))
+            targets = torch.cat([gt_masks, empty])
+            terms["bce_loss"], terms["dice_loss"] = mask_losses(mask_logits, targets)
             if prior is not None:
-                pooled = F.adaptive_avg_pool2d(gt_masks[:, None].float(), prior.shape[-1])[:, 0]
+                pooled = F.adaptive_avg_pool2d(targets[:, None].float(), prior.shape[-1])[:, 0]
                 terms["prior_loss"] = F.binary_cross_entropy_with_logits(prior.float(), pooled)
-        return {**terms, "mask_logits": mask_logits}
+        return {**terms, "mask_logits": mask_logits[:seg_masks]}
 
     # ----------------------------------------------------------------- inference
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:

@@ -85,6 +85,8 @@ class TrainConfig:
             before ``data`` (a curriculum: region captions and grounded captions first teach
             the language model to read the image, which referring segmentation then needs).
         first_minutes: length of the first phase (0 with ``first_data`` set: no first phase).
+        hue_augment: probability of rotating the hue of a line whose text names no colour
+            (see ``data.SegDataset``).
     """
 
     data: list[str] = field(default_factory=list)
@@ -114,6 +116,7 @@ class TrainConfig:
     group_by_image: bool = True
     first_data: list[str] = field(default_factory=list)
     first_minutes: float = 0.0
+    hue_augment: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str):
@@ -363,7 +366,9 @@ class Trainer:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
     def _stream(self, mix: DataMix, start: int) -> Iterator[dict[str, torch.Tensor]]:
-        dataset = SegDataset(mix.samples, self.model.tokenizer, self.model.config)
+        dataset = SegDataset(
+            mix.samples, self.model.tokenizer, self.model.config, hue_augment=self.cfg.hue_augment
+        )
         groups = image_groups(mix.samples, self.cfg.group_by_image, mix.copies)
         for indices in _batch_stream(groups, self.cfg.batch_size, self.cfg.seed, start):
             yield collate([dataset[i] for i in indices], self.model.ids.pad)

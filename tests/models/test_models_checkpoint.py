@@ -21,7 +21,23 @@ def saved(tiny_model, tmp_path_factory):
     return directory
 
 
-def test_round_trip_gives_identical_outputs(tiny_model, tiny_batch, saved):
+@pytest.fixture(scope="module")
+def saved_fusion(tiny_fusion_model, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("seg_fusion_ckpt")
+    tiny_fusion_model.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(params=["plain", "fusion"])
+def model_and_saved(request):
+    """(model, its saved directory): the LISA design, and with the grounding fusion."""
+    if request.param == "plain":
+        return request.getfixturevalue("tiny_model"), request.getfixturevalue("saved")
+    return request.getfixturevalue("tiny_fusion_model"), request.getfixturevalue("saved_fusion")
+
+
+def test_round_trip_gives_identical_outputs(model_and_saved, tiny_batch):
+    tiny_model, saved = model_and_saved
     assert {p.name for p in saved.iterdir()} >= {
         "config.json",
         "model.safetensors",
@@ -43,7 +59,8 @@ def test_round_trip_gives_identical_outputs(tiny_model, tiny_batch, saved):
     assert all(np.array_equal(x, y) for x, y in zip(first.masks, second.masks, strict=True))
 
 
-def test_generate_grounded_returns_one_mask_per_seg_at_image_size(tiny_model):
+def test_generate_grounded_returns_one_mask_per_seg_at_image_size(model_and_saved):
+    tiny_model, _ = model_and_saved
     # Force [SEG] then </s> so the test does not depend on random weights.
     ids = tiny_model.ids
     bias = torch.full((len(tiny_model.tokenizer),), -1e4)
@@ -67,7 +84,8 @@ def test_generate_grounded_returns_one_mask_per_seg_at_image_size(tiny_model):
     assert all(m.shape == (50, 70) and m.dtype == bool for m in result.masks)
 
 
-def test_video_generation_gives_a_mask_per_frame(tiny_model):
+def test_video_generation_gives_a_mask_per_frame(model_and_saved):
+    tiny_model, _ = model_and_saved
     ids = tiny_model.ids
     head = tiny_model.lm.get_output_embeddings()
     calls = {"n": 0}

@@ -7,13 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pixelground.core.errors import InputError
 from pixelground.core.masks import encode_rle
 from pixelground.models.data import (
     DataLineError,
     SegDataset,
+    names_colour,
     read_finetune_jsonl,
+    rotate_hue,
 )
 
 
@@ -137,3 +140,51 @@ def test_collate_pads_and_concatenates(tiny_batch, tiny_model):
     assert (tiny_batch["input_ids"][padded] == tiny_model.ids.pad).all()
     assert (tiny_batch["labels"][padded] == -100).all()
     assert tiny_batch["region_masks"].shape == (3, 64, 64)
+
+
+def test_rotate_hue_keeps_luma_and_moves_colours_round_the_wheel():
+    image = np.zeros((2, 3, 3), np.uint8)
+    image[0, 0] = (221, 31, 36)  # red
+    image[0, 1] = (35, 96, 233)  # blue
+    image[0, 2] = (128, 128, 128)  # grey has no hue
+    assert np.array_equal(rotate_hue(image, 0.0), image)
+    turned = rotate_hue(image, np.pi / 2)
+    luma = np.array([0.299, 0.587, 0.114])
+    assert np.allclose(turned[0].astype(float) @ luma, image[0].astype(float) @ luma, atol=12)
+    assert np.abs(turned[0, 0].astype(int) - image[0, 0]).max() > 60
+    assert np.abs(turned[0, 2].astype(int) - 128).max() <= 1
+    back = rotate_hue(rotate_hue(image, 1.0), -1.0)
+    assert np.abs(back.astype(int) - image).max() <= 40  # clipping loses a little
+
+
+def test_names_colour_reads_words_not_substrings():
+    assert names_colour(["Please segment the Red triangle."])
+    assert names_colour(["the shape that is grey"])
+    assert not names_colour(["Please segment the second hexagon from the left."])
+    assert not names_colour(["the reddish"]) and not names_colour(["credible"])
+
+
+def test_hue_augment_rotates_only_lines_without_colour_words(tiny_data, tiny_model):
+    import dataclasses
+
+    coloured = read_finetune_jsonl(tiny_data).samples[0]  # "Please segment the red square."
+    plain_text = dataclasses.replace(
+        coloured,
+        conversation=[
+            {"role": "user", "content": "Please segment the square."},
+            {"role": "assistant", "content": "[SEG]"},
+        ],
+    )
+    samples = [coloured, plain_text]
+    config = tiny_model.config
+    plain = SegDataset(samples, tiny_model.tokenizer, config, train=True)
+    rotated = SegDataset(samples, tiny_model.tokenizer, config, train=True, hue_augment=1.0)
+    kept, turned = rotated[0], rotated[1]
+    assert torch.equal(kept["pixel_values"], plain[0]["pixel_values"])
+    assert kept["frame_keys"] == plain[0]["frame_keys"]
+    assert not torch.equal(turned["pixel_values"], plain[1]["pixel_values"])
+    # a rotated frame is never shared with an unrotated copy of the same image in a batch
+    assert turned["frame_keys"] != plain[1]["frame_keys"]
+    assert torch.equal(turned["gt_masks"], plain[1]["gt_masks"])
+    evaluation = SegDataset(samples, tiny_model.tokenizer, config, train=False, hue_augment=1.0)
+    assert torch.equal(evaluation[1]["pixel_values"], plain[1]["pixel_values"])

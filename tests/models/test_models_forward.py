@@ -101,3 +101,49 @@ def test_image_token_states_of_the_main_pass_equal_a_pass_of_their_own(tiny_mode
         own_pass = tiny_model.frame_lm_states(features, times, None)
     assert from_main.shape == (3, tiny_model.config.lm_grid**2, tiny_model.lm.config.hidden_size)
     assert torch.allclose(from_main, own_pass, atol=1e-5)
+
+
+def test_fusion_queries_carry_their_text_tokens_and_every_new_part_learns(
+    tiny_fusion_model, tiny_batch
+):
+    tiny_fusion_model.zero_grad()
+    out = tiny_fusion_model(**tiny_batch)
+    assert out["mask_logits"].shape[0] == tiny_batch["gt_masks"].shape[0] == 11
+    out["loss"].backward()
+    parts = {
+        "fusion": tiny_fusion_model.fusion,
+        "text_reader": tiny_fusion_model.text_reader,
+        "lm_to_embed": tiny_fusion_model.lm_to_embed,
+        "top_proj": tiny_fusion_model.neck.top_proj,
+    }
+    for name, module in parts.items():
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        assert grads and any(float(g.abs().sum()) > 0 for g in grads), name
+    assert tiny_fusion_model.text_latents.grad is not None
+    hidden = torch.randn(1, 9, tiny_fusion_model.lm.config.hidden_size)
+    queries = tiny_fusion_model.seg_queries(hidden, torch.tensor([[0, 8]]))
+    assert queries.shape == (1, 1 + 2, tiny_fusion_model.lm.config.hidden_size)
+    tiny_fusion_model.zero_grad()
+
+
+def test_no_target_rows_decode_the_state_after_assistant_against_an_empty_mask(
+    tiny_fusion_model, tiny_batch
+):
+    ids = tiny_fusion_model.ids
+    input_ids = tiny_batch["input_ids"]
+    positions = tiny_fusion_model._no_target_positions(input_ids)
+    rows = positions[:, 0].tolist()
+    assert len(rows) == 3  # the three "No such shape." lines, not the region captions
+    for row, position in positions.tolist():
+        assert int(input_ids[row, position - 1]) == ids.assistant
+        assert not bool((input_ids[row] == ids.seg).any())
+        assert not bool((input_ids[row] == ids.region).any())
+    # the empty targets enter the loss: a model that predicts "everything" is penalised more
+    # with them than without
+    with torch.no_grad():
+        tiny_fusion_model.config.no_target_masks = False
+        without = tiny_fusion_model(**tiny_batch)
+        tiny_fusion_model.config.no_target_masks = True
+        with_empty = tiny_fusion_model(**tiny_batch)
+    assert float(with_empty["dice_loss"]) != pytest.approx(float(without["dice_loss"]))
+    assert with_empty["mask_logits"].shape == without["mask_logits"].shape
