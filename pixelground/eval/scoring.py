@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from pixelground.core.errors import InputError
+from pixelground.core.masks import decode_rle
 from pixelground.eval.predictions import Prediction
 
 
@@ -108,7 +109,10 @@ def score_refer(
     result also holds ReLA's no-target scores computed on the same predictions (grefer.py):
     ``N-acc``, ``T-acc``, ``no_target_count``, ``confusion`` and ``grefer`` (its gIoU, cIoU and
     Pr@), plus ``targets``: gIoU/cIoU of ``variant`` over the expressions with targets only.
-    Samples with an ``expression_type`` add ``by_type`` (count, mean IoU, cIoU per type).
+    Samples with an ``expression_type`` add ``by_type`` (count, mean IoU, cIoU per type);
+    samples with ``near_misses`` (the synthetic benchmark) add ``near_misses``: per attribute,
+    how many objects differing from the expression in that attribute alone the prediction
+    covers (see :func:`near_miss_rates`).
     """
     from pixelground.eval.metrics.grefer import GReferAccumulator
     from pixelground.eval.metrics.refer import ReferAccumulator
@@ -119,6 +123,7 @@ def score_refer(
     targets = ReferAccumulator(variant=variant, keep_per_sample=False)  # type: ignore[arg-type]
     rela = GReferAccumulator()
     missing: list[str] = []
+    near: list[tuple[str, bool]] = []
     for sample in samples:
         prediction = matcher.get(sample)
         if prediction is None:
@@ -128,6 +133,7 @@ def score_refer(
             pred = prediction.union(*_size(sample))
         gt = sample.gt_mask()
         acc.update(pred, gt, sample_id=str(sample.id))
+        near.extend(covered_near_misses(pred, getattr(sample, "near_misses", [])))
         if with_no_target:
             gt_nt = bool(sample.no_target)
             pred_nt = prediction.no_target if prediction is not None else None
@@ -142,6 +148,36 @@ def score_refer(
         out.update(_no_target_scores(rela.result(), target_scores, out["per_sample"]))
     out.update(unscored_predictions=matcher.unmatched(), samples_without_prediction=len(missing))
     add_types(out, samples, {"gIoU": "IoU"}, {"cIoU": ("I", "U")})
+    if near:
+        out["near_misses"] = near_miss_rates(near)
+    return out
+
+
+def covered_near_misses(pred: np.ndarray | None, misses: Sequence[Any]) -> list[tuple[str, bool]]:
+    """(attribute, covered) for each near miss (``synth.NearMiss``) of one expression: covered
+    when more than half of the object's visible area lies in the predicted mask ``pred``
+    (H, W) bool (None: no prediction, nothing covered)."""
+    found = []
+    for miss in misses:
+        area = decode_rle(miss.mask_rle)
+        total = int(area.sum())
+        inside = int((area & pred).sum()) if pred is not None and total else 0
+        found.append((miss.attribute, 2 * inside > total > 0))
+    return found
+
+
+def near_miss_rates(found: Sequence[tuple[str, bool]]) -> dict[str, dict[str, Any]]:
+    """Per attribute: ``count`` of near misses, how many were ``covered`` and the ``rate``.
+
+    A model that ignores an attribute covers the objects differing in it alone (rate near 1,
+    as an expression's own targets); one that uses it leaves them out (rate near 0).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for attribute in sorted({a for a, _ in found}):
+        flags = [covered for a, covered in found if a == attribute]
+        out[attribute] = {
+            "count": len(flags), "covered": sum(flags), "rate": sum(flags) / len(flags),
+        }  # fmt: skip
     return out
 
 
@@ -205,12 +241,14 @@ def add_types(
 def score_grefer(
     samples: Sequence[Any], predictions: Mapping[str, Prediction], allow_missing: bool = False
 ) -> dict[str, Any]:
-    """ReLA gRefCOCO metrics (grefer.py); a prediction's no-target flag, else "empty"."""
+    """ReLA gRefCOCO metrics (grefer.py); a prediction's no-target flag, else "empty"; plus
+    ``near_misses`` as :func:`score_refer` gives them."""
     from pixelground.eval.metrics.grefer import GReferAccumulator
 
     matcher = _Matcher(predictions)
     acc = GReferAccumulator()
     missing: list[str] = []
+    near: list[tuple[str, bool]] = []
     for sample in samples:
         prediction = matcher.get(sample)
         if prediction is None:
@@ -221,11 +259,14 @@ def score_grefer(
             pred_nt = prediction.no_target
         gt_nt = bool(getattr(sample, "no_target", False))
         acc.update(pred, sample.gt_mask(), gt_nt, pred_nt, sample_id=str(sample.id))
+        near.extend(covered_near_misses(pred, getattr(sample, "near_misses", [])))
     if missing and not allow_missing:
         raise _missing_error("grefer", missing)
     out = acc.result()
     out.update(unscored_predictions=matcher.unmatched(), samples_without_prediction=len(missing))
     add_types(out, samples, {"gIoU": "IoU"}, {"cIoU": ("I", "U")})
+    if near:
+        out["near_misses"] = near_miss_rates(near)
     return out
 
 

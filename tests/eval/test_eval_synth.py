@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from pixelground.core.errors import InputError
-from pixelground.core.result import GroundedResult
+from pixelground.core.result import GroundedResult, Region
 from pixelground.eval.datasets.glamm_gcg import GCGSample
-from pixelground.eval.datasets.synth import SynthReferSample
+from pixelground.eval.datasets.synth import SynthReferSample, near_misses
 from pixelground.eval.loop import evaluate
 from pixelground.eval.metrics.refer import COUNT_EPS, IOU_EPS
 from pixelground.eval.run import infer_format, load_dataset, score
@@ -46,6 +46,12 @@ class TruthPipeline:
         gt = GroundedResult.from_dict(self.refer[(Path(image).name, text)])
         regions = [] if self.answer == "empty" else gt.regions
         return GroundedResult("segment", gt.image, text, regions)
+
+    def whole_image(self, image, text):
+        """Every pixel, whatever the text says."""
+        gt = GroundedResult.from_dict(self.refer[(Path(image).name, text)])
+        full = np.ones((gt.image.height, gt.image.width), dtype=bool)
+        return GroundedResult("segment", gt.image, text, [Region(mask=full)])
 
     def caption(self, image, grounded=False):
         gt = GroundedResult.from_dict(self.gcg[Path(image).name])
@@ -111,6 +117,41 @@ def test_refer_on_synth_reports_no_target_accuracy(bench, tmp_path):
     assert empty["targets"]["gIoU"] == 0.0 and empty["by_type"]["no_target"]["cIoU"] is None
     grefer = evaluate("grefer", f"synth:{bench}", TruthPipeline(bench, "empty"), tmp_path / "c")
     assert grefer["N-acc"] == 1.0 and grefer["T-acc"] == 0.0 and "by_type" in grefer
+
+
+def test_near_misses_are_the_objects_one_attribute_away():
+    objects = [
+        {"id": 1, "colour": "red", "kind": "circle", "size": "small", "mask": {"n": 1}},
+        {"id": 2, "colour": "blue", "kind": "circle", "size": "small", "mask": {"n": 2}},
+        {"id": 3, "colour": "red", "kind": "square", "size": "large", "mask": {"n": 3}},
+        {"id": 4, "colour": "red", "kind": "square", "size": "small", "mask": {"n": 4}},
+        {"id": 5, "colour": "red", "kind": "circle", "size": "small", "mask": {"n": 5}},
+    ]
+    found = near_misses({"colour": "red", "kind": "circle"}, objects, targets=[1, 5])
+    assert [(m.attribute, m.mask_rle) for m in found] == [
+        ("colour", {"n": 2}), ("kind", {"n": 3}), ("kind", {"n": 4}),
+    ]  # fmt: skip
+    # no description (e.g. "the leftmost shape"): nothing is one attribute away
+    assert near_misses({}, objects, targets=[1]) == []
+
+
+def test_refer_on_synth_reports_near_miss_coverage(bench, tmp_path):
+    _, samples = load_dataset(f"synth:{bench}", "refer")
+    assert sum(len(s.near_misses) for s in samples) > 0
+    truth = evaluate("refer", f"synth:{bench}", TruthPipeline(bench), tmp_path / "truth")
+    assert truth["near_misses"], "the bench has near misses"
+    for attribute, entry in truth["near_misses"].items():
+        assert attribute in ("colour", "kind", "size", "texture")
+        assert entry["covered"] == 0 and entry["rate"] == 0.0 and entry["count"] > 0
+    pipeline = TruthPipeline(bench)
+    pipeline.segment = pipeline.whole_image
+    everything = evaluate("refer", f"synth:{bench}", pipeline, tmp_path / "all")
+    counts = {k: v["count"] for k, v in truth["near_misses"].items()}
+    assert {k: v["count"] for k, v in everything["near_misses"].items()} == counts
+    assert all(v["covered"] == v["count"] and v["rate"] == 1.0
+               for v in everything["near_misses"].values())  # fmt: skip
+    total = sum(len(s.near_misses) for s in samples)
+    assert sum(counts.values()) == total
 
 
 def test_gcg_on_synth_and_scoring_predictions(bench, tmp_path):

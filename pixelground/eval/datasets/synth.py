@@ -19,7 +19,9 @@ rvos                    ``video``    MeViS layout (meta_expressions.json + mask_
 
 Every sample also carries the benchmark's expression ``type`` ("attribute", "relation",
 "ordinal", "multi", "no_target"; video "motion", "multi", "attribute") so scores can be broken
-down by it.
+down by it. A refer sample also lists its near misses (:class:`NearMiss`, from the split's
+``scenes.jsonl``): the objects that differ from the expression's description in exactly one
+attribute, so the scorer can tell which attributes a model ignores.
 
 ``synth:PATH`` may name the split folder itself, the task folder (``DIR/refer``, with
 ``--split``) or the benchmark root (``DIR``, with ``--split``; default ``test``).
@@ -49,6 +51,34 @@ SPLIT_TASKS = {
 
 
 @dataclass
+class NearMiss:
+    """A non-target object that differs from an expression's description in one attribute.
+
+    Attributes:
+        attribute: the attribute it differs in ("colour", "kind", "size" or "texture").
+        mask_rle: the object's visible mask (COCO RLE at the image's size).
+    """
+
+    attribute: str
+    mask_rle: dict[str, Any] = field(repr=False)
+
+
+def near_misses(
+    description: dict[str, str], objects: list[dict[str, Any]], targets: list[int]
+) -> list[NearMiss]:
+    """The non-target ``objects`` (scenes.jsonl entries) that differ from ``description``
+    (e.g. {"colour": "red", "kind": "circle"}) in exactly one of its attributes."""
+    found = []
+    for obj in objects:
+        if obj["id"] in targets:
+            continue
+        differ = [key for key, value in description.items() if obj.get(key) != value]
+        if len(differ) == 1:
+            found.append(NearMiss(differ[0], obj["mask"]))
+    return found
+
+
+@dataclass
 class SynthReferSample:
     """One referring expression of a synthetic scene.
 
@@ -61,6 +91,7 @@ class SynthReferSample:
         expression_type: "attribute", "relation", "ordinal", "multi" or "no_target".
         targets: referred object ids.
         mask_rles: one COCO RLE per referred object.
+        near_misses: objects one attribute away from the expression's description.
     """
 
     id: str
@@ -72,6 +103,7 @@ class SynthReferSample:
     expression_type: str | None = None
     targets: list[int] = field(default_factory=list)
     mask_rles: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    near_misses: list[NearMiss] = field(default_factory=list, repr=False)
 
     def gt_masks(self) -> np.ndarray:
         """(N, H, W) bool: one mask per referred object ((0, H, W) for no target)."""
@@ -149,14 +181,35 @@ def _image_size(gt: dict[str, Any]) -> tuple[int, int]:
     return int(image.get("height", 0)), int(image.get("width", 0))
 
 
+def _scene_objects(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """Image name -> its objects, from the split's scenes.jsonl ({} when there is none)."""
+    path = folder / "scenes.jsonl"
+    if not path.is_file():
+        return {}
+    objects = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            objects[str(record["image"])] = list(record["objects"])
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise InputError(f"{path}:{n}: not a scene line ({error})") from error
+    return objects
+
+
 def load_synth_refer(folder: str | Path) -> list[SynthReferSample]:
     """The expressions of a synthetic ``refer`` split folder."""
     folder = Path(folder)
+    scenes = _scene_objects(folder)
     samples = []
     for record in _annotations(folder):
         gt = record["gt"]
         height, width = _image_size(gt)
         regions = gt.get("regions", [])
+        targets = [int(t) for t in record.get("targets", [])]
+        description = (record.get("query") or {}).get("desc") or {}
+        objects = scenes.get(str(record["image"]), [])
         samples.append(
             SynthReferSample(
                 id=str(record["id"]),
@@ -166,8 +219,9 @@ def load_synth_refer(folder: str | Path) -> list[SynthReferSample]:
                 width=width,
                 no_target=bool(record.get("no_target", not regions)),
                 expression_type=record.get("type"),
-                targets=[int(t) for t in record.get("targets", [])],
+                targets=targets,
                 mask_rles=[r["mask"] for r in regions if r.get("mask")],
+                near_misses=near_misses(description, objects, targets),
             )
         )
     return samples
