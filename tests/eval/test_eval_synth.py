@@ -33,7 +33,8 @@ def lines(path: Path) -> list[dict]:
 
 
 class TruthPipeline:
-    """Answers from the annotations: the GT regions (``answer="gt"``) or nothing ("empty")."""
+    """Answers from the annotations: the GT regions (``answer="gt"``), nothing ("empty") or
+    every pixel ("whole")."""
 
     def __init__(self, bench: Path, answer: str = "gt"):
         refer = lines(bench / "refer" / "test" / "annotations.jsonl")
@@ -45,13 +46,9 @@ class TruthPipeline:
     def segment(self, image, text):
         gt = GroundedResult.from_dict(self.refer[(Path(image).name, text)])
         regions = [] if self.answer == "empty" else gt.regions
+        if self.answer == "whole":
+            regions = [Region(mask=np.ones((gt.image.height, gt.image.width), dtype=bool))]
         return GroundedResult("segment", gt.image, text, regions)
-
-    def whole_image(self, image, text):
-        """Every pixel, whatever the text says."""
-        gt = GroundedResult.from_dict(self.refer[(Path(image).name, text)])
-        full = np.ones((gt.image.height, gt.image.width), dtype=bool)
-        return GroundedResult("segment", gt.image, text, [Region(mask=full)])
 
     def caption(self, image, grounded=False):
         gt = GroundedResult.from_dict(self.gcg[Path(image).name])
@@ -143,9 +140,9 @@ def test_refer_on_synth_reports_near_miss_coverage(bench, tmp_path):
     for attribute, entry in truth["near_misses"].items():
         assert attribute in ("colour", "kind", "size", "texture")
         assert entry["covered"] == 0 and entry["rate"] == 0.0 and entry["count"] > 0
-    pipeline = TruthPipeline(bench)
-    pipeline.segment = pipeline.whole_image
-    everything = evaluate("refer", f"synth:{bench}", pipeline, tmp_path / "all")
+    everything = evaluate(
+        "refer", f"synth:{bench}", TruthPipeline(bench, "whole"), tmp_path / "all"
+    )
     counts = {k: v["count"] for k, v in truth["near_misses"].items()}
     assert {k: v["count"] for k, v in everything["near_misses"].items()} == counts
     assert all(v["covered"] == v["count"] and v["rate"] == 1.0

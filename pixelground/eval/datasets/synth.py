@@ -159,17 +159,22 @@ def _check_task(folder: Path, task: str) -> None:
         )
 
 
-def _annotations(folder: Path) -> Iterator[dict[str, Any]]:
-    path = folder / "annotations.jsonl"
-    if not path.is_file():
-        raise InputError(f"{path} not found: is {folder} a complete `pixelground synth` split?")
+def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) of each non-blank line of a JSONL file."""
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            yield n, json.loads(line)
         except json.JSONDecodeError as error:
             raise InputError(f"{path}:{n}: not a JSON line ({error.msg})") from error
+
+
+def _annotations(folder: Path) -> Iterator[dict[str, Any]]:
+    path = folder / "annotations.jsonl"
+    if not path.is_file():
+        raise InputError(f"{path} not found: is {folder} a complete `pixelground synth` split?")
+    for n, record in _json_lines(path):
         if not isinstance(record.get("gt"), dict):
             raise InputError(f"{path}:{n}: the line has no ground truth ('gt')")
         check_version(record["gt"])
@@ -187,13 +192,10 @@ def _scene_objects(folder: Path) -> dict[str, list[dict[str, Any]]]:
     if not path.is_file():
         return {}
     objects = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
+    for n, record in _json_lines(path):
         try:
-            record = json.loads(line)
             objects[str(record["image"])] = list(record["objects"])
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+        except (KeyError, TypeError) as error:
             raise InputError(f"{path}:{n}: not a scene line ({error})") from error
     return objects
 
