@@ -88,6 +88,10 @@ class SegModelConfig:
         bce_loss_weight: weight of the per-pixel mask BCE.
         dice_loss_weight: weight of the mask DICE loss.
         prior_loss_weight: weight of the coarse localisation BCE (see ``coarse_prior``).
+        word_loss_weight: weight of the phrase-word loss: every place of the decoder's image
+            embedding inside a grounded caption's mask predicts the words of its ``<p>``
+            phrase (multi-label BCE through a 1x1 head), so the image features must carry
+            what the phrases say (kind, size, texture), not only what is easiest (0: off).
         coarse_prior: score each [SEG] against the g x g image embedding (query . key with
             position) and give that map to SAM2's prompt encoder as its mask prompt.
         lm_prior: add to that map q(seg) . k(the LM's states of the frame's visual tokens), on
@@ -145,6 +149,7 @@ class SegModelConfig:
     bce_loss_weight: float = 2.0
     dice_loss_weight: float = 1.0
     prior_loss_weight: float = 0.5
+    word_loss_weight: float = 0.0
     coarse_prior: bool = True
     lm_prior: bool = True
     lm_features: bool = False
@@ -200,6 +205,8 @@ class SegModelConfig:
             raise InputError("fusion_layers must be >= 0 and fusion_text_tokens >= 1")
         if self.fusion_layers and not (self.coarse_prior and self.seg_reader_heads):
             raise InputError("fusion_layers needs coarse_prior and seg_reader_heads > 0")
+        if self.word_loss_weight < 0:
+            raise InputError(f"word_loss_weight must be >= 0, got {self.word_loss_weight}")
         if self.seg_state not in ("predict", "token"):
             raise InputError(f"seg_state must be 'predict' or 'token', got {self.seg_state!r}")
         for name in ("refer_template", "video_template"):

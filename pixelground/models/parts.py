@@ -164,6 +164,7 @@ class VisionNeck(nn.Module):
         self.sizes = (g, 2 * g, 4 * g, config.lm_grid)
         self.picks = tuple(_closest(sides, s) for s in self.sizes)
         chans = [grid_shapes[i][0] for i in self.picks]
+        self.lm_source_channels = chans[3]
         self.embed_proj = nn.Sequential(
             nn.Conv2d(chans[0], d, 1),
             Sam2LayerNorm(d, data_format="channels_first"),

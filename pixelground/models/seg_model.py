@@ -7,13 +7,15 @@ prompt embeddings for SAM2's mask decoder (``Sam2MaskDecoder``), whose dense pro
 prompt encoder's no-mask embedding. ``<region>`` tokens get mask-pooled visual features added.
 
 Training loss = ``lm_loss_weight`` * LM cross-entropy + ``bce_loss_weight`` * mask BCE +
-``dice_loss_weight`` * mask DICE, the mask terms averaged over all [SEG] masks of the batch.
+``dice_loss_weight`` * mask DICE (+ the coarse-prior and phrase-word terms when enabled), the
+mask terms averaged over all [SEG] masks of the batch.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -126,6 +128,15 @@ class SegTokenModel(nn.Module):
             nn.Linear(lm_hidden, lm_hidden), nn.GELU(), nn.Linear(lm_hidden, d)
         )
         self.prior_key = nn.Conv2d(d, d, 1)
+        self.word_heads = None
+        if config.word_loss_weight > 0:
+            vocab = len(tokenizer)
+            lm_source_channels = self.neck.lm_source_channels
+            self.word_heads = nn.ModuleList(
+                [nn.Linear(d, vocab), nn.Linear(lm_source_channels, vocab)]
+            )
+            for head in self.word_heads:  # start at p = 1 / vocab: most words are absent
+                nn.init.constant_(head.bias, -math.log(vocab))
         self.prior_key_lm = nn.Linear(lm_hidden, d) if config.lm_prior else None
         self.lm_to_embed = nn.Linear(lm_hidden, d) if config.lm_features else None
         self.fusion = self.text_reader = None
@@ -473,8 +484,8 @@ class SegTokenModel(nn.Module):
 
         Returns:
             ``loss`` (weighted sum), ``lm_loss``, ``bce_loss``, ``dice_loss``, ``prior_loss``
-            (coarse localisation BCE), ``mask_logits`` (M, mask_grid, mask_grid) and the LM's
-            ``logits`` (B, L, V).
+            (coarse localisation BCE), ``word_loss`` (phrase words), ``mask_logits``
+            (M, mask_grid, mask_grid) and the LM's ``logits`` (B, L, V).
         """
         features = self.encode_image(pixel_values)
         if frame_image is not None:
@@ -500,14 +511,72 @@ class SegTokenModel(nn.Module):
         terms = self._mask_terms(
             input_ids, seg_states, features, frame_sample, frame_times, gt_masks
         )
+        terms["word_loss"] = self._word_loss(input_ids, features, frame_sample, gt_masks)
         c = self.config
         loss = (
             c.lm_loss_weight * lm_loss
             + c.bce_loss_weight * terms["bce_loss"]
             + c.dice_loss_weight * terms["dice_loss"]
             + c.prior_loss_weight * terms["prior_loss"]
+            + c.word_loss_weight * terms["word_loss"]
         )
         return {"loss": loss, "lm_loss": lm_loss, **terms, "logits": out.logits}
+
+    def phrase_words(self, input_ids: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """Multi-hot token ids of the phrase each [SEG] grounds.
+
+        Args:
+            input_ids: (B, L) token ids.
+            where: (S, 2) (row, position) of each [SEG] token.
+
+        Returns:
+            (S, V) float: 1 for the tokens between ``<p>`` and ``</p>`` when ``</p>`` comes
+            right before the [SEG] (a grounded caption's phrase); a zero row otherwise.
+        """
+        words = torch.zeros(len(where), len(self.tokenizer), device=input_ids.device)
+        for j, (row, position) in enumerate(where.tolist()):
+            before = input_ids[row, :position].tolist()
+            if not before or before[-1] != self.ids.p_close or self.ids.p_open not in before:
+                continue
+            start = len(before) - 1 - before[::-1].index(self.ids.p_open)
+            words[j, before[start + 1 : -1]] = 1.0
+        return words
+
+    def _word_loss(
+        self,
+        input_ids: torch.Tensor,
+        features: VisionFeatures,
+        frame_sample: torch.Tensor,
+        gt_masks: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Phrase-word loss (``word_loss_weight``): every place of the decoder embedding
+        (g x g) and of the tower grid the LM reads that lies at least half inside the mask of
+        a ``<p>phrase</p> [SEG]`` (or, for a mask smaller than that, its most covered place)
+        predicts the phrase's tokens (multi-label BCE summed over
+        the vocabulary, divided by the phrase's length, averaged over those places)."""
+        zero = features.embed.new_zeros(()).float()
+        where = (input_ids == self.ids.seg).nonzero()
+        if self.word_heads is None or gt_masks is None or not len(where):
+            return zero
+        state_index, frame_index = self._seg_pairs(where, frame_sample)
+        words = self.phrase_words(input_ids, where)[state_index]
+        keep = words.any(1)
+        if not bool(keep.any()):
+            return zero
+        words, frames, masks = words[keep], frame_index[keep], gt_masks[keep][:, None].float()
+        total = zero
+        for head, grid in zip(self.word_heads, (features.embed, features.lm_source), strict=True):
+            cover = F.adaptive_avg_pool2d(masks, grid.shape[-1])[:, 0]  # (K, s, s)
+            most = cover.flatten(1).amax(1)[:, None, None]
+            inside = (cover >= 0.5) | ((cover == most) & (most > 0))
+            mask_of_place, ys, xs = inside.nonzero().unbind(1)
+            if not len(mask_of_place):
+                continue
+            logits = head(grid[frames[mask_of_place], :, ys, xs]).float()  # (N, V)
+            target = words[mask_of_place]
+            bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1)
+            total = total + (bce / target.sum(1)).mean()
+        return total
 
     def _no_target_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(N, 2) (row, first answer position) of rows that answer without any [SEG] and ask

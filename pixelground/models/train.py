@@ -389,7 +389,9 @@ class Trainer:
         """One optimizer step over ``grad_accum`` micro-batches (the caller steps the learning
         rate schedule); returns the mean loss terms."""
         self.model.train()
-        totals = dict.fromkeys(("loss", "lm_loss", "bce_loss", "dice_loss", "prior_loss"), 0.0)
+        totals = dict.fromkeys(
+            ("loss", "lm_loss", "bce_loss", "dice_loss", "prior_loss", "word_loss"), 0.0
+        )
         for _ in range(self.cfg.grad_accum):
             batch = self._to_device(next(batches))
             with autocast(self.device, self.cfg.precision):

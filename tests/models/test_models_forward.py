@@ -147,3 +147,61 @@ def test_no_target_rows_decode_the_state_after_assistant_against_an_empty_mask(
         with_empty = tiny_fusion_model(**tiny_batch)
     assert float(with_empty["dice_loss"]) != pytest.approx(float(without["dice_loss"]))
     assert with_empty["mask_logits"].shape == without["mask_logits"].shape
+
+
+def test_phrase_words_are_the_tokens_between_p_tags_before_each_seg(tiny_model, tiny_batch):
+    input_ids = tiny_batch["input_ids"]
+    where = (input_ids == tiny_model.ids.seg).nonzero()
+    words = tiny_model.phrase_words(input_ids, where)
+    named = [
+        sorted(tiny_model.tokenizer.convert_ids_to_tokens(row.nonzero()[:, 0].tolist()))
+        for row in words
+    ]
+    gcg = [n for n in named if n]
+    assert gcg == [["a", "red", "square"], ["a", "blue", "circle"]] * 3
+    assert len(named) - len(gcg) == 4  # 3 refer lines and the video line ground no phrase
+
+
+def test_word_loss_teaches_both_feature_grids_the_phrase_words(
+    tiny_data, tiny_batch, tiny_overrides
+):
+    from pixelground.models.config import SegModelConfig
+    from pixelground.models.data import read_finetune_jsonl
+    from pixelground.models.seg_model import SegTokenModel
+    from pixelground.models.tokenizer import build_word_tokenizer
+
+    tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
+    torch.manual_seed(0)
+    config = SegModelConfig.from_dict({**tiny_overrides, "word_loss_weight": 0.5})
+    model = SegTokenModel(config, tokenizer)
+    out = model(**tiny_batch)
+    rest = (
+        config.lm_loss_weight * out["lm_loss"]
+        + config.bce_loss_weight * out["bce_loss"]
+        + config.dice_loss_weight * out["dice_loss"]
+        + config.prior_loss_weight * out["prior_loss"]
+    )
+    assert float(out["word_loss"]) > 0
+    assert float(out["loss"]) == pytest.approx(float(rest + 0.5 * out["word_loss"]), rel=1e-5)
+    out["word_loss"].backward()
+    for head in model.word_heads:
+        assert float(head.weight.grad.abs().sum()) > 0
+    assert any(float(p.grad.abs().sum()) > 0 for p in model.vision.parameters())
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = float(out["word_loss"])
+    for _ in range(15):
+        optimizer.zero_grad()
+        model(**tiny_batch)["word_loss"].backward()
+        optimizer.step()
+    assert float(model(**tiny_batch)["word_loss"]) < 0.5 * first
+
+    refer_only = {**tiny_batch, "input_ids": tiny_batch["input_ids"].clone()}
+    refer_only["input_ids"][refer_only["input_ids"] == model.ids.p_close] = model.ids.pad
+    assert float(model(**refer_only)["word_loss"]) == 0.0
+
+
+def test_word_loss_is_off_by_default(tiny_model, tiny_batch):
+    assert tiny_model.word_heads is None
+    with torch.no_grad():
+        assert float(tiny_model(**tiny_batch)["word_loss"]) == 0.0
