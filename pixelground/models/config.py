@@ -100,6 +100,9 @@ class SegModelConfig:
             to the mask decoder's image embedding.
         top_down: add the tower's deepest grid (projected, upsampled) to the decoder's image
             embedding, as a feature pyramid's top-down path does.
+        context_layers: transformer layers (self-attention over the g x g places, with a
+            learned position) on the decoder's image embedding, so each place can see the
+            whole object it lies in (its outline: the object's kind) (0: off).
         fusion_layers: layers of the grounding fusion (see ``parts.GroundingFusion``): the
             image embedding, conditioned on each [SEG], attends to ``fusion_text_tokens``
             tokens the [SEG] read from the text and to itself; it adds a dense prompt for the
@@ -154,6 +157,7 @@ class SegModelConfig:
     lm_prior: bool = True
     lm_features: bool = False
     top_down: bool = False
+    context_layers: int = 0
     fusion_layers: int = 0
     fusion_text_tokens: int = 4
     no_target_masks: bool = False
@@ -201,6 +205,8 @@ class SegModelConfig:
             raise InputError("decoder_dim / 2 must be divisible by decoder_heads")
         if min(self.lm_grid, self.seg_prompt_tokens, self.video_frames, self.video_lm_grid) < 1:
             raise InputError("lm_grid, seg_prompt_tokens, video_frames, video_lm_grid must be >= 1")
+        if self.context_layers < 0:
+            raise InputError(f"context_layers must be >= 0, got {self.context_layers}")
         if self.fusion_layers < 0 or self.fusion_text_tokens < 1:
             raise InputError("fusion_layers must be >= 0 and fusion_text_tokens >= 1")
         if self.fusion_layers and not (self.coarse_prior and self.seg_reader_heads):

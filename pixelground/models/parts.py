@@ -178,6 +178,21 @@ class VisionNeck(nn.Module):
                 nn.Conv2d(grid_shapes[deepest][0], d, 1),
                 Sam2LayerNorm(d, data_format="channels_first"),
             )
+        self.context = None
+        if config.context_layers:
+            layer = nn.TransformerEncoderLayer(
+                d,
+                config.decoder_heads,
+                config.decoder_mlp_dim,
+                dropout=0.0,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+            self.context = nn.TransformerEncoder(
+                layer, config.context_layers, enable_nested_tensor=False
+            )
+            self.context_pos = nn.Parameter(torch.randn(1, g * g, d) * 0.02)
         self.s1_proj = nn.Conv2d(chans[1], d, 1)
         self.s0_proj = nn.Conv2d(chans[2], d, 1)
         self.lm_proj = nn.Sequential(
@@ -205,6 +220,9 @@ class VisionNeck(nn.Module):
         embed = self.embed_proj(self._resize(grids[self.picks[0]], g))
         if self.top_proj is not None:
             embed = embed + self._resize(self.top_proj(grids[-1]), g)
+        if self.context is not None:
+            places = self.context(embed.flatten(2).transpose(1, 2) + self.context_pos)
+            embed = places.transpose(1, 2).reshape(embed.shape)
         s1 = conv_s1(self.s1_proj(self._resize(grids[self.picks[1]], g2)))
         s0 = conv_s0(self.s0_proj(self._resize(grids[self.picks[2]], g4)))
         return VisionFeatures(embed=embed, high_res=[s0, s1], lm_source=grids[self.picks[3]])

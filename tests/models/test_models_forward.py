@@ -162,7 +162,7 @@ def test_phrase_words_are_the_tokens_between_p_tags_before_each_seg(tiny_model, 
     assert len(named) - len(gcg) == 4  # 3 refer lines and the video line ground no phrase
 
 
-def test_word_loss_teaches_both_feature_grids_the_phrase_words(
+def test_word_loss_teaches_both_feature_grids_and_the_context_layers_the_phrase_words(
     tiny_data, tiny_batch, tiny_overrides
 ):
     from pixelground.models.config import SegModelConfig
@@ -172,7 +172,8 @@ def test_word_loss_teaches_both_feature_grids_the_phrase_words(
 
     tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
     torch.manual_seed(0)
-    config = SegModelConfig.from_dict({**tiny_overrides, "word_loss_weight": 0.5})
+    fields = {**tiny_overrides, "word_loss_weight": 0.5, "context_layers": 1}
+    config = SegModelConfig.from_dict(fields)
     model = SegTokenModel(config, tokenizer)
     out = model(**tiny_batch)
     rest = (
@@ -186,6 +187,7 @@ def test_word_loss_teaches_both_feature_grids_the_phrase_words(
     out["word_loss"].backward()
     for head in model.word_heads:
         assert float(head.weight.grad.abs().sum()) > 0
+    assert float(model.neck.context_pos.grad.abs().sum()) > 0  # the places' self-attention
     assert any(float(p.grad.abs().sum()) > 0 for p in model.vision.parameters())
 
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -201,7 +203,7 @@ def test_word_loss_teaches_both_feature_grids_the_phrase_words(
     assert float(model(**refer_only)["word_loss"]) == 0.0
 
 
-def test_word_loss_is_off_by_default(tiny_model, tiny_batch):
-    assert tiny_model.word_heads is None
+def test_word_loss_and_context_layers_are_off_by_default(tiny_model, tiny_batch):
+    assert tiny_model.word_heads is None and tiny_model.neck.context is None
     with torch.no_grad():
         assert float(tiny_model(**tiny_batch)["word_loss"]) == 0.0
