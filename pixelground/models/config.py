@@ -89,9 +89,10 @@ class SegModelConfig:
         dice_loss_weight: weight of the mask DICE loss.
         prior_loss_weight: weight of the coarse localisation BCE (see ``coarse_prior``).
         word_loss_weight: weight of the phrase-word loss: every place of the decoder's image
-            embedding inside a grounded caption's mask predicts the words of its ``<p>``
-            phrase (multi-label BCE through a 1x1 head), so the image features must carry
-            what the phrases say (kind, size, texture), not only what is easiest (0: off).
+            embedding and of the tower grid the LM reads that lies inside a grounded caption's
+            mask predicts the words of its ``<p>`` phrase (multi-label BCE through a linear
+            head per grid), so the image features must carry what the phrases say (size,
+            texture, kind), not only what is easiest to see (0: off).
         coarse_prior: score each [SEG] against the g x g image embedding (query . key with
             position) and give that map to SAM2's prompt encoder as its mask prompt.
         lm_prior: add to that map q(seg) . k(the LM's states of the frame's visual tokens), on

@@ -131,9 +131,8 @@ class SegTokenModel(nn.Module):
         self.word_heads = None
         if config.word_loss_weight > 0:
             vocab = len(tokenizer)
-            lm_source_channels = self.neck.lm_source_channels
             self.word_heads = nn.ModuleList(
-                [nn.Linear(d, vocab), nn.Linear(lm_source_channels, vocab)]
+                [nn.Linear(d, vocab), nn.Linear(self.neck.lm_source_channels, vocab)]
             )
             for head in self.word_heads:  # start at p = 1 / vocab: most words are absent
                 nn.init.constant_(head.bias, -math.log(vocab))
@@ -552,8 +551,8 @@ class SegTokenModel(nn.Module):
         """Phrase-word loss (``word_loss_weight``): every place of the decoder embedding
         (g x g) and of the tower grid the LM reads that lies at least half inside the mask of
         a ``<p>phrase</p> [SEG]`` (or, for a mask smaller than that, its most covered place)
-        predicts the phrase's tokens (multi-label BCE summed over
-        the vocabulary, divided by the phrase's length, averaged over those places)."""
+        predicts the phrase's tokens: multi-label BCE summed over the vocabulary, divided by
+        the phrase's length, averaged over those places, summed over the two grids."""
         zero = features.embed.new_zeros(()).float()
         where = (input_ids == self.ids.seg).nonzero()
         if self.word_heads is None or gt_masks is None or not len(where):
