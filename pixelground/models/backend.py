@@ -138,8 +138,9 @@ class SegTokenModelBackend:
         """Segment ``expression`` on every frame of a streamed video, a chunk at a time.
 
         The LM sees ``video_frames`` evenly spaced frames of the whole video; each [SEG] it
-        writes is one object, decoded on every frame with the frame's normalised time. Only
-        ``chunk`` frames are held at once.
+        writes is one object, decoded on every frame with the frame's normalised time (and,
+        with ``video_memory``, the memory of its masks on the frames before). Only ``chunk``
+        frames are held at once.
 
         Args:
             frames: the sampled frames of a video.
@@ -150,7 +151,7 @@ class SegTokenModelBackend:
             (frame indices, (S, t, H, W) bool masks) per chunk of t frames; S is the number of
             objects (0 for "no target", then nothing is decoded and one empty chunk is yielded).
         """
-        from pixelground.models.generation import answer_video, video_times
+        from pixelground.models.generation import answer_video, video_memory, video_times
 
         prompt = self.config.video_template.format(expression=_expression(expression))
         total = len(frames)
@@ -164,22 +165,28 @@ class SegTokenModelBackend:
         if states is None:
             yield [], np.zeros((0, 0, *size), dtype=bool)
             return
+        memory = video_memory(self.model)
         batch: list[Frame] = []
         for frame in frames:
             batch.append(frame)
             if len(batch) == chunk:
-                yield self._decode_chunk(states, batch, times, size)
+                yield self._decode_chunk(states, batch, times, size, memory)
                 batch = []
         if batch:
-            yield self._decode_chunk(states, batch, times, size)
+            yield self._decode_chunk(states, batch, times, size, memory)
 
     def _decode_chunk(
-        self, states: Any, batch: list[Frame], times: Any, size: tuple[int, int]
+        self,
+        states: Any,
+        batch: list[Frame],
+        times: Any,
+        size: tuple[int, int],
+        memory: Any,
     ) -> tuple[list[int], np.ndarray]:
         from pixelground.models.generation import decode_video_frames
 
         indices = [frame.index for frame in batch]
         masks = decode_video_frames(
-            self.model, states, [f.pixels for f in batch], times[indices], size
+            self.model, states, [f.pixels for f in batch], times[indices], size, memory
         )
         return indices, masks

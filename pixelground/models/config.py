@@ -129,6 +129,10 @@ class SegModelConfig:
         video_template: user prompt for referring video segmentation.
         video_frames: frames of a clip the LM sees (sampled evenly at inference).
         video_lm_grid: a video frame is video_lm_grid x video_lm_grid LM tokens.
+        video_memory: frames back a video frame's decoder embedding attends to through SAM2's
+            memory attention (the masks of earlier frames, see memory.py); 0: off, every
+            frame is decoded on its own.
+        memory_layers: memory-attention layers.
         max_new_tokens: generation limit.
         max_length: training sequences are cut to this many tokens.
         vision_config: resolved transformers config of the tower (filled when built).
@@ -180,6 +184,8 @@ class SegModelConfig:
     video_template: str = "Please segment {expression} in the video."
     video_frames: int = 4
     video_lm_grid: int = 4
+    video_memory: int = 0
+    memory_layers: int = 1
     max_new_tokens: int = 96
     max_length: int = 192
     vision_config: dict[str, Any] | None = None
@@ -213,6 +219,8 @@ class SegModelConfig:
             raise InputError("decoder_dim / 2 must be divisible by decoder_heads")
         if min(self.lm_grid, self.seg_prompt_tokens, self.video_frames, self.video_lm_grid) < 1:
             raise InputError("lm_grid, seg_prompt_tokens, video_frames, video_lm_grid must be >= 1")
+        if self.video_memory < 0 or self.memory_layers < 1:
+            raise InputError("video_memory must be >= 0 and memory_layers >= 1")
         if self.context_layers < 0:
             raise InputError(f"context_layers must be >= 0, got {self.context_layers}")
         if self.fusion_layers < 0 or self.fusion_text_tokens < 1:

@@ -2,7 +2,8 @@
 
 Decoding uses the LM's key/value cache. The hidden state of each generated [SEG] (taken when
 the token is fed back) is decoded by the mask decoder, on the image, or on every frame of a
-clip with the frame's normalised time.
+clip with the frame's normalised time (and, with ``video_memory``, SAM2's memory of the
+masks on the frames before).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 
 from pixelground.backends.base import GroundedText
 from pixelground.core.errors import InputError
+from pixelground.models.memory import MemoryBank
 from pixelground.models.parts import VisionFeatures
 from pixelground.models.tokenizer import grounded_text, prompt_ids
 
@@ -184,6 +186,11 @@ def answer_video(
     return generated, (_seg_states(model, hidden, positions) if positions else None)
 
 
+def video_memory(model: SegTokenModel) -> MemoryBank | None:
+    """An empty memory for one video's tracks (None when the model has no ``video_memory``)."""
+    return None if model.frame_memory is None else model.frame_memory.empty_bank()
+
+
 @torch.no_grad()
 def decode_video_frames(
     model: SegTokenModel,
@@ -191,20 +198,34 @@ def decode_video_frames(
     frames: Sequence[np.ndarray],
     times: torch.Tensor,
     size: tuple[int, int],
+    memory: MemoryBank | None = None,
 ) -> np.ndarray:
     """(S, t, H, W) bool masks of S [SEG] queries on t frames (encoded together).
 
     Args:
         model: the model (in eval mode).
         states: (S, D) queries from :func:`answer_video`.
-        frames: t RGB uint8 (H, W, 3) frames.
+        frames: t RGB uint8 (H, W, 3) frames, in time order.
         times: (t,) their normalised times in the clip.
         size: (H, W) output size.
+        memory: the tracks' memory (:func:`video_memory`) of the frames decoded before these;
+            the frames are then decoded one after another and remembered. None decodes each
+            frame on its own.
     """
     features = model.encode_image(model.preprocess(frames))
     if model.needs_lm_states:
         features.lm_states = model.frame_lm_states(features, times, None)
-    return masks_at(model, states, features, times, size)
+    if memory is None:
+        return masks_at(model, states, features, times, size)
+    count = len(states)
+    per_frame = []
+    for t in range(len(frames)):
+        frame = torch.full((count,), t, dtype=torch.long, device=model.device)
+        logits, _ = model.decode_track_step(states, features.select(frame), times[frame], memory)
+        per_frame.append(logits)
+    logits = torch.stack(per_frame, 1).flatten(0, 1)[:, None].float()  # (S * t, 1, m, m)
+    full = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[:, 0]
+    return (full > 0).view(count, len(frames), *size).cpu().numpy()
 
 
 @torch.no_grad()
@@ -241,9 +262,15 @@ def generate_grounded_video(
     )
     masks: list[np.ndarray] = []
     if states is not None:
+        memory = video_memory(model)
         parts = [
             decode_video_frames(
-                model, states, frames[start : start + chunk], times[start : start + chunk], size
+                model,
+                states,
+                frames[start : start + chunk],
+                times[start : start + chunk],
+                size,
+                memory,
             )
             for start in range(0, total, chunk)
         ]

@@ -38,6 +38,7 @@ from pixelground.backends.base import GroundedText
 from pixelground.core.errors import CheckpointMissingError, InputError
 from pixelground.models.config import SegModelConfig
 from pixelground.models.data import colour_token_ids, preprocess_image, rotate_hue_pixels
+from pixelground.models.memory import FrameMemory, MemoryBank
 from pixelground.models.parts import (
     GroundingFusion,
     SegReader,
@@ -147,6 +148,11 @@ class SegTokenModel(nn.Module):
             self.text_reader = SegReader(lm_hidden, config.seg_reader_heads)
             self.fusion = GroundingFusion(
                 d, lm_hidden, config.fusion_layers, config.decoder_heads, config.decoder_mlp_dim
+            )
+        self.frame_memory = None
+        if config.video_memory:
+            self.frame_memory = FrameMemory(
+                d, config.embed_grid, config.video_memory, config.memory_layers
             )
         if config.freeze_vision:
             self.vision.requires_grad_(False)
@@ -363,7 +369,11 @@ class SegTokenModel(nn.Module):
         return VisionFeatures(embed, features.high_res, features.lm_source, features.lm_states)
 
     def decode_masks(
-        self, seg_states: torch.Tensor, features: VisionFeatures, times: torch.Tensor | None = None
+        self,
+        seg_states: torch.Tensor,
+        features: VisionFeatures,
+        times: torch.Tensor | None = None,
+        memory: MemoryBank | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mask logits for [SEG] queries, one frame each.
 
@@ -372,6 +382,8 @@ class SegTokenModel(nn.Module):
                 each read (``fusion_layers``; see :meth:`seg_queries`).
             features: VisionFeatures with one row per state (see ``VisionFeatures.select``).
             times: (S,) normalised frame time of video frames (-1 or None for images).
+            memory: with ``video_memory``, the S tracks' memories of their earlier frames
+                (see :meth:`decode_track_step`); None decodes without memory.
 
         Returns:
             (S, mask_grid, mask_grid) mask logits, and the (S, g, g) coarse prior logits (None
@@ -391,8 +403,13 @@ class SegTokenModel(nn.Module):
             sparse = sparse + shift.view(count, 1, 1, d).to(sparse.dtype)
         if self.lm_to_embed is not None and features.lm_states is not None:
             features = self._with_lm_features(features)
+        position = self.image_positional_embeddings().to(features.embed.dtype)
+        if self.frame_memory is not None and memory is not None:
+            embed = self.frame_memory.condition(features.embed, position, memory)
+            features = VisionFeatures(
+                embed, features.high_res, features.lm_source, features.lm_states
+            )
         embed = features.embed
-        position = self.image_positional_embeddings().to(embed.dtype)
         prior = fused = None
         if self.fusion is not None and text is not None:
             fused, score = self.fusion(embed, position, seg_states, text, shift)
@@ -416,6 +433,73 @@ class SegTokenModel(nn.Module):
             high_resolution_features=features.high_res,
         )
         return masks[:, 0, 0], prior
+
+    def decode_track_step(
+        self,
+        seg_states: torch.Tensor,
+        features: VisionFeatures,
+        times: torch.Tensor,
+        memory: MemoryBank,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decode S tracks on their next frame with their memories, then remember the frame.
+
+        Args:
+            seg_states: (S, ...) [SEG] queries, as for :meth:`decode_masks`.
+            features: one frame per track.
+            times: (S,) the frames' normalised times.
+            memory: the tracks' memories of earlier frames; this frame is pushed onto it.
+
+        Returns:
+            (S, mask_grid, mask_grid) mask logits and the (S, g, g) coarse prior (or None).
+        """
+        if self.frame_memory is None:
+            raise ValueError("decode_track_step needs a model built with video_memory > 0")
+        logits, prior = self.decode_masks(seg_states, features, times, memory)
+        memory.push(*self.frame_memory.encode(features.embed, logits))
+        return logits, prior
+
+    def _decode_tracks(
+        self,
+        states: torch.Tensor,
+        state_index: torch.Tensor,
+        frame_index: torch.Tensor,
+        features: VisionFeatures,
+        frame_times: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decode (state, frame) pairs of video frames in time order through the memory.
+
+        Args:
+            states: (S, ...) [SEG] queries.
+            state_index, frame_index: (P,) the pairs: which query on which frame.
+            features: all frames of the batch.
+            frame_times: (F,) normalised time of each frame.
+
+        Returns:
+            (P, mask_grid, mask_grid) mask logits and (P, g, g) coarse priors (or None), in
+            the order of the pairs.
+        """
+        tracks = state_index.unique()
+        steps = []  # per track, its pairs in time order
+        for track in tracks.tolist():
+            mine = (state_index == track).nonzero()[:, 0]
+            steps.append(mine[frame_times[frame_index[mine]].argsort()])
+        memory = self.frame_memory.empty_bank()
+        order, logits, priors = [], [], []
+        for k in range(max(len(mine) for mine in steps)):
+            # a track out of frames repeats its last one; only its real steps are kept
+            pairs = torch.stack([mine[min(k, len(mine) - 1)] for mine in steps])
+            frames = frame_index[pairs]
+            step_logits, step_prior = self.decode_track_step(
+                states[state_index[pairs]], features.select(frames), frame_times[frames], memory
+            )
+            real = torch.tensor([k < len(mine) for mine in steps], device=pairs.device)
+            order.append(pairs[real])
+            logits.append(step_logits[real])
+            if step_prior is not None:
+                priors.append(step_prior[real])
+        inverse = torch.cat(order).argsort()
+        prior = torch.cat(priors)[inverse] if priors else None
+        return torch.cat(logits)[inverse], prior
 
     def seg_queries(self, hidden: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
         """The mask queries of [SEG] tokens.
@@ -631,8 +715,8 @@ class SegTokenModel(nn.Module):
             return {**terms, "mask_logits": hidden.new_zeros((0, grid, grid))}
         states = self.seg_queries(hidden, where)
         state_index, frame_index = self._seg_pairs(where, frame_sample)
-        mask_logits, prior = self.decode_masks(
-            states[state_index], features.select(frame_index), frame_times[frame_index]
+        mask_logits, prior = self._decode_pairs(
+            states, state_index, frame_index, features, frame_times
         )
         seg_masks = int((state_index < count).sum())
         if gt_masks is not None:
@@ -645,6 +729,48 @@ class SegTokenModel(nn.Module):
                 pooled = F.adaptive_avg_pool2d(targets[:, None].float(), prior.shape[-1])[:, 0]
                 terms["prior_loss"] = F.binary_cross_entropy_with_logits(prior.float(), pooled)
         return {**terms, "mask_logits": mask_logits[:seg_masks]}
+
+    def _decode_pairs(
+        self,
+        states: torch.Tensor,
+        state_index: torch.Tensor,
+        frame_index: torch.Tensor,
+        features: VisionFeatures,
+        frame_times: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mask logits (P, mask_grid, mask_grid) and coarse priors of (state, frame) pairs:
+        image frames each on its own, video frames through the memory when the model has
+        one."""
+        video = frame_times[frame_index] >= 0
+        if self.frame_memory is None or not bool(video.any()):
+            return self.decode_masks(
+                states[state_index], features.select(frame_index), frame_times[frame_index]
+            )
+        parts = [
+            (
+                video.nonzero()[:, 0],
+                self._decode_tracks(
+                    states, state_index[video], frame_index[video], features, frame_times
+                ),
+            )
+        ]
+        if not bool(video.all()):
+            image = (~video).nonzero()[:, 0]
+            parts.append(
+                (
+                    image,
+                    self.decode_masks(
+                        states[state_index[image]],
+                        features.select(frame_index[image]),
+                        frame_times[frame_index[image]],
+                    ),
+                )
+            )
+        inverse = torch.cat([where for where, _ in parts]).argsort()
+        logits = torch.cat([out[0] for _, out in parts])[inverse]
+        priors = [out[1] for _, out in parts]
+        prior = None if priors[0] is None else torch.cat(priors)[inverse]
+        return logits, prior
 
     # ----------------------------------------------------------------- inference
     def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:

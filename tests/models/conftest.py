@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +125,34 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@contextmanager
+def _answering(backend: Any, tokens: list[int]) -> Iterator[None]:
+    """Make the backend's LM write ``tokens`` (ids), then stop."""
+    import torch
+
+    head = backend.model.lm.get_output_embeddings()
+    calls = {"n": 0}
+
+    def steer(_module: Any, _inputs: Any, output: Any) -> Any:
+        forced = torch.full((output.shape[-1],), -1e4)
+        step = calls["n"]
+        forced[tokens[step] if step < len(tokens) else backend.model.ids.eos] = 1e4
+        calls["n"] += 1
+        return output + forced
+
+    handle = head.register_forward_hook(steer)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@pytest.fixture
+def answers() -> Any:
+    """``answers(backend, ids)``: a context in which the backend's LM writes ``ids``."""
+    return _answering
 
 
 @pytest.fixture

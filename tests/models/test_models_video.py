@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import numpy as np
 import pytest
-import torch
 
 from pixelground.models.backend import SegTokenModelBackend
 from pixelground.video.frames import ArrayFrames
@@ -20,32 +17,12 @@ def backend(tiny_model, tmp_path_factory):
     return SegTokenModelBackend(directory, device="cpu")
 
 
-@contextmanager
-def answers(backend, tokens):
-    """Make the LM write ``tokens`` (ids), then stop."""
-    head = backend.model.lm.get_output_embeddings()
-    calls = {"n": 0}
-
-    def steer(_module, _inputs, output):
-        forced = torch.full((output.shape[-1],), -1e4)
-        step = calls["n"]
-        forced[tokens[step] if step < len(tokens) else backend.model.ids.eos] = 1e4
-        calls["n"] += 1
-        return output + forced
-
-    handle = head.register_forward_hook(steer)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
 def _clip(count: int = 11) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     return [rng.integers(0, 255, (36, 44, 3), dtype=np.uint8) for _ in range(count)]
 
 
-def test_streamed_masks_match_whole_clip_decoding(backend):
+def test_streamed_masks_match_whole_clip_decoding(backend, answers):
     frames = _clip()
     seg = backend.model.ids.seg
     with answers(backend, [seg, seg]):
@@ -58,7 +35,7 @@ def test_streamed_masks_match_whole_clip_decoding(backend):
     np.testing.assert_array_equal(streamed, np.stack(whole))
 
 
-def test_referring_video_needs_no_tracker_with_the_model(backend):
+def test_referring_video_needs_no_tracker_with_the_model(backend, answers):
     frames = _clip()
     seg = backend.model.ids.seg
     task = ReferringVideoSegmentation(tracker=None, grounding_model=backend, preset="shapes")
@@ -80,7 +57,7 @@ def test_referring_video_needs_no_tracker_with_the_model(backend):
     assert track.attributes["start_frame"] == visible[0]
 
 
-def test_no_target_answer_gives_no_tracks(backend):
+def test_no_target_answer_gives_no_tracks(backend, answers):
     task = ReferringVideoSegmentation(tracker=None, grounding_model=backend)
     words = backend.model.tokenizer.convert_tokens_to_ids(["no"])
     with answers(backend, words):
