@@ -93,12 +93,6 @@ class SegModelConfig:
             mask predicts the words of its ``<p>`` phrase (multi-label BCE through a linear
             head per grid), so the image features must carry what the phrases say (size,
             texture, kind), not only what is easiest to see (0: off).
-        word_loss_hue: in training, the phrase-word loss reads the features of a copy of each
-            frame with its hue rotated at random, and no phrase's colour words are targets
-            (``data.COLOUR_WORDS``), so that colour cannot stand in for kind, size or texture
-            (the held-out colour/kind pairs of the synthetic test split). Needs
-            ``word_loss_weight`` > 0; costs a second vision pass over the frames of
-            grounded-caption lines.
         coarse_prior: score each [SEG] against the g x g image embedding (query . key with
             position) and give that map to SAM2's prompt encoder as its mask prompt.
         lm_prior: add to that map q(seg) . k(the LM's states of the frame's visual tokens), on
@@ -164,7 +158,6 @@ class SegModelConfig:
     dice_loss_weight: float = 1.0
     prior_loss_weight: float = 0.5
     word_loss_weight: float = 0.0
-    word_loss_hue: bool = False
     coarse_prior: bool = True
     lm_prior: bool = True
     lm_features: bool = False
@@ -229,8 +222,6 @@ class SegModelConfig:
             raise InputError("fusion_layers needs coarse_prior and seg_reader_heads > 0")
         if self.word_loss_weight < 0:
             raise InputError(f"word_loss_weight must be >= 0, got {self.word_loss_weight}")
-        if self.word_loss_hue and self.word_loss_weight <= 0:
-            raise InputError("word_loss_hue needs word_loss_weight > 0")
         if self.seg_state not in ("predict", "token"):
             raise InputError(f"seg_state must be 'predict' or 'token', got {self.seg_state!r}")
         for name in ("refer_template", "video_template"):

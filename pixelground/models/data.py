@@ -58,58 +58,17 @@ def names_colour(texts: Sequence[str]) -> bool:
     return not words.isdisjoint(COLOUR_WORDS)
 
 
-def colour_token_ids(tokenizer: Any) -> list[int]:
-    """Ids of the tokenizer's single-token COLOUR_WORDS (with or without a leading space)."""
-    found: set[int] = set()
-    for word in COLOUR_WORDS:
-        for text in (word, " " + word):
-            ids = tokenizer.encode(text, add_special_tokens=False)
-            if len(ids) == 1 and ids[0] != tokenizer.unk_token_id:
-                found.add(int(ids[0]))
-    return sorted(found)
-
-
-def hue_matrices(angles: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) RGB -> RGB matrices that rotate the hue by each of ``angles`` (N,) radians.
+def rotate_hue(image: np.ndarray, angle: float) -> np.ndarray:
+    """Rotate the hue of an RGB uint8 (H, W, 3) image by ``angle`` radians.
 
     The chroma plane of YIQ space is rotated and luma kept, so shapes, textures and
     brightness stay while every colour moves round the colour wheel.
     """
-    cos, sin = np.cos(angles), np.sin(angles)
-    rotation = np.zeros((len(angles), 3, 3))
-    rotation[:, 0, 0] = 1.0
-    rotation[:, 1, 1], rotation[:, 1, 2] = cos, -sin
-    rotation[:, 2, 1], rotation[:, 2, 2] = sin, cos
-    return _YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ
-
-
-def rotate_hue(image: np.ndarray, angle: float) -> np.ndarray:
-    """Rotate the hue of an RGB uint8 (H, W, 3) image by ``angle`` radians (see hue_matrices)."""
-    matrix = hue_matrices(np.array([angle]))[0].astype(np.float32)
+    cos, sin = np.cos(angle), np.sin(angle)
+    rotation = np.array([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
+    matrix = (_YIQ_TO_RGB @ rotation @ _RGB_TO_YIQ).astype(np.float32)
     rotated = image.astype(np.float32) @ matrix.T
     return np.clip(rotated + 0.5, 0, 255).astype(np.uint8)
-
-
-def rotate_hue_pixels(
-    pixels: torch.Tensor, angles: torch.Tensor, config: SegModelConfig
-) -> torch.Tensor:
-    """Rotate the hue of normalised frames (as preprocess_image makes them).
-
-    Args:
-        pixels: (N, 3, S, S) frames normalised with ``config.image_mean`` / ``image_std``.
-        angles: (N,) radians.
-        config: the model's config (its normalisation).
-
-    Returns:
-        (N, 3, S, S) the rotated frames, clipped to the colour cube, normalised again.
-    """
-    matrices = torch.from_numpy(hue_matrices(angles.detach().cpu().double().numpy()))
-    matrices = matrices.to(pixels.device, pixels.dtype)
-    mean = torch.tensor(config.image_mean, device=pixels.device, dtype=pixels.dtype)[:, None, None]
-    std = torch.tensor(config.image_std, device=pixels.device, dtype=pixels.dtype)[:, None, None]
-    rgb = pixels * std + mean
-    rotated = torch.einsum("nij,njhw->nihw", matrices, rgb).clamp(0, 1)
-    return (rotated - mean) / std
 
 
 class DataLineError(InputError):

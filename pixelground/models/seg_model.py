@@ -37,7 +37,7 @@ from transformers.models.sam2.modeling_sam2 import (
 from pixelground.backends.base import GroundedText
 from pixelground.core.errors import CheckpointMissingError, InputError
 from pixelground.models.config import SegModelConfig
-from pixelground.models.data import colour_token_ids, preprocess_image, rotate_hue_pixels
+from pixelground.models.data import preprocess_image
 from pixelground.models.memory import FrameMemory, MemoryBank
 from pixelground.models.parts import (
     GroundingFusion,
@@ -137,7 +137,6 @@ class SegTokenModel(nn.Module):
             )
             for head in self.word_heads:  # start at p = 1 / vocab: most words are absent
                 nn.init.constant_(head.bias, -math.log(vocab))
-        self.colour_ids = colour_token_ids(tokenizer) if config.word_loss_hue else []
         self.prior_key_lm = nn.Linear(lm_hidden, d) if config.lm_prior else None
         self.lm_to_embed = nn.Linear(lm_hidden, d) if config.lm_features else None
         self.fusion = self.text_reader = None
@@ -595,9 +594,7 @@ class SegTokenModel(nn.Module):
         terms = self._mask_terms(
             input_ids, seg_states, features, frame_sample, frame_times, gt_masks
         )
-        terms["word_loss"] = self._word_loss(
-            input_ids, features, frame_sample, gt_masks, pixel_values, frame_image
-        )
+        terms["word_loss"] = self._word_loss(input_ids, features, frame_sample, gt_masks)
         c = self.config
         loss = (
             c.lm_loss_weight * lm_loss
@@ -634,29 +631,22 @@ class SegTokenModel(nn.Module):
         features: VisionFeatures,
         frame_sample: torch.Tensor,
         gt_masks: torch.Tensor | None,
-        pixel_values: torch.Tensor,
-        frame_image: torch.Tensor | None,
     ) -> torch.Tensor:
         """Phrase-word loss (``word_loss_weight``): every place of the decoder embedding
         (g x g) and of the tower grid the LM reads that lies at least half inside the mask of
         a ``<p>phrase</p> [SEG]`` (or, for a mask smaller than that, its most covered place)
         predicts the phrase's tokens: multi-label BCE summed over the vocabulary, divided by
-        the phrase's length, averaged over those places, summed over the two grids. With
-        ``word_loss_hue`` the colour words are not targets and, in training, the places are
-        those of hue-rotated copies of the frames."""
+        the phrase's length, averaged over those places, summed over the two grids."""
         zero = features.embed.new_zeros(()).float()
         where = (input_ids == self.ids.seg).nonzero()
         if self.word_heads is None or gt_masks is None or not len(where):
             return zero
         state_index, frame_index = self._seg_pairs(where, frame_sample)
         words = self.phrase_words(input_ids, where)[state_index]
-        words[:, self.colour_ids] = 0.0
         keep = words.any(1)
         if not bool(keep.any()):
             return zero
         words, frames, masks = words[keep], frame_index[keep], gt_masks[keep][:, None].float()
-        if self.config.word_loss_hue and self.training:
-            features, frames = self._hue_rotated(pixel_values, frame_image, frames)
         total = zero
         for head, grid in zip(self.word_heads, (features.embed, features.lm_source), strict=True):
             cover = F.adaptive_avg_pool2d(masks, grid.shape[-1])[:, 0]  # (K, s, s)
@@ -670,17 +660,6 @@ class SegTokenModel(nn.Module):
             bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1)
             total = total + (bce / target.sum(1)).mean()
         return total
-
-    def _hue_rotated(
-        self, pixel_values: torch.Tensor, frame_image: torch.Tensor | None, frames: torch.Tensor
-    ) -> tuple[VisionFeatures, torch.Tensor]:
-        """Features of hue-rotated copies (one random angle each) of the distinct frames
-        ``frames`` (F-space indices) show, and each entry of ``frames`` as an index into them."""
-        pixel_index = frames if frame_image is None else frame_image[frames]
-        distinct, position = pixel_index.unique(return_inverse=True)
-        angles = torch.rand(len(distinct)) * (2 * math.pi)
-        rotated = rotate_hue_pixels(pixel_values[distinct], angles, self.config)
-        return self.encode_image(rotated), position
 
     def _no_target_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(N, 2) (row, first answer position) of rows that answer without any [SEG] and ask

@@ -157,32 +157,6 @@ def test_rotate_hue_keeps_luma_and_moves_colours_round_the_wheel():
     assert np.abs(back.astype(int) - image).max() <= 40  # clipping loses a little
 
 
-def test_rotate_hue_pixels_rotates_normalised_frames_as_rotate_hue_rotates_images():
-    from pixelground.models.config import SegModelConfig
-    from pixelground.models.data import preprocess_image, rotate_hue_pixels
-
-    config = SegModelConfig(image_size=32, mask_grid=32)
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(2)]
-    pixels = torch.stack([preprocess_image(image, config) for image in images])
-    angles = torch.tensor([0.7, -2.0])
-    rotated = rotate_hue_pixels(pixels, angles, config)
-    assert rotated.shape == pixels.shape
-    for image, angle, frame in zip(images, angles.tolist(), rotated, strict=True):
-        expected = preprocess_image(rotate_hue(image, angle), config)
-        assert float((frame - expected).abs().max()) <= 2 * 2 / 255  # uint8 rounding
-    assert torch.allclose(rotate_hue_pixels(pixels, torch.zeros(2), config), pixels, atol=1e-5)
-
-
-def test_colour_token_ids_are_the_vocabularys_colour_words(tiny_model):
-    from pixelground.models.data import COLOUR_WORDS, colour_token_ids
-
-    tokenizer = tiny_model.tokenizer
-    named = set(tokenizer.convert_ids_to_tokens(colour_token_ids(tokenizer)))
-    assert {"red", "blue"} <= named
-    assert named <= COLOUR_WORDS
-
-
 def test_names_colour_reads_words_not_substrings():
     assert names_colour(["Please segment the Red triangle."])
     assert names_colour(["the shape that is grey"])

@@ -203,39 +203,6 @@ def test_word_loss_teaches_both_feature_grids_and_the_context_layers_the_phrase_
     assert float(model(**refer_only)["word_loss"]) == 0.0
 
 
-def test_word_loss_hue_reads_hue_rotated_frames_and_no_colour_words(
-    tiny_data, tiny_batch, tiny_overrides
-):
-    from pixelground.models.config import SegModelConfig
-    from pixelground.models.data import read_finetune_jsonl
-    from pixelground.models.seg_model import SegTokenModel
-    from pixelground.models.tokenizer import build_word_tokenizer
-
-    tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
-    torch.manual_seed(0)
-    fields = {**tiny_overrides, "word_loss_weight": 0.5, "word_loss_hue": True}
-    model = SegTokenModel(SegModelConfig.from_dict(fields), tokenizer)
-    assert {"red", "blue"} <= set(tokenizer.convert_ids_to_tokens(model.colour_ids))
-
-    # evaluation: the frames as given, the phrases' words but their colours
-    model.eval()
-    with torch.no_grad():
-        without_colours = float(model(**tiny_batch)["word_loss"])
-        model.colour_ids = []
-        with_colours = float(model(**tiny_batch)["word_loss"])
-        model.colour_ids = tokenizer.convert_tokens_to_ids(["red", "blue"])
-        assert float(model(**tiny_batch)["word_loss"]) == pytest.approx(without_colours)
-    assert without_colours != pytest.approx(with_colours)
-
-    # training: the features of hue-rotated copies, a new angle each time; the tower learns
-    model.train()
-    first, second = model(**tiny_batch)["word_loss"], model(**tiny_batch)["word_loss"]
-    assert float(first) != pytest.approx(without_colours)
-    assert float(first) != pytest.approx(float(second))
-    first.backward()
-    assert any(float(p.grad.abs().sum()) > 0 for p in model.vision.parameters())
-
-
 def test_word_loss_and_context_layers_are_off_by_default(tiny_model, tiny_batch):
     assert tiny_model.word_heads is None and tiny_model.neck.context is None
     with torch.no_grad():
