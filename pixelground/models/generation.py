@@ -90,10 +90,13 @@ def masks_at(
     logits, _ = model.decode_masks(
         states[state_index], features.select(frame_index), times[frame_index]
     )
-    full = F.interpolate(logits[:, None].float(), size=size, mode="bilinear", align_corners=False)[
-        :, 0
-    ]
-    return (full > 0).view(count, frames, *size).cpu().numpy()
+    return _bool_masks(logits, count, frames, size)
+
+
+def _bool_masks(logits: torch.Tensor, count: int, frames: int, size: tuple[int, int]) -> np.ndarray:
+    """(count, frames, H, W) bool masks of (count * frames, m, m) state-major mask logits."""
+    full = F.interpolate(logits[:, None].float(), size=size, mode="bilinear", align_corners=False)
+    return (full[:, 0] > 0).view(count, frames, *size).cpu().numpy()
 
 
 @torch.no_grad()
@@ -223,9 +226,7 @@ def decode_video_frames(
         frame = torch.full((count,), t, dtype=torch.long, device=model.device)
         logits, _ = model.decode_track_step(states, features.select(frame), times[frame], memory)
         per_frame.append(logits)
-    logits = torch.stack(per_frame, 1).flatten(0, 1)[:, None].float()  # (S * t, 1, m, m)
-    full = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)[:, 0]
-    return (full > 0).view(count, len(frames), *size).cpu().numpy()
+    return _bool_masks(torch.stack(per_frame, 1).flatten(0, 1), count, len(frames), size)
 
 
 @torch.no_grad()
