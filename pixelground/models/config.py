@@ -93,6 +93,9 @@ class SegModelConfig:
             mask predicts the words of its ``<p>`` phrase (multi-label BCE through a linear
             head per grid), so the image features must carry what the phrases say (size,
             texture, kind), not only what is easiest to see (0: off).
+        head_word_loss_weight: weight of the phrase-head loss: the same places predict the
+            last word of their ``<p>`` phrase (its head noun: the kind of thing it names)
+            with a softmax over the vocabulary, through a linear head per grid (0: off).
         coarse_prior: score each [SEG] against the g x g image embedding (query . key with
             position) and give that map to SAM2's prompt encoder as its mask prompt.
         lm_prior: add to that map q(seg) . k(the LM's states of the frame's visual tokens), on
@@ -158,6 +161,7 @@ class SegModelConfig:
     dice_loss_weight: float = 1.0
     prior_loss_weight: float = 0.5
     word_loss_weight: float = 0.0
+    head_word_loss_weight: float = 0.0
     coarse_prior: bool = True
     lm_prior: bool = True
     lm_features: bool = False
@@ -220,8 +224,9 @@ class SegModelConfig:
             raise InputError("fusion_layers must be >= 0 and fusion_text_tokens >= 1")
         if self.fusion_layers and not (self.coarse_prior and self.seg_reader_heads):
             raise InputError("fusion_layers needs coarse_prior and seg_reader_heads > 0")
-        if self.word_loss_weight < 0:
-            raise InputError(f"word_loss_weight must be >= 0, got {self.word_loss_weight}")
+        for name in ("word_loss_weight", "head_word_loss_weight"):
+            if getattr(self, name) < 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.seg_state not in ("predict", "token"):
             raise InputError(f"seg_state must be 'predict' or 'token', got {self.seg_state!r}")
         for name in ("refer_template", "video_template"):

@@ -56,6 +56,15 @@ logger = logging.getLogger(__name__)
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 MODEL_TYPE = "pixelground_seg"
+#: The loss terms of ``SegTokenModel.forward``; each is weighted by ``<term>_weight``.
+LOSS_TERMS = (
+    "lm_loss",
+    "bce_loss",
+    "dice_loss",
+    "prior_loss",
+    "word_loss",
+    "head_word_loss",
+)
 
 
 def mask_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,6 +146,7 @@ class SegTokenModel(nn.Module):
             )
             for head in self.word_heads:  # start at p = 1 / vocab: most words are absent
                 nn.init.constant_(head.bias, -math.log(vocab))
+        self.loss_scale: dict[str, float] = {}
         self.prior_key_lm = nn.Linear(lm_hidden, d) if config.lm_prior else None
         self.lm_to_embed = nn.Linear(lm_hidden, d) if config.lm_features else None
         self.fusion = self.text_reader = None
@@ -157,6 +167,14 @@ class SegTokenModel(nn.Module):
             self.vision.requires_grad_(False)
         if config.lora_r > 0:
             self.wrap_lora()
+
+        # built last, so that turning it on leaves the other parts' initialisation as it is
+        self.head_word_heads = None
+        if config.head_word_loss_weight > 0:
+            vocab = len(tokenizer)
+            self.head_word_heads = nn.ModuleList(
+                [nn.Linear(d, vocab), nn.Linear(self.neck.lm_source_channels, vocab)]
+            )
 
     # ----------------------------------------------------------------- building
     @torch.no_grad()
@@ -594,16 +612,17 @@ class SegTokenModel(nn.Module):
         terms = self._mask_terms(
             input_ids, seg_states, features, frame_sample, frame_times, gt_masks
         )
-        terms["word_loss"] = self._word_loss(input_ids, features, frame_sample, gt_masks)
-        c = self.config
-        loss = (
-            c.lm_loss_weight * lm_loss
-            + c.bce_loss_weight * terms["bce_loss"]
-            + c.dice_loss_weight * terms["dice_loss"]
-            + c.prior_loss_weight * terms["prior_loss"]
-            + c.word_loss_weight * terms["word_loss"]
+        terms["word_loss"], terms["head_word_loss"] = self._word_losses(
+            input_ids, features, frame_sample, gt_masks
         )
-        return {"loss": loss, "lm_loss": lm_loss, **terms, "logits": out.logits}
+        terms["lm_loss"] = lm_loss
+        loss = sum(self.loss_weight(name) * terms[name] for name in LOSS_TERMS)
+        return {"loss": loss, **terms, "logits": out.logits}
+
+    def loss_weight(self, term: str) -> float:
+        """The weight of a loss term (one of ``LOSS_TERMS``): its ``<term>_weight`` in the
+        config times ``loss_scale.get(term, 1)`` (a trainer's phase may scale terms)."""
+        return getattr(self.config, f"{term}_weight") * self.loss_scale.get(term, 1.0)
 
     def phrase_words(self, input_ids: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
         """Multi-hot token ids of the phrase each [SEG] grounds.
@@ -625,41 +644,78 @@ class SegTokenModel(nn.Module):
             words[j, before[start + 1 : -1]] = 1.0
         return words
 
-    def _word_loss(
+    def _word_losses(
         self,
         input_ids: torch.Tensor,
         features: VisionFeatures,
         frame_sample: torch.Tensor,
         gt_masks: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Phrase-word loss (``word_loss_weight``): every place of the decoder embedding
-        (g x g) and of the tower grid the LM reads that lies at least half inside the mask of
-        a ``<p>phrase</p> [SEG]`` (or, for a mask smaller than that, its most covered place)
-        predicts the phrase's tokens: multi-label BCE summed over the vocabulary, divided by
-        the phrase's length, averaged over those places, summed over the two grids."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The phrase-word losses of the image features, for every ``<p>phrase</p> [SEG]``.
+
+        Every place of the decoder embedding (g x g) and of the tower grid the LM reads that
+        lies at least half inside the [SEG]'s mask (or, for a mask smaller than that, its most
+        covered place) predicts, through a linear head per grid:
+
+        - ``word_loss`` (``word_loss_weight``): the phrase's tokens, multi-label BCE summed
+          over the vocabulary and divided by the phrase's length;
+        - ``head_word_loss`` (``head_word_loss_weight``): the phrase's last token (the head
+          noun of an English noun phrase), a softmax cross-entropy over the vocabulary.
+
+        Each is averaged over the places of a grid and summed over the two grids.
+        """
         zero = features.embed.new_zeros(()).float()
         where = (input_ids == self.ids.seg).nonzero()
-        if self.word_heads is None or gt_masks is None or not len(where):
-            return zero
+        if (self.word_heads is None and self.head_word_heads is None) or gt_masks is None:
+            return zero, zero
+        if not len(where):
+            return zero, zero
         state_index, frame_index = self._seg_pairs(where, frame_sample)
         words = self.phrase_words(input_ids, where)[state_index]
         keep = words.any(1)
         if not bool(keep.any()):
-            return zero
+            return zero, zero
+        head_word = self.phrase_head_words(input_ids, where)[state_index][keep]
         words, frames, masks = words[keep], frame_index[keep], gt_masks[keep][:, None].float()
-        total = zero
-        for head, grid in zip(self.word_heads, (features.embed, features.lm_source), strict=True):
+        word_loss = head_loss = zero
+        grids = (features.embed, features.lm_source)
+        for index, grid in enumerate(grids):
             cover = F.adaptive_avg_pool2d(masks, grid.shape[-1])[:, 0]  # (K, s, s)
             most = cover.flatten(1).amax(1)[:, None, None]
             inside = (cover >= 0.5) | ((cover == most) & (most > 0))
             mask_of_place, ys, xs = inside.nonzero().unbind(1)
             if not len(mask_of_place):
                 continue
-            logits = head(grid[frames[mask_of_place], :, ys, xs]).float()  # (N, V)
-            target = words[mask_of_place]
-            bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1)
-            total = total + (bce / target.sum(1)).mean()
-        return total
+            places = grid[frames[mask_of_place], :, ys, xs]  # (N, C)
+            if self.word_heads is not None:
+                logits = self.word_heads[index](places).float()  # (N, V)
+                target = words[mask_of_place]
+                bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+                word_loss = word_loss + (bce.sum(1) / target.sum(1)).mean()
+            if self.head_word_heads is not None:
+                logits = self.head_word_heads[index](places).float()
+                head_loss = head_loss + F.cross_entropy(logits, head_word[mask_of_place])
+        return word_loss, head_loss
+
+    def phrase_head_words(self, input_ids: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """Token id of the last word of the phrase each [SEG] grounds.
+
+        Args:
+            input_ids: (B, L) token ids.
+            where: (S, 2) (row, position) of each [SEG] token.
+
+        Returns:
+            (S,) long: the token right before ``</p>`` when ``</p>`` comes right before the
+            [SEG] and the phrase is not empty; -1 otherwise.
+        """
+        heads = torch.full((len(where),), -1, dtype=torch.long, device=input_ids.device)
+        for j, (row, position) in enumerate(where.tolist()):
+            if position < 3 or int(input_ids[row, position - 1]) != self.ids.p_close:
+                continue
+            last = int(input_ids[row, position - 2])
+            if last != self.ids.p_open:
+                heads[j] = last
+        return heads
 
     def _no_target_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(N, 2) (row, first answer position) of rows that answer without any [SEG] and ask

@@ -27,7 +27,7 @@ from pixelground.core.errors import CheckpointMissingError, InputError
 from pixelground.models.checkpoints import STATE_NAME, find_checkpoint, save_checkpoint
 from pixelground.models.config import SegModelConfig
 from pixelground.models.data import SegDataset, collate, read_finetune_jsonl
-from pixelground.models.seg_model import SegTokenModel
+from pixelground.models.seg_model import LOSS_TERMS, SegTokenModel
 from pixelground.models.tokenizer import add_markup_tokens, build_word_tokenizer, count_unknown
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,9 @@ class TrainConfig:
             before ``data`` (a curriculum: region captions and grounded captions first teach
             the language model to read the image, which referring segmentation then needs).
         first_minutes: length of the first phase (0 with ``first_data`` set: no first phase).
+        first_loss_scale: loss term -> factor on its weight during the first phase, e.g.
+            ``{"head_word_loss": 0}`` leaves a term out while the first phase teaches the
+            language model to read the image.
         hue_augment: probability of rotating the hue of a line whose text names no colour
             (see ``data.SegDataset``).
     """
@@ -116,6 +119,7 @@ class TrainConfig:
     group_by_image: bool = True
     first_data: list[str] = field(default_factory=list)
     first_minutes: float = 0.0
+    first_loss_scale: dict[str, float] = field(default_factory=dict)
     hue_augment: float = 0.0
 
     def __post_init__(self) -> None:
@@ -128,6 +132,9 @@ class TrainConfig:
             self.first_data = [self.first_data]
         if not self.first_minutes:
             self.first_data = []
+        unknown = sorted(set(self.first_loss_scale) - set(LOSS_TERMS))
+        if unknown:
+            raise InputError(f"first_loss_scale: unknown loss terms {unknown}; use {LOSS_TERMS}")
         if not self.data:
             raise InputError("no training data; set 'data' to one or more JSONL files")
         if self.precision not in PRECISIONS:
@@ -377,21 +384,21 @@ class Trainer:
         """Micro-batches of ``first_data`` for ``first_minutes``, then of ``data``."""
         accum = self.cfg.grad_accum
         if self.first is not None and self.switch_step is None:
+            self.model.loss_scale = dict(self.cfg.first_loss_scale)
             for batch in self._stream(self.first, self.step * accum):
                 if self.elapsed >= 60 * self.cfg.first_minutes:
                     self.switch_step = self.step
                     logger.info("first phase done at step %d; now training on 'data'", self.step)
                     break
                 yield batch
+        self.model.loss_scale = {}
         yield from self._stream(self.main, (self.step - (self.switch_step or 0)) * accum)
 
     def train_step(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, float]:
         """One optimizer step over ``grad_accum`` micro-batches (the caller steps the learning
         rate schedule); returns the mean loss terms."""
         self.model.train()
-        totals = dict.fromkeys(
-            ("loss", "lm_loss", "bce_loss", "dice_loss", "prior_loss", "word_loss"), 0.0
-        )
+        totals = dict.fromkeys(("loss", *LOSS_TERMS), 0.0)
         for _ in range(self.cfg.grad_accum):
             batch = self._to_device(next(batches))
             with autocast(self.device, self.cfg.precision):

@@ -207,3 +207,65 @@ def test_word_loss_and_context_layers_are_off_by_default(tiny_model, tiny_batch)
     assert tiny_model.word_heads is None and tiny_model.neck.context is None
     with torch.no_grad():
         assert float(tiny_model(**tiny_batch)["word_loss"]) == 0.0
+
+
+def test_head_word_loss_teaches_each_place_the_last_word_of_its_phrase(
+    tiny_data, tiny_batch, tiny_overrides
+):
+    from pixelground.models.config import SegModelConfig
+    from pixelground.models.data import read_finetune_jsonl
+    from pixelground.models.seg_model import SegTokenModel
+    from pixelground.models.tokenizer import build_word_tokenizer
+
+    tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
+    torch.manual_seed(0)
+    config = SegModelConfig.from_dict({**tiny_overrides, "head_word_loss_weight": 0.7})
+    model = SegTokenModel(config, tokenizer)
+    assert model.word_heads is None
+    where = (tiny_batch["input_ids"] == model.ids.seg).nonzero()
+    heads = [
+        tokenizer.convert_ids_to_tokens(int(i)) if i >= 0 else None
+        for i in model.phrase_head_words(tiny_batch["input_ids"], where)
+    ]
+    assert [h for h in heads if h] == ["square", "circle"] * 3
+    assert heads.count(None) == 4  # refer and video [SEG]s ground no phrase
+
+    out = model(**tiny_batch)
+    assert float(out["word_loss"]) == 0.0
+    first = float(out["head_word_loss"])
+    assert first > 0
+    rest = (
+        config.lm_loss_weight * out["lm_loss"]
+        + config.bce_loss_weight * out["bce_loss"]
+        + config.dice_loss_weight * out["dice_loss"]
+        + config.prior_loss_weight * out["prior_loss"]
+    )
+    assert float(out["loss"]) == pytest.approx(float(rest + 0.7 * out["head_word_loss"]), rel=1e-5)
+    out["head_word_loss"].backward()
+    for head in model.head_word_heads:
+        assert float(head.weight.grad.abs().sum()) > 0
+    assert any(float(p.grad.abs().sum()) > 0 for p in model.vision.parameters())
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(15):
+        optimizer.zero_grad()
+        model(**tiny_batch)["head_word_loss"].backward()
+        optimizer.step()
+    assert float(model(**tiny_batch)["head_word_loss"]) < 0.5 * first
+
+
+def test_loss_scale_multiplies_a_terms_weight(tiny_data, tiny_batch, tiny_overrides):
+    from pixelground.models.config import SegModelConfig
+    from pixelground.models.data import read_finetune_jsonl
+    from pixelground.models.seg_model import SegTokenModel
+    from pixelground.models.tokenizer import build_word_tokenizer
+
+    tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
+    config = SegModelConfig.from_dict({**tiny_overrides, "head_word_loss_weight": 0.5})
+    model = SegTokenModel(config, tokenizer).eval()
+    with torch.no_grad():
+        full = model(**tiny_batch)
+        model.loss_scale = {"head_word_loss": 0.0, "lm_loss": 2.0}
+        scaled = model(**tiny_batch)
+    assert float(full["head_word_loss"]) > 0
+    expected = full["loss"] - 0.5 * full["head_word_loss"] + full["lm_loss"]
+    assert float(scaled["loss"]) == pytest.approx(float(expected), rel=1e-5)

@@ -182,3 +182,34 @@ def test_first_phase_data_then_main_data(tiny_data, tmp_path, tiny_overrides):
         tiny_overrides,
     )
     assert again.step == 3 and again.switch_step == 1
+
+
+def test_first_loss_scale_weighs_terms_in_the_first_phase_only(
+    tiny_data, tmp_path, tiny_overrides, monkeypatch
+):
+    lines = [ln for ln in tiny_data.read_text().splitlines() if "<region>" in ln]
+    first = tiny_data.parent / "first_phase.jsonl"
+    first.write_text("\n".join(lines) + "\n")
+    with pytest.raises(Exception, match="unknown loss terms"):
+        _config(tiny_data, tmp_path / "bad", first_loss_scale={"head_loss": 0.0})
+    cfg = _config(
+        tiny_data,
+        tmp_path / "scaled",
+        steps=3,
+        first_data=[str(first)],
+        first_minutes=1e-9,
+        first_loss_scale={"head_word_loss": 0.0},
+    )
+    trainer = Trainer(cfg, {**tiny_overrides, "head_word_loss_weight": 0.5})
+    weights: list[float] = []
+    step = Trainer.train_step
+
+    def recording_step(self, batches):
+        out = step(self, batches)
+        weights.append(self.model.loss_weight("head_word_loss"))
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", recording_step)
+    trainer.run()
+    assert trainer.switch_step == 1
+    assert weights == [0.0, 0.5, 0.5]
