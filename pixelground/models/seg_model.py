@@ -624,8 +624,10 @@ class SegTokenModel(nn.Module):
         config times ``loss_scale.get(term, 1)`` (a trainer's phase may scale terms)."""
         return getattr(self.config, f"{term}_weight") * self.loss_scale.get(term, 1.0)
 
-    def phrase_words(self, input_ids: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-        """Multi-hot token ids of the phrase each [SEG] grounds.
+    def phrase_words(
+        self, input_ids: torch.Tensor, where: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tokens of the phrase each [SEG] grounds, and its last token.
 
         Args:
             input_ids: (B, L) token ids.
@@ -634,15 +636,20 @@ class SegTokenModel(nn.Module):
         Returns:
             (S, V) float: 1 for the tokens between ``<p>`` and ``</p>`` when ``</p>`` comes
             right before the [SEG] (a grounded caption's phrase); a zero row otherwise.
+            (S,) long: the phrase's last token (its head noun), -1 where there is no phrase.
         """
         words = torch.zeros(len(where), len(self.tokenizer), device=input_ids.device)
+        heads = torch.full((len(where),), -1, dtype=torch.long, device=input_ids.device)
         for j, (row, position) in enumerate(where.tolist()):
             before = input_ids[row, :position].tolist()
             if not before or before[-1] != self.ids.p_close or self.ids.p_open not in before:
                 continue
             start = len(before) - 1 - before[::-1].index(self.ids.p_open)
-            words[j, before[start + 1 : -1]] = 1.0
-        return words
+            phrase = before[start + 1 : -1]
+            if phrase:
+                words[j, phrase] = 1.0
+                heads[j] = phrase[-1]
+        return words, heads
 
     def _word_losses(
         self,
@@ -666,16 +673,16 @@ class SegTokenModel(nn.Module):
         """
         zero = features.embed.new_zeros(()).float()
         where = (input_ids == self.ids.seg).nonzero()
-        if (self.word_heads is None and self.head_word_heads is None) or gt_masks is None:
-            return zero, zero
-        if not len(where):
+        no_heads = self.word_heads is None and self.head_word_heads is None
+        if no_heads or gt_masks is None or not len(where):
             return zero, zero
         state_index, frame_index = self._seg_pairs(where, frame_sample)
-        words = self.phrase_words(input_ids, where)[state_index]
+        words, head_word = self.phrase_words(input_ids, where)
+        words, head_word = words[state_index], head_word[state_index]
         keep = words.any(1)
         if not bool(keep.any()):
             return zero, zero
-        head_word = self.phrase_head_words(input_ids, where)[state_index][keep]
+        head_word = head_word[keep]
         words, frames, masks = words[keep], frame_index[keep], gt_masks[keep][:, None].float()
         word_loss = head_loss = zero
         grids = (features.embed, features.lm_source)
@@ -696,26 +703,6 @@ class SegTokenModel(nn.Module):
                 logits = self.head_word_heads[index](places).float()
                 head_loss = head_loss + F.cross_entropy(logits, head_word[mask_of_place])
         return word_loss, head_loss
-
-    def phrase_head_words(self, input_ids: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-        """Token id of the last word of the phrase each [SEG] grounds.
-
-        Args:
-            input_ids: (B, L) token ids.
-            where: (S, 2) (row, position) of each [SEG] token.
-
-        Returns:
-            (S,) long: the token right before ``</p>`` when ``</p>`` comes right before the
-            [SEG] and the phrase is not empty; -1 otherwise.
-        """
-        heads = torch.full((len(where),), -1, dtype=torch.long, device=input_ids.device)
-        for j, (row, position) in enumerate(where.tolist()):
-            if position < 3 or int(input_ids[row, position - 1]) != self.ids.p_close:
-                continue
-            last = int(input_ids[row, position - 2])
-            if last != self.ids.p_open:
-                heads[j] = last
-        return heads
 
     def _no_target_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(N, 2) (row, first answer position) of rows that answer without any [SEG] and ask

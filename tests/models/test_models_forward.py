@@ -152,7 +152,7 @@ def test_no_target_rows_decode_the_state_after_assistant_against_an_empty_mask(
 def test_phrase_words_are_the_tokens_between_p_tags_before_each_seg(tiny_model, tiny_batch):
     input_ids = tiny_batch["input_ids"]
     where = (input_ids == tiny_model.ids.seg).nonzero()
-    words = tiny_model.phrase_words(input_ids, where)
+    words, _ = tiny_model.phrase_words(input_ids, where)
     named = [
         sorted(tiny_model.tokenizer.convert_ids_to_tokens(row.nonzero()[:, 0].tolist()))
         for row in words
@@ -225,7 +225,7 @@ def test_head_word_loss_teaches_each_place_the_last_word_of_its_phrase(
     where = (tiny_batch["input_ids"] == model.ids.seg).nonzero()
     heads = [
         tokenizer.convert_ids_to_tokens(int(i)) if i >= 0 else None
-        for i in model.phrase_head_words(tiny_batch["input_ids"], where)
+        for i in model.phrase_words(tiny_batch["input_ids"], where)[1]
     ]
     assert [h for h in heads if h] == ["square", "circle"] * 3
     assert heads.count(None) == 4  # refer and video [SEG]s ground no phrase
