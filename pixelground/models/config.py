@@ -88,6 +88,9 @@ class SegModelConfig:
         bce_loss_weight: weight of the per-pixel mask BCE.
         dice_loss_weight: weight of the mask DICE loss.
         prior_loss_weight: weight of the coarse localisation BCE (see ``coarse_prior``).
+        point_loss_weight: weight of the pointing loss: each [SEG]'s coarse map, as a softmax
+            over its places, against the target's share of each place (cross-entropy), so the
+            query must tell the target from look-alikes elsewhere (0: off).
         word_loss_weight: weight of the phrase-word loss: every place of the decoder's image
             embedding and of the tower grid the LM reads that lies inside a grounded caption's
             mask predicts the words of its ``<p>`` phrase (multi-label BCE through a linear
@@ -160,6 +163,7 @@ class SegModelConfig:
     bce_loss_weight: float = 2.0
     dice_loss_weight: float = 1.0
     prior_loss_weight: float = 0.5
+    point_loss_weight: float = 0.0
     word_loss_weight: float = 0.0
     head_word_loss_weight: float = 0.0
     coarse_prior: bool = True
@@ -222,9 +226,11 @@ class SegModelConfig:
             raise InputError(f"context_layers must be >= 0, got {self.context_layers}")
         if self.fusion_layers < 0 or self.fusion_text_tokens < 1:
             raise InputError("fusion_layers must be >= 0 and fusion_text_tokens >= 1")
+        if self.point_loss_weight and not self.coarse_prior:
+            raise InputError("point_loss_weight needs coarse_prior")
         if self.fusion_layers and not (self.coarse_prior and self.seg_reader_heads):
             raise InputError("fusion_layers needs coarse_prior and seg_reader_heads > 0")
-        for name in ("word_loss_weight", "head_word_loss_weight"):
+        for name in ("point_loss_weight", "word_loss_weight", "head_word_loss_weight"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.seg_state not in ("predict", "token"):

@@ -62,6 +62,7 @@ LOSS_TERMS = (
     "bce_loss",
     "dice_loss",
     "prior_loss",
+    "point_loss",
     "word_loss",
     "head_word_loss",
 )
@@ -85,6 +86,28 @@ def mask_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tens
     prob, flat = logits.sigmoid().flatten(1), targets.flatten(1)
     dice = 1 - (2 * (prob * flat).sum(1) + 1) / (prob.sum(1) + flat.sum(1) + 1)
     return bce.mean(), dice.mean()
+
+
+def point_loss(prior: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each coarse map's softmax over its places against its target's share
+    of each place: the places of one map compete, so mass on an object that is not the target
+    costs as much as missing the target does, however small the objects are.
+
+    Args:
+        prior: (S, g, g) coarse logits.
+        pooled: (S, g, g) fraction of each place covered by the target; maps with an empty
+            target are left out.
+
+    Returns:
+        Scalar mean over the maps with a target (0 when none has one).
+    """
+    mass = pooled.flatten(1).float()
+    has_target = mass.sum(1) > 0
+    if not bool(has_target.any()):
+        return prior.new_zeros(()).float()
+    share = mass[has_target] / mass[has_target].sum(1, keepdim=True)
+    log_prob = F.log_softmax(prior.flatten(1)[has_target].float(), dim=1)
+    return -(share * log_prob).sum(1).mean()
 
 
 class SegTokenModel(nn.Module):
@@ -585,8 +608,9 @@ class SegTokenModel(nn.Module):
 
         Returns:
             ``loss`` (weighted sum), ``lm_loss``, ``bce_loss``, ``dice_loss``, ``prior_loss``
-            (coarse localisation BCE), ``word_loss`` (phrase words), ``mask_logits``
-            (M, mask_grid, mask_grid) and the LM's ``logits`` (B, L, V).
+            (coarse localisation BCE), ``point_loss`` (its softmax over places), ``word_loss``
+            (phrase words), ``head_word_loss``, ``mask_logits`` (M, mask_grid, mask_grid) and
+            the LM's ``logits`` (B, L, V).
         """
         features = self.encode_image(pixel_values)
         if frame_image is not None:
@@ -727,7 +751,7 @@ class SegTokenModel(nn.Module):
         """Mask logits of every [SEG] on its row's frames, and the mask losses (with
         ``no_target_masks``, no-target rows add an empty-mask target each)."""
         zero = hidden.new_zeros(()).float()
-        terms = {"bce_loss": zero, "dice_loss": zero, "prior_loss": zero}
+        terms = {"bce_loss": zero, "dice_loss": zero, "prior_loss": zero, "point_loss": zero}
         where = (input_ids == self.ids.seg).nonzero()
         count = len(where)
         if self.config.no_target_masks and gt_masks is not None:
@@ -750,6 +774,7 @@ class SegTokenModel(nn.Module):
             if prior is not None:
                 pooled = F.adaptive_avg_pool2d(targets[:, None].float(), prior.shape[-1])[:, 0]
                 terms["prior_loss"] = F.binary_cross_entropy_with_logits(prior.float(), pooled)
+                terms["point_loss"] = point_loss(prior, pooled)
         return {**terms, "mask_logits": mask_logits[:seg_masks]}
 
     def _decode_pairs(

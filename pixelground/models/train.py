@@ -421,7 +421,7 @@ class Trainer:
         if self.val is None or len(self.val) == 0:
             return {}
         self.model.eval()
-        sums = {"val_loss": 0.0, "val_lm_loss": 0.0, "val_image_gain": 0.0}
+        sums = {"val_loss": 0.0, "val_lm_loss": 0.0, "val_point_loss": 0.0, "val_image_gain": 0.0}
         correct = tokens = 0
         ious: list[float] = []
         size = self.cfg.batch_size
@@ -432,6 +432,7 @@ class Trainer:
                 out = self.model(**batch)
             sums["val_loss"] += float(out["loss"]) * len(items)
             sums["val_lm_loss"] += float(out["lm_loss"]) * len(items)
+            sums["val_point_loss"] += float(out["point_loss"]) * len(items)
             if len(batch["pixel_values"]) > 1:
                 swapped = {**batch, "pixel_values": batch["pixel_values"].roll(1, 0)}
                 with autocast(self.device, self.cfg.precision):

@@ -269,3 +269,50 @@ def test_loss_scale_multiplies_a_terms_weight(tiny_data, tiny_batch, tiny_overri
     assert float(full["head_word_loss"]) > 0
     expected = full["loss"] - 0.5 * full["head_word_loss"] + full["lm_loss"]
     assert float(scaled["loss"]) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_point_loss_makes_the_places_of_a_map_compete():
+    from pixelground.models.seg_model import point_loss
+
+    pooled = torch.zeros(2, 4, 4)
+    pooled[0, 0, 0] = pooled[0, 0, 1] = 1.0  # the target covers two places
+    on_target = torch.full((1, 4, 4), -10.0)
+    on_target[0, 0, :2] = 10.0
+    on_other = torch.full((1, 4, 4), -10.0)
+    on_other[0, 3, 3] = 10.0
+    hedging = on_target.clone()
+    hedging[0, 3, 3] = 10.0  # the target and a look-alike alike
+    right = float(point_loss(on_target, pooled[:1]))
+    assert right == pytest.approx(math.log(2), abs=1e-3)  # the target's own spread
+    assert float(point_loss(hedging, pooled[:1])) == pytest.approx(math.log(3), abs=1e-3)
+    assert float(point_loss(on_other, pooled[:1])) > 15
+    # a map whose target is empty is left out; none with a target gives 0
+    both = torch.cat([on_target, on_other])
+    assert float(point_loss(both, pooled)) == pytest.approx(right, abs=1e-6)
+    assert float(point_loss(both, torch.zeros(2, 4, 4))) == 0.0
+
+
+def test_point_loss_enters_the_loss_with_its_weight(tiny_data, tiny_batch, tiny_overrides):
+    from pixelground.core.errors import InputError
+    from pixelground.models.config import SegModelConfig
+    from pixelground.models.data import read_finetune_jsonl
+    from pixelground.models.seg_model import SegTokenModel
+    from pixelground.models.tokenizer import build_word_tokenizer
+
+    tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
+    config = SegModelConfig.from_dict({**tiny_overrides, "point_loss_weight": 0.3})
+    model = SegTokenModel(config, tokenizer)
+    out = model(**tiny_batch)
+    assert float(out["point_loss"].detach()) > 0
+    rest = (
+        config.lm_loss_weight * out["lm_loss"]
+        + config.bce_loss_weight * out["bce_loss"]
+        + config.dice_loss_weight * out["dice_loss"]
+        + config.prior_loss_weight * out["prior_loss"]
+    )
+    assert float(out["loss"]) == pytest.approx(float(rest + 0.3 * out["point_loss"]), rel=1e-5)
+    out["point_loss"].backward()  # it reaches the language model through the [SEG] queries
+    assert float(model.prior_query[0].weight.grad.abs().sum()) > 0
+    assert any(float(p.grad.abs().sum()) > 0 for p in model.lm.parameters() if p.grad is not None)
+    with pytest.raises(InputError, match="coarse_prior"):
+        SegModelConfig.from_dict({"point_loss_weight": 0.3, "coarse_prior": False})
