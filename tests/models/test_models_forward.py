@@ -7,7 +7,27 @@ import math
 import pytest
 import torch
 
-from pixelground.models.seg_model import mask_losses
+from pixelground.models.config import SegModelConfig
+from pixelground.models.data import read_finetune_jsonl
+from pixelground.models.seg_model import SegTokenModel, mask_losses
+from pixelground.models.tokenizer import build_word_tokenizer
+
+
+def always_on_loss(config: SegModelConfig, out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The weighted sum of the loss terms every model has (LM, mask BCE and DICE, prior)."""
+    return (
+        config.lm_loss_weight * out["lm_loss"]
+        + config.bce_loss_weight * out["bce_loss"]
+        + config.dice_loss_weight * out["dice_loss"]
+        + config.prior_loss_weight * out["prior_loss"]
+    )
+
+
+def model_with(tiny_data, tiny_overrides, **options) -> SegTokenModel:
+    """A tiny model with ``options`` on top of the tiny architecture; its word-level tokenizer
+    is built from the tiny data."""
+    tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
+    return SegTokenModel(SegModelConfig.from_dict({**tiny_overrides, **options}), tokenizer)
 
 
 def test_forward_gives_three_finite_positive_loss_terms(tiny_model, tiny_batch):
@@ -17,13 +37,7 @@ def test_forward_gives_three_finite_positive_loss_terms(tiny_model, tiny_batch):
         value = float(out[key])
         assert math.isfinite(value) and value > 0, key
     c = tiny_model.config
-    expected = (
-        c.lm_loss_weight * out["lm_loss"]
-        + c.bce_loss_weight * out["bce_loss"]
-        + c.dice_loss_weight * out["dice_loss"]
-        + c.prior_loss_weight * out["prior_loss"]
-    )
-    assert float(out["loss"]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(out["loss"]) == pytest.approx(float(always_on_loss(c, out)), rel=1e-5)
     # 3 refer [SEG] + 3 x 2 GCG [SEG] + 1 video [SEG] on its 2 sampled frames
     assert out["mask_logits"].shape == (11, c.mask_grid, c.mask_grid)
     assert tiny_batch["gt_masks"].shape[0] == 11
@@ -165,23 +179,11 @@ def test_phrase_words_are_the_tokens_between_p_tags_before_each_seg(tiny_model, 
 def test_word_loss_teaches_both_feature_grids_and_the_context_layers_the_phrase_words(
     tiny_data, tiny_batch, tiny_overrides
 ):
-    from pixelground.models.config import SegModelConfig
-    from pixelground.models.data import read_finetune_jsonl
-    from pixelground.models.seg_model import SegTokenModel
-    from pixelground.models.tokenizer import build_word_tokenizer
-
-    tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
     torch.manual_seed(0)
-    fields = {**tiny_overrides, "word_loss_weight": 0.5, "context_layers": 1}
-    config = SegModelConfig.from_dict(fields)
-    model = SegTokenModel(config, tokenizer)
+    model = model_with(tiny_data, tiny_overrides, word_loss_weight=0.5, context_layers=1)
+    config = model.config
     out = model(**tiny_batch)
-    rest = (
-        config.lm_loss_weight * out["lm_loss"]
-        + config.bce_loss_weight * out["bce_loss"]
-        + config.dice_loss_weight * out["dice_loss"]
-        + config.prior_loss_weight * out["prior_loss"]
-    )
+    rest = always_on_loss(config, out)
     assert float(out["word_loss"]) > 0
     assert float(out["loss"]) == pytest.approx(float(rest + 0.5 * out["word_loss"]), rel=1e-5)
     out["word_loss"].backward()
@@ -212,15 +214,9 @@ def test_word_loss_and_context_layers_are_off_by_default(tiny_model, tiny_batch)
 def test_head_word_loss_teaches_each_place_the_last_word_of_its_phrase(
     tiny_data, tiny_batch, tiny_overrides
 ):
-    from pixelground.models.config import SegModelConfig
-    from pixelground.models.data import read_finetune_jsonl
-    from pixelground.models.seg_model import SegTokenModel
-    from pixelground.models.tokenizer import build_word_tokenizer
-
-    tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
     torch.manual_seed(0)
-    config = SegModelConfig.from_dict({**tiny_overrides, "head_word_loss_weight": 0.7})
-    model = SegTokenModel(config, tokenizer)
+    model = model_with(tiny_data, tiny_overrides, head_word_loss_weight=0.7)
+    config, tokenizer = model.config, model.tokenizer
     assert model.word_heads is None
     where = (tiny_batch["input_ids"] == model.ids.seg).nonzero()
     heads = [
@@ -234,12 +230,7 @@ def test_head_word_loss_teaches_each_place_the_last_word_of_its_phrase(
     assert float(out["word_loss"]) == 0.0
     first = float(out["head_word_loss"])
     assert first > 0
-    rest = (
-        config.lm_loss_weight * out["lm_loss"]
-        + config.bce_loss_weight * out["bce_loss"]
-        + config.dice_loss_weight * out["dice_loss"]
-        + config.prior_loss_weight * out["prior_loss"]
-    )
+    rest = always_on_loss(config, out)
     assert float(out["loss"]) == pytest.approx(float(rest + 0.7 * out["head_word_loss"]), rel=1e-5)
     out["head_word_loss"].backward()
     for head in model.head_word_heads:
@@ -254,14 +245,7 @@ def test_head_word_loss_teaches_each_place_the_last_word_of_its_phrase(
 
 
 def test_loss_scale_multiplies_a_terms_weight(tiny_data, tiny_batch, tiny_overrides):
-    from pixelground.models.config import SegModelConfig
-    from pixelground.models.data import read_finetune_jsonl
-    from pixelground.models.seg_model import SegTokenModel
-    from pixelground.models.tokenizer import build_word_tokenizer
-
-    tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
-    config = SegModelConfig.from_dict({**tiny_overrides, "head_word_loss_weight": 0.5})
-    model = SegTokenModel(config, tokenizer).eval()
+    model = model_with(tiny_data, tiny_overrides, head_word_loss_weight=0.5).eval()
     with torch.no_grad():
         full = model(**tiny_batch)
         model.loss_scale = {"head_word_loss": 0.0, "lm_loss": 2.0}
@@ -294,22 +278,12 @@ def test_point_loss_makes_the_places_of_a_map_compete():
 
 def test_point_loss_enters_the_loss_with_its_weight(tiny_data, tiny_batch, tiny_overrides):
     from pixelground.core.errors import InputError
-    from pixelground.models.config import SegModelConfig
-    from pixelground.models.data import read_finetune_jsonl
-    from pixelground.models.seg_model import SegTokenModel
-    from pixelground.models.tokenizer import build_word_tokenizer
 
-    tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
-    config = SegModelConfig.from_dict({**tiny_overrides, "point_loss_weight": 0.3})
-    model = SegTokenModel(config, tokenizer)
+    model = model_with(tiny_data, tiny_overrides, point_loss_weight=0.3)
+    config = model.config
     out = model(**tiny_batch)
     assert float(out["point_loss"].detach()) > 0
-    rest = (
-        config.lm_loss_weight * out["lm_loss"]
-        + config.bce_loss_weight * out["bce_loss"]
-        + config.dice_loss_weight * out["dice_loss"]
-        + config.prior_loss_weight * out["prior_loss"]
-    )
+    rest = always_on_loss(config, out)
     assert float(out["loss"]) == pytest.approx(float(rest + 0.3 * out["point_loss"]), rel=1e-5)
     out["point_loss"].backward()  # it reaches the language model through the [SEG] queries
     assert float(model.prior_query[0].weight.grad.abs().sum()) > 0
