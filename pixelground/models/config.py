@@ -103,6 +103,9 @@ class SegModelConfig:
             position) and give that map to SAM2's prompt encoder as its mask prompt.
         lm_prior: add to that map q(seg) . k(the LM's states of the frame's visual tokens), on
             the lm_grid (needs ``coarse_prior``).
+        image_after_question: put the visual tokens after the first question instead of
+            before it (see tokenizer.py): their LM states, which ``lm_prior`` scores and
+            ``lm_features`` adds, then read the question.
         lm_features: add the LM's states of each frame's visual tokens (projected, upsampled)
             to the mask decoder's image embedding.
         top_down: add the tower's deepest grid (projected, upsampled) to the decoder's image
@@ -168,6 +171,7 @@ class SegModelConfig:
     head_word_loss_weight: float = 0.0
     coarse_prior: bool = True
     lm_prior: bool = True
+    image_after_question: bool = False
     lm_features: bool = False
     top_down: bool = False
     context_layers: int = 0

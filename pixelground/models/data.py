@@ -359,7 +359,10 @@ class SegDataset(torch.utils.data.Dataset):
         picks, times = self._pick_frames(sample)
         per_frame = (self.config.video_lm_grid if sample.video else self.config.lm_grid) ** 2
         input_ids, labels = encode_conversation(
-            self.tokenizer, sample.conversation, per_frame * len(picks)
+            self.tokenizer,
+            sample.conversation,
+            per_frame * len(picks),
+            self.config.image_after_question,
         )
         limit = self.config.max_length
         if len(input_ids) > limit:

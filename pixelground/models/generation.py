@@ -124,8 +124,9 @@ def generate_grounded(
     size = (int(image.shape[0]), int(image.shape[1]))
     features = model.encode_image(model.preprocess([image]))
     times = torch.full((1,), -1.0, device=model.device, dtype=model.dtype)
+    layout = model.config.image_after_question
     ids = torch.tensor(
-        [prompt_ids(model.tokenizer, prompt, model.num_image_tokens)], device=model.device
+        [prompt_ids(model.tokenizer, prompt, model.num_image_tokens, layout)], device=model.device
     )
     region_masks = None
     if regions:
@@ -139,7 +140,7 @@ def generate_grounded(
     if positions:
         states = _seg_states(model, hidden, positions)
         if model.needs_lm_states:
-            features.lm_states = model.frame_lm_states(features, times, hidden)
+            features.lm_states = model.frame_lm_states(features, times, hidden, ids)
         masks = list(masks_at(model, states, features, times, size)[:, 0])
     return grounded_text(model.tokenizer, generated, masks, size)
 
@@ -180,7 +181,8 @@ def answer_video(
         raise InputError("the prompt is empty; give an expression")
     features = model.encode_image(model.preprocess(key_frames))
     count = len(key_frames) * model.config.video_lm_grid**2
-    ids = torch.tensor([prompt_ids(model.tokenizer, prompt, count)], device=model.device)
+    layout = model.config.image_after_question
+    ids = torch.tensor([prompt_ids(model.tokenizer, prompt, count, layout)], device=model.device)
     sample = torch.zeros(len(key_frames), dtype=torch.long, device=model.device)
     embeds = model.embed_inputs(ids, features, key_times, None, sample)
     generated, hidden, positions = greedy(
@@ -217,7 +219,7 @@ def decode_video_frames(
     """
     features = model.encode_image(model.preprocess(frames))
     if model.needs_lm_states:
-        features.lm_states = model.frame_lm_states(features, times, None)
+        features.lm_states = model.frame_lm_states(features, times, None, None)
     if memory is None:
         return masks_at(model, states, features, times, size)
     count = len(states)

@@ -363,12 +363,15 @@ class SegTokenModel(nn.Module):
         features: VisionFeatures,
         frame_times: torch.Tensor,
         hidden: torch.Tensor | None,
+        input_ids: torch.Tensor | None,
         frame_sample: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """(F, lm_grid**2, D) LM states of each frame's ``lm_grid**2`` visual tokens.
 
-        An image's tokens open its row (after ``<s>``), so their states are read from the main
-        pass ``hidden`` (B, L, D); a video frame gets its own pass over ``<s>`` + its tokens.
+        An image's states are read from the main pass ``hidden`` (B, L, D) where its row's
+        ``<image>`` tokens of ``input_ids`` (B, L') start (after ``<s>``, or after the question
+        with ``image_after_question``); a video frame, or any frame when ``hidden`` is None,
+        gets its own pass over ``<s>`` + its tokens.
         """
         count = self.config.lm_grid**2
         out = torch.zeros(
@@ -382,7 +385,9 @@ class SegTokenModel(nn.Module):
         if hidden is not None and bool((~is_video).any()):
             index = (~is_video).nonzero()[:, 0]
             rows = index if frame_sample is None else frame_sample[index]
-            out[index] = hidden[rows, 1 : 1 + count].to(out.dtype)
+            starts = (input_ids[rows] == self.ids.image).int().argmax(1)
+            places = starts[:, None] + torch.arange(count, device=starts.device)
+            out[index] = hidden[rows[:, None], places].to(out.dtype)
             pending = is_video
         else:
             pending = torch.ones_like(is_video)
@@ -631,7 +636,7 @@ class SegTokenModel(nn.Module):
         seg_states = out.hidden_states[-1]
         if self.needs_lm_states and bool((input_ids == self.ids.seg).any()):
             features.lm_states = self.frame_lm_states(
-                features, frame_times, seg_states, frame_sample
+                features, frame_times, seg_states, input_ids, frame_sample
             )
         terms = self._mask_terms(
             input_ids, seg_states, features, frame_sample, frame_times, gt_masks

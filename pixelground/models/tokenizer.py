@@ -8,6 +8,11 @@ Sequence layout (one image, any number of turns)::
 
     <s> <image>*N <user> user text <assistant> answer </s> <user> ... <assistant> ... </s>
 
+or, with ``image_after_question``, the visual tokens after the first question (their causal
+LM states then read the question: each place can tell whether it is the one asked for)::
+
+    <s> <user> user text <image>*N <assistant> answer </s> <user> ... <assistant> ... </s>
+
 Only answer tokens and their closing ``</s>`` carry labels; everything else is -100.
 """
 
@@ -143,43 +148,54 @@ def _text_ids(tokenizer: Any, text: str) -> list[int]:
 
 
 def encode_conversation(
-    tokenizer: Any, conversation: Sequence[dict[str, str]], num_image_tokens: int
+    tokenizer: Any,
+    conversation: Sequence[dict[str, str]],
+    num_image_tokens: int,
+    image_after_question: bool = False,
 ) -> tuple[list[int], list[int]]:
     """Token ids and labels of a conversation (labels -100 outside assistant answers).
 
     Args:
         tokenizer: the model's tokenizer.
         conversation: turns ``{"role": "user"|"assistant", "content": str}``.
-        num_image_tokens: image placeholders inserted after ``<s>``.
+        num_image_tokens: image placeholders inserted after ``<s>`` (or after the first
+            user turn's text with ``image_after_question``).
+        image_after_question: the layout of the module docstring.
 
     Returns:
         ``(input_ids, labels)``, equal-length lists.
     """
     ids = TokenIds.of(tokenizer)
-    input_ids = [ids.bos] + [ids.image] * num_image_tokens
-    labels = [IGNORE_INDEX] * len(input_ids)
+    image = [ids.image] * num_image_tokens
+    input_ids = [ids.bos] + ([] if image_after_question else image)
+    labels: list[int] = []
+    image_pending = image_after_question
     for turn in conversation:
         text = _text_ids(tokenizer, turn["content"])
         if turn["role"] == "user":
-            piece = [ids.user, *text]
-            input_ids += piece
-            labels += [IGNORE_INDEX] * len(piece)
-        else:
+            input_ids += [ids.user, *text] + (image if image_pending else [])
+            image_pending = False
+        else:  # an answer with no question before it still follows the image
+            input_ids += image if image_pending else []
+            image_pending = False
+            labels += [IGNORE_INDEX] * (len(input_ids) - len(labels))
             input_ids += [ids.assistant, *text, ids.eos]
             labels += [IGNORE_INDEX, *text, ids.eos]
+    labels += [IGNORE_INDEX] * (len(input_ids) - len(labels))
     return input_ids, labels
 
 
-def prompt_ids(tokenizer: Any, prompt: str, num_image_tokens: int) -> list[int]:
-    """Ids of a single-turn prompt ending with ``<assistant>`` (generation starts after it)."""
+def prompt_ids(
+    tokenizer: Any, prompt: str, num_image_tokens: int, image_after_question: bool = False
+) -> list[int]:
+    """Ids of a single-turn prompt ending with ``<assistant>`` (generation starts after it),
+    in the layout :func:`encode_conversation` trains."""
     ids = TokenIds.of(tokenizer)
-    return [
-        ids.bos,
-        *[ids.image] * num_image_tokens,
-        ids.user,
-        *_text_ids(tokenizer, prompt),
-        ids.assistant,
-    ]
+    image = [ids.image] * num_image_tokens
+    question = [ids.user, *_text_ids(tokenizer, prompt)]
+    if image_after_question:
+        return [ids.bos, *question, *image, ids.assistant]
+    return [ids.bos, *image, *question, ids.assistant]
 
 
 def count_unknown(tokenizer: Any, texts: Iterable[str]) -> tuple[int, int]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pixelground.models.config import SegModelConfig
-from pixelground.models.data import read_finetune_jsonl
+from pixelground.models.data import SegDataset, collate, read_finetune_jsonl
 from pixelground.models.seg_model import SegTokenModel, mask_losses
 from pixelground.models.tokenizer import build_word_tokenizer
 
@@ -111,10 +111,34 @@ def test_image_token_states_of_the_main_pass_equal_a_pass_of_their_own(tiny_mode
         times = torch.full((3,), -1.0)
         embeds = tiny_model.embed_inputs(batch["input_ids"], features, times)
         hidden = tiny_model.lm(inputs_embeds=embeds, output_hidden_states=True).hidden_states[-1]
-        from_main = tiny_model.frame_lm_states(features, times, hidden)
-        own_pass = tiny_model.frame_lm_states(features, times, None)
+        from_main = tiny_model.frame_lm_states(features, times, hidden, batch["input_ids"])
+        own_pass = tiny_model.frame_lm_states(features, times, None, None)
     assert from_main.shape == (3, tiny_model.config.lm_grid**2, tiny_model.lm.config.hidden_size)
     assert torch.allclose(from_main, own_pass, atol=1e-5)
+
+
+def test_image_after_question_gives_visual_token_states_that_read_the_question(
+    tiny_data, tiny_overrides
+):
+    torch.manual_seed(0)
+    model = model_with(tiny_data, tiny_overrides, image_after_question=True).eval()
+    samples = read_finetune_jsonl(tiny_data).samples
+    dataset = SegDataset(samples, model.tokenizer, model.config, train=False)
+    batch = collate([dataset[i] for i in range(len(dataset))], model.ids.pad)
+    row = batch["input_ids"][0].tolist()
+    assert row[:2] == [model.ids.bos, model.ids.user]
+    assert row.index(model.ids.image) < row.index(model.ids.assistant)
+    with torch.no_grad():
+        assert torch.isfinite(model(**batch)["loss"])
+        rows = torch.tensor([0, 1])  # one image, two questions (the red square, the green star)
+        features = model.encode_image(batch["pixel_values"][batch["frame_image"][rows]])
+        times = torch.full((2,), -1.0)
+        embeds = model.embed_inputs(batch["input_ids"][rows], features, times)
+        hidden = model.lm(inputs_embeds=embeds, output_hidden_states=True).hidden_states[-1]
+        read = model.frame_lm_states(features, times, hidden, batch["input_ids"][rows])
+        own_pass = model.frame_lm_states(features, times, None, None)
+    assert torch.allclose(own_pass[0], own_pass[1])  # the image alone: the same states
+    assert not torch.allclose(read[0], read[1], atol=1e-4)  # after the question: not
 
 
 def test_fusion_queries_carry_their_text_tokens_and_every_new_part_learns(

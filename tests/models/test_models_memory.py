@@ -82,7 +82,7 @@ def test_training_decodes_video_frames_in_order_through_the_memory(memory_model,
         features = model.encode_image(tiny_batch["pixel_values"]).select(tiny_batch["frame_image"])
         times = tiny_batch["frame_times"]
         features.lm_states = model.frame_lm_states(
-            features, times, hidden, tiny_batch["frame_sample"]
+            features, times, hidden, tiny_batch["input_ids"], tiny_batch["frame_sample"]
         )
         frames = (tiny_batch["frame_sample"] == where[-1, 0]).nonzero()[:, 0]
         bank = model.frame_memory.empty_bank()
