@@ -20,7 +20,7 @@ COUNT_PREFIXES = ("count", "num_", "missing", "unscored", "samples_without", "no
 #: Parameters echoed in results, shown as given (not as percentages).
 RAW_KEYS = frozenset({"bound_th", "iou_threshold", "sim_threshold", "threshold"})
 #: Dicts of per-group score dicts (e.g. ``{"motion": {"JF": ...}}``), shown two levels deep.
-GROUP_KEYS = frozenset({"by_type", "near_misses"})
+GROUP_KEYS = frozenset({"by_type", "near_misses", "selection"})
 
 
 def _is_count(key: str) -> bool:

@@ -18,6 +18,11 @@ import numpy as np
 
 from pixelground.core.errors import InputError
 from pixelground.core.masks import decode_rle
+from pixelground.eval.metrics.selection import (
+    covered_objects,
+    selection_outcome,
+    selection_rates,
+)
 from pixelground.eval.predictions import Prediction
 
 
@@ -112,7 +117,10 @@ def score_refer(
     Samples with an ``expression_type`` add ``by_type`` (count, mean IoU, cIoU per type);
     samples with ``near_misses`` (the synthetic benchmark) add ``near_misses``: per attribute,
     how many objects differing from the expression in that attribute alone the prediction
-    covers (see :func:`near_miss_rates`).
+    covers (see :func:`near_miss_rates`); samples with ``object_rles`` (every object's mask)
+    add ``selection``: which objects the predictions of target expressions cover (the share
+    of each outcome of ``metrics.selection``, over all and per type; each per-sample row
+    gets its ``selection`` outcome).
     """
     from pixelground.eval.metrics.grefer import GReferAccumulator
     from pixelground.eval.metrics.refer import ReferAccumulator
@@ -124,6 +132,7 @@ def score_refer(
     rela = GReferAccumulator()
     missing: list[str] = []
     near: list[tuple[str, bool]] = []
+    selected: dict[str, str] = {}
     for sample in samples:
         prediction = matcher.get(sample)
         if prediction is None:
@@ -134,6 +143,10 @@ def score_refer(
         gt = sample.gt_mask()
         acc.update(pred, gt, sample_id=str(sample.id))
         near.extend(covered_near_misses(pred, getattr(sample, "near_misses", [])))
+        object_rles = getattr(sample, "object_rles", None)
+        if object_rles and getattr(sample, "targets", None) and not sample.no_target:
+            covered = covered_objects(pred, object_rles)
+            selected[str(sample.id)] = selection_outcome(covered, sample.targets)
         if with_no_target:
             gt_nt = bool(sample.no_target)
             pred_nt = prediction.no_target if prediction is not None else None
@@ -150,7 +163,20 @@ def score_refer(
     add_types(out, samples, {"gIoU": "IoU"}, {"cIoU": ("I", "U")})
     if near:
         out["near_misses"] = near_miss_rates(near)
+    if selected:
+        out["selection"] = _selection(out["per_sample"], samples, selected)
     return out
+
+
+def _selection(
+    rows: list[dict[str, Any]], samples: Sequence[Any], selected: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    """``selection_rates`` of the outcomes; each per-sample row gets its ``selection``."""
+    for row in rows:
+        if str(row.get("id")) in selected:
+            row["selection"] = selected[str(row["id"])]
+    types = {str(s.id): getattr(s, "expression_type", None) for s in samples}
+    return selection_rates([(types.get(key), outcome) for key, outcome in selected.items()])
 
 
 def covered_near_misses(pred: np.ndarray | None, misses: Sequence[Any]) -> list[tuple[str, bool]]:

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from pixelground.core.errors import InputError
+from pixelground.core.masks import encode_rle
 from pixelground.core.result import GroundedResult, Region
 from pixelground.eval.datasets.glamm_gcg import GCGSample
 from pixelground.eval.datasets.synth import SynthReferSample, near_misses
 from pixelground.eval.loop import evaluate
 from pixelground.eval.metrics.refer import COUNT_EPS, IOU_EPS
+from pixelground.eval.metrics.selection import covered_objects, selection_outcome, selection_rates
 from pixelground.eval.run import infer_format, load_dataset, score
 from pixelground.synth.writer import SynthOptions, write_split
 
@@ -149,6 +151,51 @@ def test_refer_on_synth_reports_near_miss_coverage(bench, tmp_path):
                for v in everything["near_misses"].values())  # fmt: skip
     total = sum(len(s.near_misses) for s in samples)
     assert sum(counts.values()) == total
+
+
+def test_selection_outcomes_of_covered_objects():
+    square = np.zeros((8, 8), bool)
+    square[:4, :4] = True
+    circle = np.zeros((8, 8), bool)
+    circle[4:, 4:] = True
+    rles = {1: encode_rle(square)[0], 2: encode_rle(circle)[0]}
+    half = square.copy()
+    half[:2] = False  # exactly half of the square: not covered
+    assert covered_objects(half, rles) == set()
+    assert covered_objects(square | circle, rles) == {1, 2}
+    assert covered_objects(None, rles) == set()
+    assert selection_outcome({1}, [1]) == "exact"
+    assert selection_outcome({1, 2}, [1]) == "targets_and_others"
+    assert selection_outcome({1, 3}, [1, 2]) == "some_targets"
+    assert selection_outcome({2}, [1]) == "others_only"
+    assert selection_outcome(set(), [1]) == "nothing"
+    with pytest.raises(ValueError):
+        selection_outcome({1}, [])
+    rates = selection_rates([("relation", "exact"), ("relation", "nothing"), (None, "exact")])
+    assert rates["all"]["count"] == 3 and rates["all"]["exact"] == pytest.approx(2 / 3)
+    assert rates["relation"] == {
+        "count": 2, "exact": 0.5, "targets_and_others": 0.0, "some_targets": 0.0,
+        "others_only": 0.0, "nothing": 0.5,
+    }  # fmt: skip
+
+
+def test_refer_on_synth_reports_which_objects_predictions_select(bench, tmp_path):
+    truth = evaluate("refer", f"synth:{bench}", TruthPipeline(bench), tmp_path / "truth")
+    targets = sum(1 for row in truth["per_sample"] if not row["gt_no_target"])
+    assert truth["selection"]["all"] == {
+        "count": targets, "exact": 1.0, "targets_and_others": 0.0, "some_targets": 0.0,
+        "others_only": 0.0, "nothing": 0.0,
+    }  # fmt: skip
+    assert set(truth["selection"]) - {"all"} <= {"attribute", "relation", "ordinal", "multi"}
+    empty = evaluate("refer", f"synth:{bench}", TruthPipeline(bench, "empty"), tmp_path / "e")
+    assert empty["selection"]["all"]["nothing"] == 1.0
+    whole = evaluate("refer", f"synth:{bench}", TruthPipeline(bench, "whole"), tmp_path / "w")
+    assert whole["selection"]["all"]["exact"] + whole["selection"]["all"][
+        "targets_and_others"
+    ] == pytest.approx(1.0)
+    assert whole["selection"]["all"]["targets_and_others"] > 0
+    rows = [row for row in whole["per_sample"] if "selection" in row]
+    assert len(rows) == targets
 
 
 def test_gcg_on_synth_and_scoring_predictions(bench, tmp_path):

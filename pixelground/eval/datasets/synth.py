@@ -92,6 +92,8 @@ class SynthReferSample:
         targets: referred object ids.
         mask_rles: one COCO RLE per referred object.
         near_misses: objects one attribute away from the expression's description.
+        object_rles: every object of the scene: its id -> its visible mask (COCO RLE); empty
+            when the split has no scenes.jsonl.
     """
 
     id: str
@@ -104,6 +106,7 @@ class SynthReferSample:
     targets: list[int] = field(default_factory=list)
     mask_rles: list[dict[str, Any]] = field(default_factory=list, repr=False)
     near_misses: list[NearMiss] = field(default_factory=list, repr=False)
+    object_rles: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def gt_masks(self) -> np.ndarray:
         """(N, H, W) bool: one mask per referred object ((0, H, W) for no target)."""
@@ -224,6 +227,7 @@ def load_synth_refer(folder: str | Path) -> list[SynthReferSample]:
                 targets=targets,
                 mask_rles=[r["mask"] for r in regions if r.get("mask")],
                 near_misses=near_misses(description, objects, targets),
+                object_rles={int(o["id"]): o["mask"] for o in objects},
             )
         )
     return samples
