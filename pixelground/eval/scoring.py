@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from pixelground.core.errors import InputError
-from pixelground.core.masks import decode_rle
 from pixelground.eval.metrics.selection import (
     covered_objects,
+    covers,
     selection_outcome,
     selection_rates,
 )
@@ -183,13 +183,7 @@ def covered_near_misses(pred: np.ndarray | None, misses: Sequence[Any]) -> list[
     """(attribute, covered) for each near miss (``synth.NearMiss``) of one expression: covered
     when more than half of the object's visible area lies in the predicted mask ``pred``
     (H, W) bool (None: no prediction, nothing covered)."""
-    found = []
-    for miss in misses:
-        area = decode_rle(miss.mask_rle)
-        total = int(area.sum())
-        inside = int((area & pred).sum()) if pred is not None and total else 0
-        found.append((miss.attribute, 2 * inside > total > 0))
-    return found
+    return [(miss.attribute, covers(pred, miss.mask_rle)) for miss in misses]
 
 
 def near_miss_rates(found: Sequence[tuple[str, bool]]) -> dict[str, dict[str, Any]]:

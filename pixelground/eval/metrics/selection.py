@@ -28,22 +28,24 @@ from pixelground.core.masks import decode_rle
 OUTCOMES = ("exact", "targets_and_others", "some_targets", "others_only", "nothing")
 
 
+def covers(pred: np.ndarray | None, object_rle: dict[str, Any]) -> bool:
+    """Whether more than half of an object's visible area (COCO RLE) lies in the predicted
+    mask ``pred`` (H, W) bool (None: no prediction covers nothing; nor does anything cover
+    an object with no visible pixel)."""
+    if pred is None:
+        return False
+    area = decode_rle(object_rle)
+    return 2 * int((area & pred).sum()) > int(area.sum()) > 0
+
+
 def covered_objects(pred: np.ndarray | None, object_rles: Mapping[int, dict[str, Any]]) -> set[int]:
-    """Ids of the objects more than half of whose visible area lies in ``pred``.
+    """Ids of the objects :func:`covers` finds in ``pred``.
 
     Args:
         pred: (H, W) bool predicted mask, or None (no prediction: nothing is covered).
         object_rles: object id -> its visible mask (COCO RLE at the image's size).
     """
-    if pred is None:
-        return set()
-    found = set()
-    for object_id, rle in object_rles.items():
-        area = decode_rle(rle)
-        total = int(area.sum())
-        if total and 2 * int((area & pred).sum()) > total:
-            found.add(object_id)
-    return found
+    return {object_id for object_id, rle in object_rles.items() if covers(pred, rle)}
 
 
 def selection_outcome(covered: set[int], targets: Sequence[int]) -> str:
