@@ -71,6 +71,12 @@ def greedy(
     return generated, torch.cat(hidden)[None], positions
 
 
+def _prompt_tensor(model: SegTokenModel, prompt: str, image_tokens: int) -> torch.Tensor:
+    """(1, L) ids of ``prompt`` with ``image_tokens`` placeholders, in the model's layout."""
+    ids = prompt_ids(model.tokenizer, prompt, image_tokens, model.config.image_after_question)
+    return torch.tensor([ids], device=model.device)
+
+
 def _seg_states(model: SegTokenModel, hidden: torch.Tensor, positions: list[int]) -> torch.Tensor:
     where = torch.tensor([[0, p] for p in positions], device=hidden.device)
     return model.seg_queries(hidden, where)
@@ -124,10 +130,7 @@ def generate_grounded(
     size = (int(image.shape[0]), int(image.shape[1]))
     features = model.encode_image(model.preprocess([image]))
     times = torch.full((1,), -1.0, device=model.device, dtype=model.dtype)
-    layout = model.config.image_after_question
-    ids = torch.tensor(
-        [prompt_ids(model.tokenizer, prompt, model.num_image_tokens, layout)], device=model.device
-    )
+    ids = _prompt_tensor(model, prompt, model.num_image_tokens)
     region_masks = None
     if regions:
         stack = np.stack([np.asarray(r, bool) for r in regions])
@@ -181,8 +184,7 @@ def answer_video(
         raise InputError("the prompt is empty; give an expression")
     features = model.encode_image(model.preprocess(key_frames))
     count = len(key_frames) * model.config.video_lm_grid**2
-    layout = model.config.image_after_question
-    ids = torch.tensor([prompt_ids(model.tokenizer, prompt, count, layout)], device=model.device)
+    ids = _prompt_tensor(model, prompt, count)
     sample = torch.zeros(len(key_frames), dtype=torch.long, device=model.device)
     embeds = model.embed_inputs(ids, features, key_times, None, sample)
     generated, hidden, positions = greedy(

@@ -168,20 +168,19 @@ def encode_conversation(
     ids = TokenIds.of(tokenizer)
     image = [ids.image] * num_image_tokens
     input_ids = [ids.bos] + ([] if image_after_question else image)
-    labels: list[int] = []
+    labels = [IGNORE_INDEX] * len(input_ids)
     image_pending = image_after_question
     for turn in conversation:
         text = _text_ids(tokenizer, turn["content"])
-        if turn["role"] == "user":
-            input_ids += [ids.user, *text] + (image if image_pending else [])
-            image_pending = False
-        else:  # an answer with no question before it still follows the image
-            input_ids += image if image_pending else []
-            image_pending = False
-            labels += [IGNORE_INDEX] * (len(input_ids) - len(labels))
+        asking = turn["role"] == "user"
+        # the image follows the first question (or comes before an answer with none)
+        piece = ([ids.user, *text] if asking else []) + (image if image_pending else [])
+        image_pending = False
+        input_ids += piece
+        labels += [IGNORE_INDEX] * len(piece)
+        if not asking:
             input_ids += [ids.assistant, *text, ids.eos]
             labels += [IGNORE_INDEX, *text, ids.eos]
-    labels += [IGNORE_INDEX] * (len(input_ids) - len(labels))
     return input_ids, labels
 
 
@@ -190,12 +189,9 @@ def prompt_ids(
 ) -> list[int]:
     """Ids of a single-turn prompt ending with ``<assistant>`` (generation starts after it),
     in the layout :func:`encode_conversation` trains."""
-    ids = TokenIds.of(tokenizer)
-    image = [ids.image] * num_image_tokens
-    question = [ids.user, *_text_ids(tokenizer, prompt)]
-    if image_after_question:
-        return [ids.bos, *question, *image, ids.assistant]
-    return [ids.bos, *image, *question, ids.assistant]
+    question = [{"role": "user", "content": prompt}]
+    input_ids, _ = encode_conversation(tokenizer, question, num_image_tokens, image_after_question)
+    return [*input_ids, TokenIds.of(tokenizer).assistant]
 
 
 def count_unknown(tokenizer: Any, texts: Iterable[str]) -> tuple[int, int]:
