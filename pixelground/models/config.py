@@ -99,6 +99,11 @@ class SegModelConfig:
         head_word_loss_weight: weight of the phrase-head loss: the same places predict the
             last word of their ``<p>`` phrase (its head noun: the kind of thing it names)
             with a softmax over the vocabulary, through a linear head per grid (0: off).
+        box_loss_weight: weight of the box loss: an MLP on each [SEG] query (plus a video
+            frame's time) predicts its target's box, trained with L1 + generalised IoU
+            against the mask's box, so the query must say where the target is (0: off).
+        box_prompt: give that predicted box to SAM2's prompt encoder as a box prompt, beside
+            the [SEG]'s sparse tokens (needs ``box_loss_weight``).
         coarse_prior: score each [SEG] against the g x g image embedding (query . key with
             position) and give that map to SAM2's prompt encoder as its mask prompt.
         lm_prior: add to that map q(seg) . k(the LM's states of the frame's visual tokens), on
@@ -169,6 +174,8 @@ class SegModelConfig:
     point_loss_weight: float = 0.0
     word_loss_weight: float = 0.0
     head_word_loss_weight: float = 0.0
+    box_loss_weight: float = 0.0
+    box_prompt: bool = False
     coarse_prior: bool = True
     lm_prior: bool = True
     image_after_question: bool = False
@@ -234,7 +241,15 @@ class SegModelConfig:
             raise InputError("point_loss_weight needs coarse_prior")
         if self.fusion_layers and not (self.coarse_prior and self.seg_reader_heads):
             raise InputError("fusion_layers needs coarse_prior and seg_reader_heads > 0")
-        for name in ("point_loss_weight", "word_loss_weight", "head_word_loss_weight"):
+        if self.box_prompt and not self.box_loss_weight:
+            raise InputError("box_prompt needs box_loss_weight > 0 (the box head is trained by it)")
+        weights = (
+            "point_loss_weight",
+            "word_loss_weight",
+            "head_word_loss_weight",
+            "box_loss_weight",
+        )
+        for name in weights:
             if getattr(self, name) < 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.seg_state not in ("predict", "token"):

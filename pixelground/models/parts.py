@@ -391,3 +391,35 @@ class GroundingFusion(nn.Module):
         grid = self.norm_out(grid)
         dense = self.dense_out(grid).transpose(1, 2).reshape(count, dim, side, side)
         return dense, self.score_out(grid)[..., 0].view(count, side, side)
+
+
+class BoxHead(nn.Module):
+    """Where a [SEG] query's target lies, as a box: an MLP on the query (plus a video frame's
+    time embedding), so the language model's state must carry the target's place.
+
+    Args:
+        lm_hidden: width of the [SEG] states.
+        width: hidden width (the decoder's; the time embedding's width).
+    """
+
+    def __init__(self, lm_hidden: int, width: int):
+        super().__init__()
+        self.inp = nn.Linear(lm_hidden, width)
+        self.out = nn.Sequential(nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, 4))
+
+    def forward(self, states: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """(S, D) [SEG] states (and (S, width) time shifts) -> (S, 4) boxes (x0, y0, x1, y1)
+        as fractions of the image side: a sigmoid centre and size."""
+        hidden = self.inp(states)
+        if shift is not None:
+            hidden = hidden + shift.to(hidden.dtype)
+        centre_x, centre_y, width, height = self.out(hidden).float().sigmoid().unbind(-1)
+        return torch.stack(
+            [
+                centre_x - width / 2,
+                centre_y - height / 2,
+                centre_x + width / 2,
+                centre_y + height / 2,
+            ],
+            -1,
+        )

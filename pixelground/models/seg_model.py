@@ -40,6 +40,7 @@ from pixelground.models.config import SegModelConfig
 from pixelground.models.data import preprocess_image
 from pixelground.models.memory import FrameMemory, MemoryBank
 from pixelground.models.parts import (
+    BoxHead,
     GroundingFusion,
     SegReader,
     VisionFeatures,
@@ -65,6 +66,7 @@ LOSS_TERMS = (
     "point_loss",
     "word_loss",
     "head_word_loss",
+    "box_loss",
 )
 
 
@@ -108,6 +110,59 @@ def point_loss(prior: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
     share = mass[has_target] / mass[has_target].sum(1, keepdim=True)
     log_prob = F.log_softmax(prior.flatten(1)[has_target].float(), dim=1)
     return -(share * log_prob).sum(1).mean()
+
+
+def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Tight boxes of masks as fractions of their sides.
+
+    Args:
+        masks: (S, H, W) masks; nonzero is inside.
+
+    Returns:
+        (S, 4) float (x0, y0, x1, y1) in [0, 1], x1 and y1 past the last pixel inside; all
+        zero for an empty mask.
+    """
+    inside = masks != 0
+    height, width = masks.shape[-2:]
+
+    def span(occupied: torch.Tensor, side: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.arange(side, device=masks.device)
+        first = torch.where(occupied, index, side).amin(1)
+        last = torch.where(occupied, index, -1).amax(1)
+        empty = ~occupied.any(1)
+        return first.masked_fill(empty, 0).float() / side, (last + 1).float() / side
+
+    x0, x1 = span(inside.any(1), width)
+    y0, y1 = span(inside.any(2), height)
+    return torch.stack([x0, y0, x1, y1], 1)
+
+
+def box_losses(predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """L1 plus generalised-IoU loss (DETR's pair) of predicted boxes against target boxes.
+
+    Args:
+        predicted: (S, 4) boxes (x0, y0, x1, y1), x1 >= x0 and y1 >= y0, as fractions.
+        targets: (S, 4) boxes in the same form.
+
+    Returns:
+        Scalar: the mean over the boxes of the summed |coordinate error| plus 1 - GIoU.
+    """
+    predicted, targets = predicted.float(), targets.float()
+    l1 = (predicted - targets).abs().sum(1)
+    low = torch.maximum(predicted[:, :2], targets[:, :2])
+    high = torch.minimum(predicted[:, 2:], targets[:, 2:])
+    overlap = (high - low).clamp(min=0).prod(1)
+
+    def area(boxes: torch.Tensor) -> torch.Tensor:
+        return (boxes[:, 2:] - boxes[:, :2]).clamp(min=0).prod(1)
+
+    union = area(predicted) + area(targets) - overlap
+    hull = (
+        torch.maximum(predicted[:, 2:], targets[:, 2:])
+        - torch.minimum(predicted[:, :2], targets[:, :2])
+    ).prod(1)
+    giou = overlap / union.clamp(min=1e-6) - (hull - union) / hull.clamp(min=1e-6)
+    return (l1 + 1 - giou).mean()
 
 
 class SegTokenModel(nn.Module):
@@ -198,6 +253,7 @@ class SegTokenModel(nn.Module):
             self.head_word_heads = nn.ModuleList(
                 [nn.Linear(d, vocab), nn.Linear(self.neck.lm_source_channels, vocab)]
             )
+        self.box_head = BoxHead(lm_hidden, d) if config.box_loss_weight > 0 else None
 
     # ----------------------------------------------------------------- building
     @torch.no_grad()
@@ -413,6 +469,14 @@ class SegTokenModel(nn.Module):
         embed = features.embed + grid.to(features.embed.dtype)
         return VisionFeatures(embed, features.high_res, features.lm_source, features.lm_states)
 
+    def time_shift(self, times: torch.Tensor | None) -> torch.Tensor | None:
+        """(S, d) embedding of video frames' normalised times (zero rows for images, -1), or
+        None when no frame is a video frame."""
+        if times is None or not bool((times >= 0).any()):
+            return None
+        features = time_features(times.clamp(min=0)).to(self.time_proj.weight.dtype)
+        return self.time_proj(features) * (times >= 0)[:, None]
+
     def decode_masks(
         self,
         seg_states: torch.Tensor,
@@ -439,13 +503,13 @@ class SegTokenModel(nn.Module):
             seg_states, text = seg_states[:, 0], seg_states[:, 1:]
         count, d = seg_states.shape[0], self.config.decoder_dim
         sparse = self.seg_proj(seg_states).view(count, 1, self.config.seg_prompt_tokens, d)
-        shift = None
-        if times is not None and bool((times >= 0).any()):
-            shift = (
-                self.time_proj(time_features(times.clamp(min=0)).to(self.time_proj.weight.dtype))
-                * (times >= 0)[:, None]
-            )
+        shift = self.time_shift(times)
+        if shift is not None:
             sparse = sparse + shift.view(count, 1, 1, d).to(sparse.dtype)
+        if self.config.box_prompt:
+            boxes = self.box_head(seg_states, shift) * self.config.image_size
+            box_tokens, _ = self.prompt_encoder(None, None, boxes[:, None], None)
+            sparse = torch.cat([sparse, box_tokens.to(sparse.dtype)], 2)
         if self.lm_to_embed is not None and features.lm_states is not None:
             features = self._with_lm_features(features)
         position = self.image_positional_embeddings().to(features.embed.dtype)
@@ -756,7 +820,9 @@ class SegTokenModel(nn.Module):
         """Mask logits of every [SEG] on its row's frames, and the mask losses (with
         ``no_target_masks``, no-target rows add an empty-mask target each)."""
         zero = hidden.new_zeros(()).float()
-        terms = {"bce_loss": zero, "dice_loss": zero, "prior_loss": zero, "point_loss": zero}
+        terms = dict.fromkeys(
+            ("bce_loss", "dice_loss", "prior_loss", "point_loss", "box_loss"), zero
+        )
         where = (input_ids == self.ids.seg).nonzero()
         count = len(where)
         if self.config.no_target_masks and gt_masks is not None:
@@ -780,7 +846,30 @@ class SegTokenModel(nn.Module):
                 pooled = F.adaptive_avg_pool2d(targets[:, None].float(), prior.shape[-1])[:, 0]
                 terms["prior_loss"] = F.binary_cross_entropy_with_logits(prior.float(), pooled)
                 terms["point_loss"] = point_loss(prior, pooled)
+            if self.box_head is not None:
+                terms["box_loss"] = self._box_loss(
+                    states, state_index, frame_index, frame_times, targets
+                )
         return {**terms, "mask_logits": mask_logits[:seg_masks]}
+
+    def _box_loss(
+        self,
+        states: torch.Tensor,
+        state_index: torch.Tensor,
+        frame_index: torch.Tensor,
+        frame_times: torch.Tensor,
+        targets: torch.Tensor,
+    ) -> torch.Tensor:
+        """``box_losses`` of the box head on every (state, frame) pair whose target mask
+        (P, H, W) is not empty; 0 when none is."""
+        keep = targets.flatten(1).any(1)
+        if not bool(keep.any()):
+            return targets.new_zeros(()).float()
+        queries = states[state_index[keep]]
+        if queries.dim() == 3:
+            queries = queries[:, 0]
+        boxes = self.box_head(queries, self.time_shift(frame_times[frame_index[keep]]))
+        return box_losses(boxes, mask_boxes(targets[keep]))
 
     def _decode_pairs(
         self,

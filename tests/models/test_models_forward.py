@@ -314,3 +314,52 @@ def test_point_loss_enters_the_loss_with_its_weight(tiny_data, tiny_batch, tiny_
     assert any(float(p.grad.abs().sum()) > 0 for p in model.lm.parameters() if p.grad is not None)
     with pytest.raises(InputError, match="coarse_prior"):
         SegModelConfig.from_dict({"point_loss_weight": 0.3, "coarse_prior": False})
+
+
+def test_mask_boxes_and_box_losses():
+    from pixelground.models.seg_model import box_losses, mask_boxes
+
+    masks = torch.zeros(3, 10, 20)
+    masks[0, 2:5, 4:10] = 1  # rows 2-4, columns 4-9
+    masks[1, 9, 19] = 1  # the last pixel
+    boxes = mask_boxes(masks)
+    assert boxes[0].tolist() == pytest.approx([4 / 20, 2 / 10, 10 / 20, 5 / 10])
+    assert boxes[1].tolist() == pytest.approx([19 / 20, 9 / 10, 1.0, 1.0])
+    assert boxes[2].tolist() == [0.0, 0.0, 0.0, 0.0]  # empty
+    target = boxes[:1]
+    assert float(box_losses(target, target)) == pytest.approx(0.0, abs=1e-6)
+    # half-overlapping, same size: L1 0.25 + 0.25, IoU 1/3, hull = union so GIoU = IoU
+    right = torch.tensor([[0.25, 0.0, 0.75, 0.5]])
+    assert float(box_losses(right, torch.tensor([[0.0, 0.0, 0.5, 0.5]]))) == pytest.approx(
+        0.5 + 1 - 1 / 3
+    )
+    # disjoint boxes are still ranked by how far apart they are (the GIoU hull term)
+    near = torch.tensor([[0.5, 0.0, 0.6, 0.1]])
+    far = torch.tensor([[0.9, 0.0, 1.0, 0.1]])
+    origin = torch.tensor([[0.0, 0.0, 0.1, 0.1]])
+    assert float(box_losses(near, origin)) < float(box_losses(far, origin))
+
+
+def test_box_loss_enters_the_loss_and_its_box_prompts_the_decoder(
+    tiny_data, tiny_batch, tiny_overrides
+):
+    from pixelground.core.errors import InputError
+
+    torch.manual_seed(0)
+    model = model_with(tiny_data, tiny_overrides, box_loss_weight=0.7, box_prompt=True)
+    out = model(**tiny_batch)
+    assert float(out["box_loss"].detach()) > 0
+    rest = always_on_loss(model.config, out)
+    assert float(out["loss"]) == pytest.approx(float(rest + 0.7 * out["box_loss"]), rel=1e-5)
+    out["box_loss"].backward()  # it reaches the language model through the [SEG] queries
+    assert float(model.box_head.inp.weight.grad.abs().sum()) > 0
+    assert any(float(p.grad.abs().sum()) > 0 for p in model.lm.parameters() if p.grad is not None)
+    # the decoder reads the box: moving the head's output changes the masks
+    model.eval()
+    with torch.no_grad():
+        before = model(**tiny_batch)["mask_logits"]
+        model.box_head.out[-1].bias += 3.0
+        after = model(**tiny_batch)["mask_logits"]
+    assert not torch.allclose(before, after)
+    with pytest.raises(InputError, match="box_prompt needs box_loss_weight"):
+        SegModelConfig.from_dict({"box_prompt": True})
