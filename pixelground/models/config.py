@@ -111,6 +111,9 @@ class SegModelConfig:
         image_after_question: put the visual tokens after the first question instead of
             before it (see tokenizer.py): their LM states, which ``lm_prior`` scores and
             ``lm_features`` adds, then read the question.
+        image_prefix_attention: let every visual token attend to every visual token of its
+            row (a prefix LM's attention over the image, as PaliGemma), so each visual token's
+            LM state sees the whole image; the rest stays causal.
         lm_features: add the LM's states of each frame's visual tokens (projected, upsampled)
             to the mask decoder's image embedding.
         top_down: add the tower's deepest grid (projected, upsampled) to the decoder's image
@@ -179,6 +182,7 @@ class SegModelConfig:
     coarse_prior: bool = True
     lm_prior: bool = True
     image_after_question: bool = False
+    image_prefix_attention: bool = False
     lm_features: bool = False
     top_down: bool = False
     context_layers: int = 0

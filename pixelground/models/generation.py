@@ -27,9 +27,9 @@ if TYPE_CHECKING:
 
 @torch.no_grad()
 def greedy(
-    model: SegTokenModel, embeds: torch.Tensor, max_new_tokens: int
+    model: SegTokenModel, ids: torch.Tensor, embeds: torch.Tensor, max_new_tokens: int
 ) -> tuple[list[int], torch.Tensor, list[int]]:
-    """Greedy decoding from (1, L, D) prompt embeddings.
+    """Greedy decoding from a prompt: its (1, L) ids and (1, L, D) embeddings.
 
     Returns:
         The generated ids (without ``</s>``), the (1, L + n, D) last hidden states of the whole
@@ -46,7 +46,12 @@ def greedy(
     if model.tokenizer.unk_token_id is not None:
         banned.append(int(model.tokenizer.unk_token_id))
     table = model.lm.get_input_embeddings()
-    out = model.lm(inputs_embeds=embeds, use_cache=True, output_hidden_states=True)
+    out = model.lm(
+        inputs_embeds=embeds,
+        attention_mask=model.lm_attention(ids),
+        use_cache=True,
+        output_hidden_states=True,
+    )
     hidden = [out.hidden_states[-1][0]]
     start = embeds.shape[1]
     generated: list[int] = []
@@ -137,7 +142,7 @@ def generate_grounded(
         region_masks = torch.from_numpy(stack).to(model.device, dtype=model.dtype)
     embeds = model.embed_inputs(ids, features, times, region_masks)
     generated, hidden, positions = greedy(
-        model, embeds, max_new_tokens or model.config.max_new_tokens
+        model, ids, embeds, max_new_tokens or model.config.max_new_tokens
     )
     masks: list[np.ndarray] = []
     if positions:
@@ -188,7 +193,7 @@ def answer_video(
     sample = torch.zeros(len(key_frames), dtype=torch.long, device=model.device)
     embeds = model.embed_inputs(ids, features, key_times, None, sample)
     generated, hidden, positions = greedy(
-        model, embeds, max_new_tokens or model.config.max_new_tokens
+        model, ids, embeds, max_new_tokens or model.config.max_new_tokens
     )
     return generated, (_seg_states(model, hidden, positions) if positions else None)
 

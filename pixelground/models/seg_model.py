@@ -371,6 +371,31 @@ class SegTokenModel(nn.Module):
             )
         return embeds
 
+    def lm_attention(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """The attention mask the LM gets for ``input_ids`` (B, L).
+
+        Causal (``attention_mask`` (B, L), 1 for real tokens, as given) unless
+        ``image_prefix_attention``: then a (B, 1, L, L) additive float mask (0 where a token
+        may attend, the dtype's minimum where not) that is causal except that every
+        ``<image>`` token attends to every ``<image>`` token of its row, as a prefix LM's
+        prefix does (PaliGemma): each visual token's state sees the whole image, not only the
+        places before it in raster order.
+        """
+        if not self.config.image_prefix_attention:
+            return attention_mask
+        length = input_ids.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=input_ids.device).tril()
+        is_image = input_ids == self.ids.image
+        allowed = causal[None] | (is_image[:, :, None] & is_image[:, None, :])
+        if attention_mask is not None:
+            allowed = allowed & attention_mask.bool()[:, None, :]
+            allowed = allowed | torch.eye(length, dtype=torch.bool, device=allowed.device)
+        dtype = self.lm.get_input_embeddings().weight.dtype
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+        return mask.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+
     def _first_frames(self, frame_sample: torch.Tensor | None, rows: int) -> torch.Tensor:
         """(B,) index of each row's first frame."""
         if frame_sample is None:
@@ -452,7 +477,12 @@ class SegTokenModel(nn.Module):
             tokens = self.neck.lm_tokens(features.lm_source[index], self.config.lm_grid, None)
             bos = torch.full((len(index), 1), self.ids.bos, device=tokens.device)
             embeds = torch.cat([self.lm.get_input_embeddings()(bos), tokens.to(out.dtype)], 1)
-            states = self.lm(inputs_embeds=embeds, output_hidden_states=True).hidden_states[-1]
+            ids = torch.cat([bos, torch.full_like(bos, self.ids.image).expand(-1, count)], 1)
+            states = self.lm(
+                inputs_embeds=embeds,
+                attention_mask=self.lm_attention(ids),
+                output_hidden_states=True,
+            ).hidden_states[-1]
             out[index] = states[:, 1:].to(out.dtype)
         return out
 
@@ -692,7 +722,7 @@ class SegTokenModel(nn.Module):
         embeds = self.embed_inputs(input_ids, features, frame_times, region_masks, frame_sample)
         out = self.lm(
             inputs_embeds=embeds,
-            attention_mask=attention_mask,
+            attention_mask=self.lm_attention(input_ids, attention_mask),
             labels=labels,
             output_hidden_states=True,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -363,3 +364,64 @@ def test_box_loss_enters_the_loss_and_its_box_prompts_the_decoder(
     assert not torch.allclose(before, after)
     with pytest.raises(InputError, match="box_prompt needs box_loss_weight"):
         SegModelConfig.from_dict({"box_prompt": True})
+
+
+@pytest.mark.parametrize("prefix", [False, True])
+def test_image_prefix_attention_lets_each_visual_token_see_the_whole_image(
+    tiny_data, tiny_batch, tiny_overrides, prefix
+):
+    torch.manual_seed(0)
+    model = model_with(tiny_data, tiny_overrides, image_prefix_attention=prefix).eval()
+    image_rows = torch.tensor([0, 4, 8])  # one line of each of the three images
+    ids = tiny_batch["input_ids"][image_rows]
+    mask = tiny_batch["attention_mask"][image_rows]
+    first, last = 1, model.num_image_tokens  # the visual tokens follow <s>
+    assert bool((ids[:, first : last + 1] == model.ids.image).all())
+
+    def states(embeds: torch.Tensor) -> torch.Tensor:
+        attention = model.lm_attention(ids, mask)
+        out = model.lm(inputs_embeds=embeds, attention_mask=attention, output_hidden_states=True)
+        return out.hidden_states[-1]
+
+    with torch.no_grad():
+        features = model.encode_image(
+            tiny_batch["pixel_values"][tiny_batch["frame_image"][image_rows]]
+        )
+        times = torch.full((3,), -1.0)
+        embeds = model.embed_inputs(ids, features, times)
+        base = states(embeds)
+        changed = embeds.clone()
+        changed[:, last] += 1.0  # the last visual token
+        after = states(changed)
+        # the main pass and a pass of the image's own give its visual tokens the same states
+        from_main = model.frame_lm_states(features, times, base, ids)
+        own_pass = model.frame_lm_states(features, times, None, None)
+        assert torch.isfinite(model(**tiny_batch)["loss"])
+        answer = model.generate_grounded(np.zeros((64, 64, 3), np.uint8), "the red square")
+    assert torch.allclose(base[:, :1], after[:, :1])  # <s> stays causal
+    assert torch.allclose(base[:, first], after[:, first]) is not prefix  # the first place
+    assert torch.allclose(from_main, own_pass, atol=1e-5)
+    assert isinstance(answer.text, str)
+
+
+def test_greedy_decoding_with_image_prefix_attention_matches_a_pass_over_the_whole_answer(
+    tiny_data, tiny_overrides
+):
+    from pixelground.models.generation import _prompt_tensor, greedy
+
+    torch.manual_seed(0)
+    model = model_with(tiny_data, tiny_overrides, image_prefix_attention=True).eval()
+    with torch.no_grad():
+        features = model.encode_image(model.preprocess([np.zeros((64, 64, 3), np.uint8)]))
+        times = torch.full((1,), -1.0)
+        ids = _prompt_tensor(model, "Please segment the red square.", model.num_image_tokens)
+        embeds = model.embed_inputs(ids, features, times)
+        generated, hidden, _ = greedy(model, ids, embeds, 6)
+        whole = torch.cat([ids, torch.tensor([generated])], 1)
+        out = model.lm(
+            inputs_embeds=model.embed_inputs(whole, features, times),
+            attention_mask=model.lm_attention(whole),
+            output_hidden_states=True,
+        )
+    assert generated  # random weights still write tokens (none is </s> at every step)
+    assert torch.allclose(hidden, out.hidden_states[-1], atol=1e-4)
