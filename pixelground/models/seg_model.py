@@ -36,6 +36,7 @@ from transformers.models.sam2.modeling_sam2 import (
 
 from pixelground.backends.base import GroundedText
 from pixelground.core.errors import CheckpointMissingError, InputError
+from pixelground.core.masks import masks_to_boxes
 from pixelground.models.config import SegModelConfig
 from pixelground.models.data import preprocess_image
 from pixelground.models.memory import FrameMemory, MemoryBank
@@ -113,7 +114,7 @@ def point_loss(prior: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
 
 
 def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
-    """Tight boxes of masks as fractions of their sides.
+    """Tight boxes of masks (``core.masks.masks_to_boxes``) as fractions of their sides.
 
     Args:
         masks: (S, H, W) masks; nonzero is inside.
@@ -122,19 +123,9 @@ def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
         (S, 4) float (x0, y0, x1, y1) in [0, 1], x1 and y1 past the last pixel inside; all
         zero for an empty mask.
     """
-    inside = masks != 0
     height, width = masks.shape[-2:]
-
-    def span(occupied: torch.Tensor, side: int) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.arange(side, device=masks.device)
-        first = torch.where(occupied, index, side).amin(1)
-        last = torch.where(occupied, index, -1).amax(1)
-        empty = ~occupied.any(1)
-        return first.masked_fill(empty, 0).float() / side, (last + 1).float() / side
-
-    x0, x1 = span(inside.any(1), width)
-    y0, y1 = span(inside.any(2), height)
-    return torch.stack([x0, y0, x1, y1], 1)
+    boxes = torch.from_numpy(masks_to_boxes(masks.detach().cpu().numpy()))
+    return (boxes / torch.tensor([width, height, width, height])).to(masks.device)
 
 
 def box_losses(predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
