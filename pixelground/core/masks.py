@@ -149,3 +149,27 @@ def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
         image = Image.fromarray(m.astype(np.uint8) * 255)
         out[i] = np.asarray(image.resize((width, height), Image.Resampling.NEAREST)) > 127
     return out[0] if np.asarray(mask).ndim == 2 else out
+
+
+def small_pieces(masks: np.ndarray, min_area: int) -> np.ndarray:
+    """The 8-connected pieces of each mask that have fewer than ``min_area`` pixels.
+
+    Args:
+        masks: (N, H, W) or (H, W) masks; nonzero is inside.
+        min_area: pieces of at least this many pixels are kept out of the result.
+
+    Returns:
+        bool array of the input's shape, True on the pixels of the small pieces.
+    """
+    from pixelground.core.errors import require
+
+    ndimage: Any = require("scipy.ndimage", "models")
+    stack = as_mask_stack(masks)
+    small = np.zeros(stack.shape, dtype=bool)
+    for i, mask in enumerate(stack):
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+        if count:
+            areas = np.bincount(labels.ravel(), minlength=count + 1)
+            areas[0] = min_area  # the background is never a piece
+            small[i] = (areas < min_area)[labels]
+    return small[0] if np.asarray(masks).ndim == 2 else small

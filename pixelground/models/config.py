@@ -145,6 +145,9 @@ class SegModelConfig:
             frame is decoded on its own.
         memory_layers: memory-attention layers.
         max_new_tokens: generation limit.
+        min_mask_island: at inference, pieces of a mask smaller than this many cells of the
+            ``mask_grid`` (8-connected pieces of the low-resolution logits above 0) are dropped
+            before upsampling, as SAM2 drops "sprinkles"; 0 keeps every piece.
         max_length: training sequences are cut to this many tokens.
         vision_config: resolved transformers config of the tower (filled when built).
         lm_config: resolved transformers config of the LM (filled when built).
@@ -203,6 +206,7 @@ class SegModelConfig:
     video_memory: int = 0
     memory_layers: int = 1
     max_new_tokens: int = 96
+    min_mask_island: int = 0
     max_length: int = 192
     vision_config: dict[str, Any] | None = None
     lm_config: dict[str, Any] | None = None
@@ -237,6 +241,8 @@ class SegModelConfig:
             raise InputError("lm_grid, seg_prompt_tokens, video_frames, video_lm_grid must be >= 1")
         if self.video_memory < 0 or self.memory_layers < 1:
             raise InputError("video_memory must be >= 0 and memory_layers >= 1")
+        if self.min_mask_island < 0:
+            raise InputError(f"min_mask_island must be >= 0, got {self.min_mask_island}")
         if self.context_layers < 0:
             raise InputError(f"context_layers must be >= 0, got {self.context_layers}")
         if self.fusion_layers < 0 or self.fusion_text_tokens < 1:

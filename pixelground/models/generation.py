@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from pixelground.backends.base import GroundedText
 from pixelground.core.errors import InputError
+from pixelground.core.masks import small_pieces
 from pixelground.models.memory import MemoryBank
 from pixelground.models.parts import VisionFeatures
 from pixelground.models.tokenizer import grounded_text, prompt_ids
@@ -101,12 +102,22 @@ def masks_at(
     logits, _ = model.decode_masks(
         states[state_index], features.select(frame_index), times[frame_index]
     )
-    return _bool_masks(logits, count, frames, size)
+    return _bool_masks(logits, count, frames, size, model.config.min_mask_island)
 
 
-def _bool_masks(logits: torch.Tensor, count: int, frames: int, size: tuple[int, int]) -> np.ndarray:
-    """(count, frames, H, W) bool masks of (count * frames, m, m) state-major mask logits."""
-    full = F.interpolate(logits[:, None].float(), size=size, mode="bilinear", align_corners=False)
+def _bool_masks(
+    logits: torch.Tensor, count: int, frames: int, size: tuple[int, int], min_island: int = 0
+) -> np.ndarray:
+    """(count, frames, H, W) bool masks of (count * frames, m, m) state-major mask logits.
+
+    Pieces of the m x m logits above 0 smaller than ``min_island`` cells (8-connected) are
+    set below 0 first, so they and their upsampled borders leave the mask.
+    """
+    logits = logits.float()
+    if min_island > 0:
+        small = torch.from_numpy(small_pieces((logits > 0).cpu().numpy(), min_island))
+        logits = logits.masked_fill(small.to(logits.device), -1.0)
+    full = F.interpolate(logits[:, None], size=size, mode="bilinear", align_corners=False)
     return (full[:, 0] > 0).view(count, frames, *size).cpu().numpy()
 
 
@@ -235,7 +246,8 @@ def decode_video_frames(
         frame = torch.full((count,), t, dtype=torch.long, device=model.device)
         logits, _ = model.decode_track_step(states, features.select(frame), times[frame], memory)
         per_frame.append(logits)
-    return _bool_masks(torch.stack(per_frame, 1).flatten(0, 1), count, len(frames), size)
+    logits = torch.stack(per_frame, 1).flatten(0, 1)
+    return _bool_masks(logits, count, len(frames), size, model.config.min_mask_island)
 
 
 @torch.no_grad()

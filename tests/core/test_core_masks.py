@@ -20,6 +20,7 @@ from pixelground.core.masks import (
     masks_to_boxes,
     polygons_to_mask,
     resize_mask,
+    small_pieces,
 )
 
 DAVIS = SHARED_DATA / "davis2016_blackswan"
@@ -302,6 +303,21 @@ def test_resize_mask_nearest_keeps_blocks_and_rank():
     real = davis_mask(SWAN_GT[0])
     half = resize_mask(real, 240, 427)
     assert half.sum() == pytest.approx(real.sum() / 4, rel=0.02)
+
+
+def test_small_pieces_are_8_connected_pieces_under_the_area():
+    mask = np.zeros((8, 8), dtype=bool)
+    mask[0:3, 0:3] = True  # 9 pixels
+    mask[5, 5] = mask[6, 6] = True  # 2 pixels, touching at a corner: one piece
+    mask[7, 0] = True  # 1 pixel
+    small = small_pieces(mask, 3)
+    assert small.shape == mask.shape and small.dtype == bool
+    assert np.flatnonzero(small).tolist() == [5 * 8 + 5, 6 * 8 + 6, 7 * 8 + 0]
+    assert not small_pieces(mask, 2)[5, 5] and small_pieces(mask, 2)[7, 0]
+    assert small_pieces(mask, 10).sum() == mask.sum()
+    assert not small_pieces(mask, 0).any()
+    stack = small_pieces(np.stack([mask, np.zeros_like(mask)]), 3)
+    assert stack.shape == (2, 8, 8) and np.array_equal(stack[0], small) and not stack[1].any()
 
 
 def test_as_mask_stack_shapes():

@@ -19,6 +19,7 @@ from pixelground.models.config import SegModelConfig
         ({"fusion_layers": 1, "coarse_prior": False}, "fusion_layers needs coarse_prior"),
         ({"word_loss_weight": -0.1}, "word_loss_weight must be >= 0"),
         ({"context_layers": -1}, "context_layers must be >= 0"),
+        ({"min_mask_island": -1}, "min_mask_island must be >= 0"),
         ({"refer_template": "Segment it."}, "refer_template must contain"),
         ({"stepz": 3}, r"unknown model config keys \['stepz'\]"),
     ],

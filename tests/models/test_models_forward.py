@@ -425,3 +425,18 @@ def test_greedy_decoding_with_image_prefix_attention_matches_a_pass_over_the_who
         )
     assert generated  # random weights still write tokens (none is </s> at every step)
     assert torch.allclose(hidden, out.hidden_states[-1], atol=1e-4)
+
+
+def test_mask_islands_under_min_mask_island_cells_leave_the_upsampled_mask():
+    from pixelground.models.generation import _bool_masks
+
+    logits = torch.full((2, 8, 8), -4.0)
+    logits[:, 1:5, 1:5] = 3.0  # 16 cells
+    logits[0, 7, 7] = 2.0  # a one-cell island on the first mask only
+    kept = _bool_masks(logits, 2, 1, (32, 32))
+    cleaned = _bool_masks(logits, 2, 1, (32, 32), min_island=2)
+    assert kept.shape == cleaned.shape == (2, 1, 32, 32)
+    assert kept[0, 0, 28:, 28:].any() and not cleaned[0, 0, 28:, 28:].any()
+    assert np.array_equal(cleaned[0, 0, :24, :24], kept[0, 0, :24, :24])
+    assert np.array_equal(cleaned[1], kept[1])  # nothing small: nothing changes
+    assert not _bool_masks(logits, 2, 1, (32, 32), min_island=17).any()
