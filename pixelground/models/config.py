@@ -140,6 +140,10 @@ class SegModelConfig:
         video_template: user prompt for referring video segmentation.
         video_frames: frames of a clip the LM sees (sampled evenly at inference).
         video_lm_grid: a video frame is video_lm_grid x video_lm_grid LM tokens.
+        time_query: add a video frame's time (an embedding of it) to each [SEG] state before
+            the projections to the coarse-prior query and to the decoder's prompt tokens, so
+            their MLPs can make one [SEG] point at a different place in each frame (an object
+            that moves); without it the time is added after them, the same for every [SEG].
         video_memory: frames back a video frame's decoder embedding attends to through SAM2's
             memory attention (the masks of earlier frames, see memory.py); 0: off, every
             frame is decoded on its own.
@@ -203,6 +207,7 @@ class SegModelConfig:
     video_template: str = "Please segment {expression} in the video."
     video_frames: int = 4
     video_lm_grid: int = 4
+    time_query: bool = False
     video_memory: int = 0
     memory_layers: int = 1
     max_new_tokens: int = 96

@@ -245,6 +245,11 @@ class SegTokenModel(nn.Module):
                 [nn.Linear(d, vocab), nn.Linear(self.neck.lm_source_channels, vocab)]
             )
         self.box_head = BoxHead(lm_hidden, d) if config.box_loss_weight > 0 else None
+        self.time_in = None
+        if config.time_query:  # starts at zero: the time enters as it does without it
+            self.time_in = nn.Linear(8, lm_hidden)
+            nn.init.zeros_(self.time_in.weight)
+            nn.init.zeros_(self.time_in.bias)
 
     # ----------------------------------------------------------------- building
     @torch.no_grad()
@@ -490,6 +495,15 @@ class SegTokenModel(nn.Module):
         embed = features.embed + grid.to(features.embed.dtype)
         return VisionFeatures(embed, features.high_res, features.lm_source, features.lm_states)
 
+    def with_time(self, seg_states: torch.Tensor, times: torch.Tensor | None) -> torch.Tensor:
+        """(S, D_lm) [SEG] states plus, with ``time_query``, the embedding of each video
+        frame's normalised time ``times`` (S,) (images, time -1, are left as they are)."""
+        if self.time_in is None or times is None or not bool((times >= 0).any()):
+            return seg_states
+        features = time_features(times.clamp(min=0)).to(self.time_in.weight.dtype)
+        step = self.time_in(features) * (times >= 0)[:, None].to(features.dtype)
+        return seg_states + step.to(seg_states.dtype)
+
     def time_shift(self, times: torch.Tensor | None) -> torch.Tensor | None:
         """(S, d) embedding of video frames' normalised times (zero rows for images, -1), or
         None when no frame is a video frame."""
@@ -522,6 +536,7 @@ class SegTokenModel(nn.Module):
         text = None
         if seg_states.dim() == 3:
             seg_states, text = seg_states[:, 0], seg_states[:, 1:]
+        seg_states = self.with_time(seg_states, times)
         count, d = seg_states.shape[0], self.config.decoder_dim
         sparse = self.seg_proj(seg_states).view(count, 1, self.config.seg_prompt_tokens, d)
         shift = self.time_shift(times)

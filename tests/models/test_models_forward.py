@@ -440,3 +440,39 @@ def test_mask_islands_under_min_mask_island_cells_leave_the_upsampled_mask():
     assert np.array_equal(cleaned[0, 0, :24, :24], kept[0, 0, :24, :24])
     assert np.array_equal(cleaned[1], kept[1])  # nothing small: nothing changes
     assert not _bool_masks(logits, 2, 1, (32, 32), min_island=17).any()
+
+
+def test_time_query_starts_as_without_it_and_lets_each_seg_move_its_own_way(
+    tiny_data, tiny_batch, tiny_overrides
+):
+    torch.manual_seed(0)
+    plain = model_with(tiny_data, tiny_overrides).eval()
+    torch.manual_seed(0)
+    timed = model_with(tiny_data, tiny_overrides, time_query=True).eval()
+    with torch.no_grad():  # built last and zero at first: the same model
+        same = plain(**tiny_batch)["mask_logits"], timed(**tiny_batch)["mask_logits"]
+    assert torch.allclose(*same, atol=1e-6)
+    timed.train()
+    timed(**tiny_batch)["loss"].backward()  # the video line's frames reach it
+    assert float(timed.time_in.weight.grad.abs().sum()) > 0
+
+    def prior_change(model: SegTokenModel) -> torch.Tensor:
+        """How two [SEG] states' coarse priors on one frame change from time 0 to time 1."""
+        frame = model.encode_image(tiny_batch["pixel_values"][:1])
+        features = frame.select(torch.zeros(2, dtype=torch.long))
+        hidden = model.lm.config.hidden_size
+        states = torch.randn(2, hidden, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            _, start = model.decode_masks(states, features, torch.zeros(2))
+            _, end = model.decode_masks(states, features, torch.ones(2))
+        return end - start
+
+    with torch.no_grad():
+        torch.nn.init.normal_(timed.time_in.weight)
+    plain_change, timed_change = prior_change(plain), prior_change(timed)
+    # without it the time moves every [SEG]'s map alike; with it each [SEG] its own way
+    assert torch.allclose(plain_change[0], plain_change[1], atol=1e-5)
+    assert not torch.allclose(timed_change[0], timed_change[1], atol=1e-3)
+    images = torch.ones(2, timed.lm.config.hidden_size)
+    with torch.no_grad():  # images (time -1) are left as they are
+        assert torch.equal(timed.with_time(images, -torch.ones(2)), images)
