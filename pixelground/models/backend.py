@@ -161,7 +161,7 @@ class SegTokenModelBackend:
         times = video_times(total, self.model.device, self.model.dtype)
         picks = self.video_key_frames(total)
         keys = [frames.read(i) for i in picks]
-        _, states = answer_video(self.model, keys, times[picks], prompt)
+        _, states, reference = answer_video(self.model, keys, times[picks], prompt)
         if states is None:
             yield [], np.zeros((0, 0, *size), dtype=bool)
             return
@@ -170,10 +170,10 @@ class SegTokenModelBackend:
         for frame in frames:
             batch.append(frame)
             if len(batch) == chunk:
-                yield self._decode_chunk(states, batch, times, size, memory)
+                yield self._decode_chunk(states, batch, times, size, memory, reference)
                 batch = []
         if batch:
-            yield self._decode_chunk(states, batch, times, size, memory)
+            yield self._decode_chunk(states, batch, times, size, memory, reference)
 
     def _decode_chunk(
         self,
@@ -182,11 +182,12 @@ class SegTokenModelBackend:
         times: Any,
         size: tuple[int, int],
         memory: Any,
+        reference: Any,
     ) -> tuple[list[int], np.ndarray]:
         from pixelground.models.generation import decode_video_frames
 
         indices = [frame.index for frame in batch]
         masks = decode_video_frames(
-            self.model, states, [f.pixels for f in batch], times[indices], size, memory
+            self.model, states, [f.pixels for f in batch], times[indices], size, memory, reference
         )
         return indices, masks

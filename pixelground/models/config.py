@@ -144,6 +144,9 @@ class SegModelConfig:
             the projections to the coarse-prior query and to the decoder's prompt tokens, so
             their MLPs can make one [SEG] point at a different place in each frame (an object
             that moves); without it the time is added after them, the same for every [SEG].
+        motion_features: add to a video frame's decoder embedding a 3 x 3 convolution of how
+            it differs from the mean embedding of the clip's frames the LM sees, so each place
+            carries whether what lies there moves (and which way) as it carries colour.
         video_memory: frames back a video frame's decoder embedding attends to through SAM2's
             memory attention (the masks of earlier frames, see memory.py); 0: off, every
             frame is decoded on its own.
@@ -208,6 +211,7 @@ class SegModelConfig:
     video_frames: int = 4
     video_lm_grid: int = 4
     time_query: bool = False
+    motion_features: bool = False
     video_memory: int = 0
     memory_layers: int = 1
     max_new_tokens: int = 96

@@ -183,8 +183,9 @@ def answer_video(
     key_times: torch.Tensor,
     prompt: str,
     max_new_tokens: int | None = None,
-) -> tuple[list[int], torch.Tensor | None]:
-    """Greedy answer about a clip's key frames, and the mask queries of its [SEG]s.
+) -> tuple[list[int], torch.Tensor | None, torch.Tensor | None]:
+    """Greedy answer about a clip's key frames, the mask queries of its [SEG]s, and the
+    clip's reference embedding for ``motion_features``.
 
     Args:
         model: the model (in eval mode).
@@ -194,7 +195,10 @@ def answer_video(
         max_new_tokens: generation limit (default: the config's).
 
     Returns:
-        The generated ids and the (S, D) [SEG] queries (None when no [SEG] was written).
+        The generated ids, the (S, D) [SEG] queries (None when no [SEG] was written) and
+        the (1, d, g, g) mean decoder embedding of the key frames that
+        :func:`decode_video_frames` compares each frame with (None without
+        ``motion_features``).
     """
     if not prompt.strip():
         raise InputError("the prompt is empty; give an expression")
@@ -206,7 +210,9 @@ def answer_video(
     generated, hidden, positions = greedy(
         model, ids, embeds, max_new_tokens or model.config.max_new_tokens
     )
-    return generated, (_seg_states(model, hidden, positions) if positions else None)
+    states = _seg_states(model, hidden, positions) if positions else None
+    reference = features.embed.mean(0, keepdim=True) if model.motion_conv is not None else None
+    return generated, states, reference
 
 
 def video_memory(model: SegTokenModel) -> MemoryBank | None:
@@ -222,6 +228,7 @@ def decode_video_frames(
     times: torch.Tensor,
     size: tuple[int, int],
     memory: MemoryBank | None = None,
+    reference: torch.Tensor | None = None,
 ) -> np.ndarray:
     """(S, t, H, W) bool masks of S [SEG] queries on t frames (encoded together).
 
@@ -234,8 +241,10 @@ def decode_video_frames(
         memory: the tracks' memory (:func:`video_memory`) of the frames decoded before these;
             the frames are then decoded one after another and remembered. None decodes each
             frame on its own.
+        reference: the clip's reference embedding from :func:`answer_video` (with
+            ``motion_features``; None leaves the frames' embeddings as they are).
     """
-    features = model.encode_image(model.preprocess(frames))
+    features = model.with_motion(model.encode_image(model.preprocess(frames)), reference, times)
     if model.needs_lm_states:
         features.lm_states = model.frame_lm_states(features, times, None, None)
     if memory is None:
@@ -279,7 +288,7 @@ def generate_grounded_video(
     size = (int(frames[0].shape[0]), int(frames[0].shape[1]))
     times = video_times(total, model.device, model.dtype)
     picks = video_key_frames(model, total)
-    generated, states = answer_video(
+    generated, states, reference = answer_video(
         model, [frames[i] for i in picks], times[picks], prompt, max_new_tokens
     )
     masks: list[np.ndarray] = []
@@ -293,6 +302,7 @@ def generate_grounded_video(
                 times[start : start + chunk],
                 size,
                 memory,
+                reference,
             )
             for start in range(0, total, chunk)
         ]

@@ -250,6 +250,11 @@ class SegTokenModel(nn.Module):
             self.time_in = nn.Linear(8, lm_hidden)
             nn.init.zeros_(self.time_in.weight)
             nn.init.zeros_(self.time_in.bias)
+        self.motion_conv = None
+        if config.motion_features:  # starts at zero: the embedding is as without it
+            self.motion_conv = nn.Conv2d(d, d, 3, padding=1)
+            nn.init.zeros_(self.motion_conv.weight)
+            nn.init.zeros_(self.motion_conv.bias)
 
     # ----------------------------------------------------------------- building
     @torch.no_grad()
@@ -495,6 +500,27 @@ class SegTokenModel(nn.Module):
         embed = features.embed + grid.to(features.embed.dtype)
         return VisionFeatures(embed, features.high_res, features.lm_source, features.lm_states)
 
+    def clip_reference(self, embed: torch.Tensor, clips: torch.Tensor) -> torch.Tensor:
+        """(F, d, g, g) mean decoder embedding ``embed`` (F, d, g, g) of each frame's clip:
+        the frames with the same ``clips`` (F,) index."""
+        count = int(clips.max()) + 1
+        sums = embed.new_zeros((count, *embed.shape[1:])).index_add(0, clips, embed)
+        sizes = torch.bincount(clips, minlength=count).clamp(min=1).to(embed.dtype)
+        return (sums / sizes.view(-1, 1, 1, 1))[clips]
+
+    def with_motion(
+        self, features: VisionFeatures, reference: torch.Tensor | None, times: torch.Tensor
+    ) -> VisionFeatures:
+        """``features`` whose video frames' (``times`` >= 0) decoder embedding adds, with
+        ``motion_features``, a convolution of its difference from ``reference`` (F or 1, d,
+        g, g), the mean embedding of the clip's frames; unchanged otherwise."""
+        if self.motion_conv is None or reference is None or not bool((times >= 0).any()):
+            return features
+        video = (times >= 0).to(features.embed.dtype).view(-1, 1, 1, 1)
+        motion = self.motion_conv(features.embed - reference.to(features.embed.dtype))
+        embed = features.embed + motion * video
+        return VisionFeatures(embed, features.high_res, features.lm_source, features.lm_states)
+
     def with_time(self, seg_states: torch.Tensor, times: torch.Tensor | None) -> torch.Tensor:
         """(S, D_lm) [SEG] states plus, with ``time_query``, the embedding of each video
         frame's normalised time ``times`` (S,) (images, time -1, are left as they are)."""
@@ -726,6 +752,9 @@ class SegTokenModel(nn.Module):
         if frame_times is None:
             frame_times = torch.full((frames,), -1.0, device=pixel_values.device)
         embeds = self.embed_inputs(input_ids, features, frame_times, region_masks, frame_sample)
+        if self.motion_conv is not None:
+            reference = self.clip_reference(features.embed, frame_sample)
+            features = self.with_motion(features, reference, frame_times)
         out = self.lm(
             inputs_embeds=embeds,
             attention_mask=self.lm_attention(input_ids, attention_mask),
