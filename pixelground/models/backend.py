@@ -160,8 +160,8 @@ class SegTokenModelBackend:
         size = (frames.height, frames.width)
         times = video_times(total, self.model.device, self.model.dtype)
         picks = self.video_key_frames(total)
-        keys = [frames.read(i) for i in picks]
-        _, states, reference = answer_video(self.model, keys, times[picks], prompt)
+        key_frames = [frames.read(i) for i in picks]
+        _, states, clip_keys = answer_video(self.model, key_frames, times[picks], prompt)
         if states is None:
             yield [], np.zeros((0, 0, *size), dtype=bool)
             return
@@ -170,10 +170,10 @@ class SegTokenModelBackend:
         for frame in frames:
             batch.append(frame)
             if len(batch) == chunk:
-                yield self._decode_chunk(states, batch, times, size, memory, reference)
+                yield self._decode_chunk(states, batch, times, size, memory, clip_keys)
                 batch = []
         if batch:
-            yield self._decode_chunk(states, batch, times, size, memory, reference)
+            yield self._decode_chunk(states, batch, times, size, memory, clip_keys)
 
     def _decode_chunk(
         self,
@@ -182,12 +182,12 @@ class SegTokenModelBackend:
         times: Any,
         size: tuple[int, int],
         memory: Any,
-        reference: Any,
+        clip_keys: Any,
     ) -> tuple[list[int], np.ndarray]:
         from pixelground.models.generation import decode_video_frames
 
         indices = [frame.index for frame in batch]
         masks = decode_video_frames(
-            self.model, states, [f.pixels for f in batch], times[indices], size, memory, reference
+            self.model, states, [f.pixels for f in batch], times[indices], size, memory, clip_keys
         )
         return indices, masks

@@ -102,6 +102,10 @@ class SegModelConfig:
         box_loss_weight: weight of the box loss: an MLP on each [SEG] query (plus a video
             frame's time) predicts its target's box, trained with L1 + generalised IoU
             against the mask's box, so the query must say where the target is (0: off).
+        motion_loss_weight: weight of the motion loss: a linear head on a video frame's
+            decoder embedding, averaged over the target's places, predicts the target's
+            velocity across the clip (from its masks' centroids), so each place carries how
+            what lies there moves (needs ``motion_features``; 0: off).
         box_prompt: give that predicted box to SAM2's prompt encoder as a box prompt, beside
             the [SEG]'s sparse tokens (needs ``box_loss_weight``).
         coarse_prior: score each [SEG] against the g x g image embedding (query . key with
@@ -144,9 +148,11 @@ class SegModelConfig:
             the projections to the coarse-prior query and to the decoder's prompt tokens, so
             their MLPs can make one [SEG] point at a different place in each frame (an object
             that moves); without it the time is added after them, the same for every [SEG].
-        motion_features: add to a video frame's decoder embedding a 3 x 3 convolution of how
-            it differs from the mean embedding of the clip's frames the LM sees, so each place
-            carries whether what lies there moves (and which way) as it carries colour.
+        motion_features: add to a video frame's decoder embedding two 3 x 3 convolutions
+            (the last zero at first) of it and of how the clip changes around it: the
+            embedding of the next frame the LM sees minus that of the one before (in
+            training, of the row's sampled frames), so each place can carry whether what
+            lies there moves, and which way, as it carries colour.
         video_memory: frames back a video frame's decoder embedding attends to through SAM2's
             memory attention (the masks of earlier frames, see memory.py); 0: off, every
             frame is decoded on its own.
@@ -188,6 +194,7 @@ class SegModelConfig:
     word_loss_weight: float = 0.0
     head_word_loss_weight: float = 0.0
     box_loss_weight: float = 0.0
+    motion_loss_weight: float = 0.0
     box_prompt: bool = False
     coarse_prior: bool = True
     lm_prior: bool = True
@@ -260,6 +267,8 @@ class SegModelConfig:
             raise InputError("point_loss_weight needs coarse_prior")
         if self.fusion_layers and not (self.coarse_prior and self.seg_reader_heads):
             raise InputError("fusion_layers needs coarse_prior and seg_reader_heads > 0")
+        if self.motion_loss_weight and not self.motion_features:
+            raise InputError("motion_loss_weight needs motion_features")
         if self.box_prompt and not self.box_loss_weight:
             raise InputError("box_prompt needs box_loss_weight > 0 (the box head is trained by it)")
         weights = (
@@ -267,6 +276,7 @@ class SegModelConfig:
             "word_loss_weight",
             "head_word_loss_weight",
             "box_loss_weight",
+            "motion_loss_weight",
         )
         for name in weights:
             if getattr(self, name) < 0:

@@ -19,7 +19,7 @@ from pixelground.backends.base import GroundedText
 from pixelground.core.errors import InputError
 from pixelground.core.masks import small_pieces
 from pixelground.models.memory import MemoryBank
-from pixelground.models.parts import VisionFeatures
+from pixelground.models.parts import ClipKeys, VisionFeatures
 from pixelground.models.tokenizer import grounded_text, prompt_ids
 
 if TYPE_CHECKING:
@@ -183,9 +183,9 @@ def answer_video(
     key_times: torch.Tensor,
     prompt: str,
     max_new_tokens: int | None = None,
-) -> tuple[list[int], torch.Tensor | None, torch.Tensor | None]:
-    """Greedy answer about a clip's key frames, the mask queries of its [SEG]s, and the
-    clip's reference embedding for ``motion_features``.
+) -> tuple[list[int], torch.Tensor | None, ClipKeys | None]:
+    """Greedy answer about a clip's key frames, the mask queries of its [SEG]s, and the key
+    frames' embeddings for ``motion_features``.
 
     Args:
         model: the model (in eval mode).
@@ -196,9 +196,8 @@ def answer_video(
 
     Returns:
         The generated ids, the (S, D) [SEG] queries (None when no [SEG] was written) and
-        the (1, d, g, g) mean decoder embedding of the key frames that
-        :func:`decode_video_frames` compares each frame with (None without
-        ``motion_features``).
+        the key frames' decoder embeddings and times, which :func:`decode_video_frames`
+        measures each frame's motion against (None without ``motion_features``).
     """
     if not prompt.strip():
         raise InputError("the prompt is empty; give an expression")
@@ -211,8 +210,10 @@ def answer_video(
         model, ids, embeds, max_new_tokens or model.config.max_new_tokens
     )
     states = _seg_states(model, hidden, positions) if positions else None
-    reference = features.embed.mean(0, keepdim=True) if model.motion_conv is not None else None
-    return generated, states, reference
+    keys = None
+    if model.motion_net is not None:
+        keys = ClipKeys(features.embed, key_times, torch.zeros_like(sample))
+    return generated, states, keys
 
 
 def video_memory(model: SegTokenModel) -> MemoryBank | None:
@@ -228,7 +229,7 @@ def decode_video_frames(
     times: torch.Tensor,
     size: tuple[int, int],
     memory: MemoryBank | None = None,
-    reference: torch.Tensor | None = None,
+    keys: ClipKeys | None = None,
 ) -> np.ndarray:
     """(S, t, H, W) bool masks of S [SEG] queries on t frames (encoded together).
 
@@ -241,10 +242,11 @@ def decode_video_frames(
         memory: the tracks' memory (:func:`video_memory`) of the frames decoded before these;
             the frames are then decoded one after another and remembered. None decodes each
             frame on its own.
-        reference: the clip's reference embedding from :func:`answer_video` (with
-            ``motion_features``; None leaves the frames' embeddings as they are).
+        keys: the clip's key frames from :func:`answer_video` (with ``motion_features``;
+            None leaves the frames' embeddings as they are).
     """
-    features = model.with_motion(model.encode_image(model.preprocess(frames)), reference, times)
+    features = model.encode_image(model.preprocess(frames))
+    features = model.with_motion(features, keys, times, torch.zeros_like(times, dtype=torch.long))
     if model.needs_lm_states:
         features.lm_states = model.frame_lm_states(features, times, None, None)
     if memory is None:
@@ -288,7 +290,7 @@ def generate_grounded_video(
     size = (int(frames[0].shape[0]), int(frames[0].shape[1]))
     times = video_times(total, model.device, model.dtype)
     picks = video_key_frames(model, total)
-    generated, states, reference = answer_video(
+    generated, states, clip_keys = answer_video(
         model, [frames[i] for i in picks], times[picks], prompt, max_new_tokens
     )
     masks: list[np.ndarray] = []
@@ -302,7 +304,7 @@ def generate_grounded_video(
                 times[start : start + chunk],
                 size,
                 memory,
-                reference,
+                clip_keys,
             )
             for start in range(0, total, chunk)
         ]

@@ -124,6 +124,22 @@ def time_features(times: torch.Tensor, count: int = 4) -> torch.Tensor:
 
 
 @dataclass
+class ClipKeys:
+    """The frames of clips that each frame's motion is measured against: the key frames the
+    LM sees (inference) or a training row's sampled frames.
+
+    Attributes:
+        embed: (K, d, g, g) their decoder embeddings.
+        times: (K,) their normalised times in their clip.
+        clips: (K,) the clip each belongs to.
+    """
+
+    embed: torch.Tensor
+    times: torch.Tensor
+    clips: torch.Tensor
+
+
+@dataclass
 class VisionFeatures:
     """What the model needs from a batch of F frames (an image is one frame).
 

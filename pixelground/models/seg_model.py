@@ -42,6 +42,7 @@ from pixelground.models.data import preprocess_image
 from pixelground.models.memory import FrameMemory, MemoryBank
 from pixelground.models.parts import (
     BoxHead,
+    ClipKeys,
     GroundingFusion,
     SegReader,
     VisionFeatures,
@@ -68,6 +69,7 @@ LOSS_TERMS = (
     "word_loss",
     "head_word_loss",
     "box_loss",
+    "motion_loss",
 )
 
 
@@ -154,6 +156,76 @@ def box_losses(predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     ).prod(1)
     giou = overlap / union.clamp(min=1e-6) - (hull - union) / hull.clamp(min=1e-6)
     return (l1 + 1 - giou).mean()
+
+
+def neighbour_keys(
+    times: torch.Tensor, clips: torch.Tensor, key_times: torch.Tensor, key_clips: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The key frames on either side of each frame, in its own clip.
+
+    Args:
+        times: (F,) normalised times of the frames.
+        clips: (F,) the clip of each frame.
+        key_times: (K,) times of the key frames.
+        key_clips: (K,) their clips; every frame's clip has at least one key frame.
+
+    Returns:
+        (before, after), each (F,) indices into the keys: the last key frame earlier than the
+        frame (the clip's first key frame when there is none) and the first one later than it
+        (the clip's last when there is none). A clip with one key frame gives it for both.
+    """
+    same = clips[:, None] == key_clips[None]
+    if not bool(same.any(1).all()):
+        raise ValueError("a frame's clip has no key frame")
+    span = key_times[None].expand(len(times), -1).float()
+    earlier = same & (key_times[None] < times[:, None])
+    later = same & (key_times[None] > times[:, None])
+    inf = torch.tensor(float("inf"), device=times.device)
+    first = torch.where(same, span, inf).argmin(1)
+    last = torch.where(same, span, -inf).argmax(1)
+    before = torch.where(earlier.any(1), torch.where(earlier, span, -inf).argmax(1), first)
+    after = torch.where(later.any(1), torch.where(later, span, inf).argmin(1), last)
+    return before, after
+
+
+def mask_velocities(
+    masks: torch.Tensor, owners: torch.Tensor, times: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """How fast each object moves across its frames, from its masks' centroids.
+
+    Args:
+        masks: (P, H, W) masks of objects on frames; nonzero is inside.
+        owners: (P,) the object of each mask (several masks per object, one per frame).
+        times: (P,) the normalised time of each mask's frame.
+
+    Returns:
+        (N, 2) velocities (x, y) in image sides per unit of normalised time: the centroid's
+        move from the object's first non-empty frame to its last, divided by the time
+        between them; and (N,) the objects they belong to (objects with fewer than two
+        non-empty frames at different times are left out).
+    """
+    height, width = masks.shape[-2:]
+    weight = masks.flatten(1).float()
+    area = weight.sum(1)
+    ys = (torch.arange(height, device=masks.device, dtype=torch.float32) + 0.5) / height
+    xs = (torch.arange(width, device=masks.device, dtype=torch.float32) + 0.5) / width
+    grid_x = xs[None].expand(height, -1).reshape(-1)
+    grid_y = ys[:, None].expand(-1, width).reshape(-1)
+    centre = torch.stack([weight @ grid_x, weight @ grid_y], 1) / area.clamp(min=1)[:, None]
+    velocities, found = [], []
+    for owner in owners.unique().tolist():
+        mine = ((owners == owner) & (area > 0)).nonzero()[:, 0]
+        if len(mine) < 2:
+            continue
+        order = mine[times[mine].argsort()]
+        span = float(times[order[-1]] - times[order[0]])
+        if span <= 0:
+            continue
+        velocities.append((centre[order[-1]] - centre[order[0]]) / span)
+        found.append(owner)
+    if not found:
+        return masks.new_zeros((0, 2)).float(), owners.new_zeros((0,))
+    return torch.stack(velocities), torch.tensor(found, device=owners.device)
 
 
 class SegTokenModel(nn.Module):
@@ -250,11 +322,14 @@ class SegTokenModel(nn.Module):
             self.time_in = nn.Linear(8, lm_hidden)
             nn.init.zeros_(self.time_in.weight)
             nn.init.zeros_(self.time_in.bias)
-        self.motion_conv = None
-        if config.motion_features:  # starts at zero: the embedding is as without it
-            self.motion_conv = nn.Conv2d(d, d, 3, padding=1)
-            nn.init.zeros_(self.motion_conv.weight)
-            nn.init.zeros_(self.motion_conv.bias)
+        self.motion_net = None
+        if config.motion_features:  # its last layer starts at zero: the embedding is as without
+            self.motion_net = nn.Sequential(
+                nn.Conv2d(2 * d, d, 3, padding=1), nn.GELU(), nn.Conv2d(d, d, 3, padding=1)
+            )
+            nn.init.zeros_(self.motion_net[2].weight)
+            nn.init.zeros_(self.motion_net[2].bias)
+        self.velocity_head = nn.Linear(d, 2) if config.motion_loss_weight > 0 else None
 
     # ----------------------------------------------------------------- building
     @torch.no_grad()
@@ -500,25 +575,33 @@ class SegTokenModel(nn.Module):
         embed = features.embed + grid.to(features.embed.dtype)
         return VisionFeatures(embed, features.high_res, features.lm_source, features.lm_states)
 
-    def clip_reference(self, embed: torch.Tensor, clips: torch.Tensor) -> torch.Tensor:
-        """(F, d, g, g) mean decoder embedding ``embed`` (F, d, g, g) of each frame's clip:
-        the frames with the same ``clips`` (F,) index."""
-        count = int(clips.max()) + 1
-        sums = embed.new_zeros((count, *embed.shape[1:])).index_add(0, clips, embed)
-        sizes = torch.bincount(clips, minlength=count).clamp(min=1).to(embed.dtype)
-        return (sums / sizes.view(-1, 1, 1, 1))[clips]
-
     def with_motion(
-        self, features: VisionFeatures, reference: torch.Tensor | None, times: torch.Tensor
+        self,
+        features: VisionFeatures,
+        keys: ClipKeys | None,
+        times: torch.Tensor,
+        clips: torch.Tensor,
     ) -> VisionFeatures:
-        """``features`` whose video frames' (``times`` >= 0) decoder embedding adds, with
-        ``motion_features``, a convolution of its difference from ``reference`` (F or 1, d,
-        g, g), the mean embedding of the clip's frames; unchanged otherwise."""
-        if self.motion_conv is None or reference is None or not bool((times >= 0).any()):
+        """``features`` whose video frames' decoder embedding adds, with ``motion_features``,
+        what the motion net makes of it and of how the clip changes around it: the embedding
+        of the key frame after it minus that of the key frame before it (see
+        :func:`neighbour_keys`); unchanged otherwise.
+
+        Args:
+            features: F frames' features.
+            keys: the key frames of the frames' clips (None: unchanged).
+            times: (F,) the frames' normalised times (-1 for images, left unchanged).
+            clips: (F,) the clip of each frame, as ``keys.clips`` numbers them.
+        """
+        video = times >= 0
+        if self.motion_net is None or keys is None or not bool(video.any()):
             return features
-        video = (times >= 0).to(features.embed.dtype).view(-1, 1, 1, 1)
-        motion = self.motion_conv(features.embed - reference.to(features.embed.dtype))
-        embed = features.embed + motion * video
+        embed = features.embed
+        index = video.nonzero()[:, 0]
+        before, after = neighbour_keys(times[index], clips[index], keys.times, keys.clips)
+        change = (keys.embed[after] - keys.embed[before]).to(embed.dtype)
+        motion = self.motion_net(torch.cat([embed[index], change], 1))
+        embed = embed.index_add(0, index, motion.to(embed.dtype))
         return VisionFeatures(embed, features.high_res, features.lm_source, features.lm_states)
 
     def with_time(self, seg_states: torch.Tensor, times: torch.Tensor | None) -> torch.Tensor:
@@ -752,9 +835,9 @@ class SegTokenModel(nn.Module):
         if frame_times is None:
             frame_times = torch.full((frames,), -1.0, device=pixel_values.device)
         embeds = self.embed_inputs(input_ids, features, frame_times, region_masks, frame_sample)
-        if self.motion_conv is not None:
-            reference = self.clip_reference(features.embed, frame_sample)
-            features = self.with_motion(features, reference, frame_times)
+        if self.motion_net is not None:
+            keys = ClipKeys(features.embed, frame_times, frame_sample)
+            features = self.with_motion(features, keys, frame_times, frame_sample)
         out = self.lm(
             inputs_embeds=embeds,
             attention_mask=self.lm_attention(input_ids, attention_mask),
@@ -886,7 +969,8 @@ class SegTokenModel(nn.Module):
         ``no_target_masks``, no-target rows add an empty-mask target each)."""
         zero = hidden.new_zeros(()).float()
         terms = dict.fromkeys(
-            ("bce_loss", "dice_loss", "prior_loss", "point_loss", "box_loss"), zero
+            ("bce_loss", "dice_loss", "prior_loss", "point_loss", "box_loss", "motion_loss"),
+            zero,
         )
         where = (input_ids == self.ids.seg).nonzero()
         count = len(where)
@@ -915,7 +999,47 @@ class SegTokenModel(nn.Module):
                 terms["box_loss"] = self._box_loss(
                     states, state_index, frame_index, frame_times, targets
                 )
+            if self.velocity_head is not None:
+                terms["motion_loss"] = self._motion_loss(
+                    features, state_index, frame_index, frame_times, targets
+                )
         return {**terms, "mask_logits": mask_logits[:seg_masks]}
+
+    def _motion_loss(
+        self,
+        features: VisionFeatures,
+        state_index: torch.Tensor,
+        frame_index: torch.Tensor,
+        frame_times: torch.Tensor,
+        targets: torch.Tensor,
+    ) -> torch.Tensor:
+        """Smooth L1 of the velocity head, on each video frame's decoder embedding averaged
+        over its target's places, against the target's velocity (:func:`mask_velocities`,
+        in image sides per clip, doubled); 0 when no target moves across frames.
+
+        Args:
+            features: the frames' features (motion added).
+            state_index: (P,) the [SEG] of each (state, frame) pair.
+            frame_index: (P,) its frame.
+            frame_times: (F,) the frames' normalised times (-1 for images).
+            targets: (P, H, W) the pairs' target masks.
+        """
+        times = frame_times[frame_index]
+        video = (times >= 0).nonzero()[:, 0]
+        velocity, owners = mask_velocities(targets[video], state_index[video], times[video])
+        zero = targets.new_zeros(()).float()
+        if not len(owners):
+            return zero
+        embed = features.embed[frame_index[video]]
+        share = F.adaptive_avg_pool2d(targets[video][:, None].float(), embed.shape[-1])
+        covered = share.flatten(1).sum(1)
+        pooled = (embed * share).flatten(2).sum(2) / covered.clamp(min=1e-6)[:, None]
+        keep = torch.isin(state_index[video], owners) & (covered > 0)
+        if not bool(keep.any()):
+            return zero
+        wanted = velocity[torch.searchsorted(owners, state_index[video][keep])]
+        predicted = self.velocity_head(pooled[keep].to(self.velocity_head.weight.dtype))
+        return F.smooth_l1_loss(predicted.float(), 2 * wanted.float())
 
     def _box_loss(
         self,

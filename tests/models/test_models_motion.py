@@ -1,14 +1,18 @@
-"""``motion_features``: video frames' decoder embeddings carry how they differ from the clip."""
+"""``motion_features`` and ``motion_loss_weight``: video frames' decoder embeddings carry how
+the clip moves around them, and a head reads the target's velocity from them."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from pixelground.core.errors import InputError
 from pixelground.models.backend import SegTokenModelBackend
 from pixelground.models.config import SegModelConfig
 from pixelground.models.data import read_finetune_jsonl
-from pixelground.models.seg_model import SegTokenModel
+from pixelground.models.parts import ClipKeys
+from pixelground.models.seg_model import SegTokenModel, mask_velocities, neighbour_keys
 from pixelground.models.tokenizer import build_word_tokenizer
 from pixelground.video.frames import ArrayFrames
 
@@ -20,7 +24,7 @@ def _model(tiny_data, tiny_overrides, **options) -> SegTokenModel:
 
 
 def _moving_square(count: int = 6, size: int = 40) -> list[np.ndarray]:
-    """A white square moving right over grey, one frame per step."""
+    """A white square moving right over grey, 5 pixels a frame."""
     frames = []
     for t in range(count):
         frame = np.full((size, size, 3), 90, dtype=np.uint8)
@@ -29,45 +33,80 @@ def _moving_square(count: int = 6, size: int = 40) -> list[np.ndarray]:
     return frames
 
 
-def test_motion_features_start_as_without_them_and_learn_from_video_lines(
+def test_neighbour_keys_are_the_key_frames_around_each_frame_in_its_clip():
+    key_times = torch.tensor([0.0, 0.4, 1.0, 0.5])
+    key_clips = torch.tensor([0, 0, 0, 1])
+    times = torch.tensor([0.0, 0.2, 0.4, 0.7, 1.0, 0.1, 0.5])
+    clips = torch.tensor([0, 0, 0, 0, 0, 1, 1])
+    before, after = neighbour_keys(times, clips, key_times, key_clips)
+    # the first key frame has none before it (itself), the last none after; a key frame's
+    # neighbours are the key frames on either side; a clip with one key frame gets it twice
+    assert before.tolist() == [0, 0, 0, 1, 1, 3, 3]
+    assert after.tolist() == [1, 1, 2, 2, 2, 3, 3]
+    with pytest.raises(ValueError, match="no key frame"):
+        neighbour_keys(torch.tensor([0.5]), torch.tensor([2]), key_times, key_clips)
+
+
+def test_mask_velocities_follow_the_centroid_from_first_to_last_visible_frame():
+    masks = torch.tensor(np.stack([f[..., 0] == 255 for f in _moving_square(4)]))
+    empty = torch.zeros_like(masks[:1])
+    masks = torch.cat([masks, empty, masks[:1], empty])  # object 1 moves; 2 is seen once
+    owners = torch.tensor([1, 1, 1, 1, 2, 2, 3])
+    times = torch.tensor([0.0, 1 / 3, 2 / 3, 1.0, 0.0, 1.0, 0.5])
+    velocity, found = mask_velocities(masks, owners, times)
+    assert found.tolist() == [1]
+    # 15 pixels right over the clip, in sides of a 40-pixel frame
+    assert torch.allclose(velocity[0], torch.tensor([15 / 40, 0.0]), atol=1e-6)
+
+
+def test_motion_model_starts_as_without_it_and_both_parts_learn(
     tiny_data, tiny_batch, tiny_overrides
 ):
     plain = _model(tiny_data, tiny_overrides).eval()
-    moving = _model(tiny_data, tiny_overrides, motion_features=True).eval()
-    with torch.no_grad():  # built last and zero at first: the same model
-        before = plain(**tiny_batch)["mask_logits"], moving(**tiny_batch)["mask_logits"]
+    moving = _model(tiny_data, tiny_overrides, motion_features=True, motion_loss_weight=1.0)
+    with torch.no_grad():  # built last, its last layer zero at first: the same masks
+        before = plain(**tiny_batch)["mask_logits"], moving.eval()(**tiny_batch)["mask_logits"]
     assert torch.allclose(*before, atol=1e-6)
     moving.train()
-    moving(**tiny_batch)["loss"].backward()
-    assert float(moving.motion_conv.weight.grad.abs().sum()) > 0
+    out = moving(**tiny_batch)
+    assert float(out["motion_loss"].detach()) > 0  # the tiny data's video square moves right
+    out["loss"].backward()
+    assert float(moving.motion_net[2].weight.grad.abs().sum()) > 0
+    assert float(moving.velocity_head.weight.grad.abs().sum()) > 0
 
 
-def test_only_frames_that_differ_from_their_clip_change(tiny_data, tiny_overrides):
+def test_motion_loss_needs_motion_features(tiny_overrides):
+    with pytest.raises(InputError, match="motion_loss_weight needs motion_features"):
+        SegModelConfig.from_dict({**tiny_overrides, "motion_loss_weight": 1.0})
+
+
+def test_a_frame_is_changed_by_how_its_clip_moves_around_it(tiny_data, tiny_overrides):
     model = _model(tiny_data, tiny_overrides, motion_features=True).eval()
     with torch.no_grad():
-        torch.nn.init.normal_(model.motion_conv.weight, std=0.1)
-        still = _moving_square()[0]
-        frames = [still, still, *_moving_square()[:3], still]
+        torch.nn.init.normal_(model.motion_net[2].weight, std=0.1)
+        moving = _moving_square(3)
+        still = moving[1]
+        frames = [still, still, still, *moving, still]  # a still clip, a moving one, an image
         features = model.encode_image(model.preprocess(frames))
-        clips = torch.tensor([0, 0, 1, 1, 1, 2])  # a still clip, a moving clip, an image
-        times = torch.tensor([0.0, 1.0, 0.0, 0.5, 1.0, -1.0])
-        reference = model.clip_reference(features.embed, clips)
-        assert torch.allclose(reference[2], features.embed[2:5].mean(0), atol=1e-5)
-        moved = model.with_motion(features, reference, times).embed
-    change = (moved - features.embed).abs().flatten(1).amax(1)
-    assert float(change[:2].max()) < 1e-5  # a clip that does not move
-    assert bool((change[2:5] > 1e-3).all())  # each frame of the moving clip
-    assert float(change[5]) == 0.0  # an image is left as it is
+        clips = torch.tensor([0, 0, 0, 1, 1, 1, 2])
+        times = torch.tensor([0.0, 0.5, 1.0, 0.0, 0.5, 1.0, -1.0])
+        keys = ClipKeys(features.embed, times, clips)
+        moved = model.with_motion(features, keys, times, clips).embed
+    # the same picture in the middle of a still clip and of a moving one
+    assert not torch.allclose(moved[1], moved[4], atol=1e-4)
+    assert torch.allclose(moved[0], moved[1], atol=1e-5)  # a still clip: the same everywhere
+    assert torch.equal(moved[6], features.embed[6])  # an image is left as it is
 
 
 def test_saved_motion_model_streams_like_it_decodes_a_whole_clip(
     tiny_data, tiny_overrides, tmp_path, answers
 ):
-    model = _model(tiny_data, tiny_overrides, motion_features=True)
+    model = _model(tiny_data, tiny_overrides, motion_features=True, motion_loss_weight=0.5)
     with torch.no_grad():
-        torch.nn.init.normal_(model.motion_conv.weight, std=0.5)
+        torch.nn.init.normal_(model.motion_net[2].weight, std=0.5)
     model.save_pretrained(tmp_path)
     backend = SegTokenModelBackend(tmp_path, device="cpu")
+    assert backend.model.velocity_head is not None
     frames, seg, text = _moving_square(7), backend.model.ids.seg, "the square that moves right"
     with answers(backend, [seg]):
         whole = np.stack(backend.segment_video_expression(frames, text))
@@ -75,7 +114,7 @@ def test_saved_motion_model_streams_like_it_decodes_a_whole_clip(
         chunks = list(backend.stream_video_expression(ArrayFrames(frames), text, 3))
     np.testing.assert_array_equal(np.concatenate([m for _, m in chunks], axis=1), whole)
     with torch.no_grad():  # the masks read the motion: without it they change
-        backend.model.motion_conv.weight.zero_()
+        backend.model.motion_net[2].weight.zero_()
     with answers(backend, [seg]):
         still = np.stack(backend.segment_video_expression(frames, text))
     assert whole.shape == still.shape == (1, 7, 40, 40)
