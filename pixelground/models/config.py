@@ -106,6 +106,11 @@ class SegModelConfig:
             decoder embedding, averaged over the target's places, predicts the target's
             velocity across the clip (from its masks' centroids), so each place carries how
             what lies there moves (needs ``motion_features``; 0: off).
+        motion_query: each video [SEG] also asks for a velocity (a linear head on its state,
+            trained against its target's velocity as ``motion_loss_weight`` trains the
+            places'), and the coarse prior adds minus its squared distance from the velocity
+            read at each place, times a gate of the [SEG]'s own (zero at first; needs
+            ``motion_loss_weight`` and ``coarse_prior``).
         box_prompt: give that predicted box to SAM2's prompt encoder as a box prompt, beside
             the [SEG]'s sparse tokens (needs ``box_loss_weight``).
         coarse_prior: score each [SEG] against the g x g image embedding (query . key with
@@ -195,6 +200,7 @@ class SegModelConfig:
     head_word_loss_weight: float = 0.0
     box_loss_weight: float = 0.0
     motion_loss_weight: float = 0.0
+    motion_query: bool = False
     box_prompt: bool = False
     coarse_prior: bool = True
     lm_prior: bool = True
@@ -269,6 +275,8 @@ class SegModelConfig:
             raise InputError("fusion_layers needs coarse_prior and seg_reader_heads > 0")
         if self.motion_loss_weight and not self.motion_features:
             raise InputError("motion_loss_weight needs motion_features")
+        if self.motion_query and not (self.motion_loss_weight and self.coarse_prior):
+            raise InputError("motion_query needs motion_loss_weight > 0 and coarse_prior")
         if self.box_prompt and not self.box_loss_weight:
             raise InputError("box_prompt needs box_loss_weight > 0 (the box head is trained by it)")
         weights = (

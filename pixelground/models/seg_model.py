@@ -330,6 +330,12 @@ class SegTokenModel(nn.Module):
             nn.init.zeros_(self.motion_net[2].weight)
             nn.init.zeros_(self.motion_net[2].bias)
         self.velocity_head = nn.Linear(d, 2) if config.motion_loss_weight > 0 else None
+        self.query_velocity = self.motion_gate = None
+        if config.motion_query:  # the gate starts at zero: the prior is as without it
+            self.query_velocity = nn.Linear(lm_hidden, 2)
+            self.motion_gate = nn.Linear(lm_hidden, 1)
+            nn.init.zeros_(self.motion_gate.weight)
+            nn.init.zeros_(self.motion_gate.bias)
 
     # ----------------------------------------------------------------- building
     @torch.no_grad()
@@ -645,6 +651,7 @@ class SegTokenModel(nn.Module):
         text = None
         if seg_states.dim() == 3:
             seg_states, text = seg_states[:, 0], seg_states[:, 1:]
+        queries = seg_states
         seg_states = self.with_time(seg_states, times)
         count, d = seg_states.shape[0], self.config.decoder_dim
         sparse = self.seg_proj(seg_states).view(count, 1, self.config.seg_prompt_tokens, d)
@@ -671,6 +678,8 @@ class SegTokenModel(nn.Module):
             prior = self.coarse_prior(seg_states, features, shift)
             if fused is not None:
                 prior = prior + score.to(prior.dtype)
+            if self.motion_gate is not None and times is not None:
+                prior = prior + self.motion_match(queries, embed, times).to(prior.dtype)
             size = self.prompt_encoder.mask_input_size
             prompt = F.interpolate(prior[:, None], size=size, mode="bilinear", align_corners=False)
             _, dense = self.prompt_encoder(None, None, None, prompt)
@@ -687,6 +696,26 @@ class SegTokenModel(nn.Module):
             high_resolution_features=features.high_res,
         )
         return masks[:, 0, 0], prior
+
+    def motion_match(
+        self, queries: torch.Tensor, embed: torch.Tensor, times: torch.Tensor
+    ) -> torch.Tensor:
+        """(S, g, g) the ``motion_query`` term of the coarse prior: minus the squared distance
+        between the velocity each [SEG] asks for and the velocity the velocity head reads at
+        each place of its frame, times the [SEG]'s own gate (zero for images).
+
+        Args:
+            queries: (S, D_lm) [SEG] states.
+            embed: (S, d, g, g) decoder embedding of each state's frame.
+            times: (S,) normalised frame times (-1 for images).
+        """
+        head = self.velocity_head
+        wanted = self.query_velocity(queries.to(head.weight.dtype))
+        there = torch.einsum("sdhw,kd->skhw", embed.to(head.weight.dtype), head.weight)
+        there = there + head.bias.view(1, -1, 1, 1)
+        distance = (there - wanted[:, :, None, None]).square().sum(1)
+        gate = self.motion_gate(queries.to(head.weight.dtype)) * (times >= 0)[:, None]
+        return -gate[:, :, None] * distance
 
     def decode_track_step(
         self,
@@ -1001,13 +1030,14 @@ class SegTokenModel(nn.Module):
                 )
             if self.velocity_head is not None:
                 terms["motion_loss"] = self._motion_loss(
-                    features, state_index, frame_index, frame_times, targets
+                    features, states, state_index, frame_index, frame_times, targets
                 )
         return {**terms, "mask_logits": mask_logits[:seg_masks]}
 
     def _motion_loss(
         self,
         features: VisionFeatures,
+        states: torch.Tensor,
         state_index: torch.Tensor,
         frame_index: torch.Tensor,
         frame_times: torch.Tensor,
@@ -1015,10 +1045,12 @@ class SegTokenModel(nn.Module):
     ) -> torch.Tensor:
         """Smooth L1 of the velocity head, on each video frame's decoder embedding averaged
         over its target's places, against the target's velocity (:func:`mask_velocities`,
-        in image sides per clip, doubled); 0 when no target moves across frames.
+        in image sides per clip, doubled); with ``motion_query``, plus that of the velocity
+        each [SEG] asks for; 0 when no target moves across frames.
 
         Args:
             features: the frames' features (motion added).
+            states: (S, D) or (S, 1 + K, D) the [SEG] queries.
             state_index: (P,) the [SEG] of each (state, frame) pair.
             frame_index: (P,) its frame.
             frame_times: (F,) the frames' normalised times (-1 for images).
@@ -1039,7 +1071,12 @@ class SegTokenModel(nn.Module):
             return zero
         wanted = velocity[torch.searchsorted(owners, state_index[video][keep])]
         predicted = self.velocity_head(pooled[keep].to(self.velocity_head.weight.dtype))
-        return F.smooth_l1_loss(predicted.float(), 2 * wanted.float())
+        loss = F.smooth_l1_loss(predicted.float(), 2 * wanted.float())
+        if self.query_velocity is None:
+            return loss
+        queries = states[:, 0] if states.dim() == 3 else states
+        asked = self.query_velocity(queries[owners].to(self.query_velocity.weight.dtype))
+        return loss + F.smooth_l1_loss(asked.float(), 2 * velocity.float())
 
     def _box_loss(
         self,

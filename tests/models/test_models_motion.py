@@ -119,3 +119,44 @@ def test_saved_motion_model_streams_like_it_decodes_a_whole_clip(
         still = np.stack(backend.segment_video_expression(frames, text))
     assert whole.shape == still.shape == (1, 7, 40, 40)
     assert not np.array_equal(whole, still)
+
+
+def test_motion_query_starts_as_without_it_and_learns_to_ask(tiny_data, tiny_batch, tiny_overrides):
+    options = {"motion_features": True, "motion_loss_weight": 1.0}
+    without = _model(tiny_data, tiny_overrides, **options).eval()
+    asking = _model(tiny_data, tiny_overrides, **options, motion_query=True)
+    with torch.no_grad():  # built last, its gate zero at first: the same masks
+        before = without(**tiny_batch), asking.eval()(**tiny_batch)
+    assert torch.allclose(before[0]["mask_logits"], before[1]["mask_logits"], atol=1e-6)
+    # the asked velocity has a loss of its own from the start
+    assert float(before[1]["motion_loss"]) > float(before[0]["motion_loss"])
+    asking.train()
+    asking(**tiny_batch)["loss"].backward()
+    assert float(asking.query_velocity.weight.grad.abs().sum()) > 0
+    assert float(asking.motion_gate.weight.grad.abs().sum()) > 0
+
+
+def test_motion_match_prefers_places_that_move_as_asked(tiny_data, tiny_overrides):
+    options = {"motion_features": True, "motion_loss_weight": 1.0, "motion_query": True}
+    model = _model(tiny_data, tiny_overrides, **options).eval()
+    d = model.config.decoder_dim
+    with torch.no_grad():
+        model.velocity_head.weight.zero_()
+        model.velocity_head.bias.zero_()
+        model.velocity_head.weight[0, 0] = 1.0  # a place's x velocity: channel 0
+        model.query_velocity.weight.zero_()
+        model.query_velocity.bias.copy_(torch.tensor([1.0, 0.0]))  # "moves right"
+        model.motion_gate.bias.fill_(2.0)
+        embed = torch.zeros(2, d, 4, 4)
+        embed[:, 0, 1, 2] = 1.0  # moves right
+        embed[:, 0, 3, 0] = -1.0  # moves left
+        queries = torch.randn(2, model.lm.config.hidden_size)
+        term = model.motion_match(queries, embed, torch.tensor([0.5, -1.0]))
+    assert term[0].flatten().argmax().item() == 1 * 4 + 2
+    assert float(term[0, 1, 2]) == 0.0 and float(term[0, 3, 0]) == pytest.approx(-8.0)
+    assert float(term[1].abs().max()) == 0.0  # an image gets no motion term
+
+
+def test_motion_query_needs_the_motion_loss(tiny_overrides):
+    with pytest.raises(InputError, match="motion_query needs"):
+        SegModelConfig.from_dict({**tiny_overrides, "motion_features": True, "motion_query": True})
