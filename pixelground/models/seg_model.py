@@ -71,6 +71,9 @@ LOSS_TERMS = (
     "box_loss",
     "motion_loss",
 )
+#: Velocities (image sides per clip) are doubled for the velocity heads, so that a shape moving
+#: across a third of the frame is a target near 1, where the smooth L1 loss turns linear.
+VELOCITY_SCALE = 2.0
 
 
 def mask_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1045,8 +1048,8 @@ class SegTokenModel(nn.Module):
     ) -> torch.Tensor:
         """Smooth L1 of the velocity head, on each video frame's decoder embedding averaged
         over its target's places, against the target's velocity (:func:`mask_velocities`,
-        in image sides per clip, doubled); with ``motion_query``, plus that of the velocity
-        each [SEG] asks for; 0 when no target moves across frames.
+        in image sides per clip, times ``VELOCITY_SCALE``); with ``motion_query``, plus that
+        of the velocity each [SEG] asks for; 0 when no target moves across frames.
 
         Args:
             features: the frames' features (motion added).
@@ -1071,12 +1074,12 @@ class SegTokenModel(nn.Module):
             return zero
         wanted = velocity[torch.searchsorted(owners, state_index[video][keep])]
         predicted = self.velocity_head(pooled[keep].to(self.velocity_head.weight.dtype))
-        loss = F.smooth_l1_loss(predicted.float(), 2 * wanted.float())
+        loss = F.smooth_l1_loss(predicted.float(), VELOCITY_SCALE * wanted.float())
         if self.query_velocity is None:
             return loss
         queries = states[:, 0] if states.dim() == 3 else states
         asked = self.query_velocity(queries[owners].to(self.query_velocity.weight.dtype))
-        return loss + F.smooth_l1_loss(asked.float(), 2 * velocity.float())
+        return loss + F.smooth_l1_loss(asked.float(), VELOCITY_SCALE * velocity.float())
 
     def _box_loss(
         self,
