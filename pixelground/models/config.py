@@ -111,6 +111,14 @@ class SegModelConfig:
             places'), and the coarse prior adds minus its squared distance from the velocity
             read at each place, times a gate of the [SEG]'s own (zero at first; needs
             ``motion_loss_weight`` and ``coarse_prior``).
+        query_word_loss_weight: weight of the query-word loss, which also turns on the word
+            match: each [SEG] predicts the words of its target (multi-label, and with
+            ``head_word_loss_weight`` its head noun by a softmax), trained against a grounded
+            caption's phrase, or else against what the phrase-word heads read on the target's
+            places restricted to the words of the question (detached); the coarse prior then
+            adds, per place, the log-likelihood of those words under the place's word heads,
+            times a gate computed from the [SEG] that starts at zero (needs
+            ``word_loss_weight`` > 0 and ``coarse_prior``; 0: off).
         box_prompt: give that predicted box to SAM2's prompt encoder as a box prompt, beside
             the [SEG]'s sparse tokens (needs ``box_loss_weight``).
         coarse_prior: score each [SEG] against the g x g image embedding (query . key with
@@ -201,6 +209,7 @@ class SegModelConfig:
     box_loss_weight: float = 0.0
     motion_loss_weight: float = 0.0
     motion_query: bool = False
+    query_word_loss_weight: float = 0.0
     box_prompt: bool = False
     coarse_prior: bool = True
     lm_prior: bool = True
@@ -277,6 +286,8 @@ class SegModelConfig:
             raise InputError("motion_loss_weight needs motion_features")
         if self.motion_query and not (self.motion_loss_weight and self.coarse_prior):
             raise InputError("motion_query needs motion_loss_weight > 0 and coarse_prior")
+        if self.query_word_loss_weight and not (self.word_loss_weight and self.coarse_prior):
+            raise InputError("query_word_loss_weight needs word_loss_weight > 0 and coarse_prior")
         if self.box_prompt and not self.box_loss_weight:
             raise InputError("box_prompt needs box_loss_weight > 0 (the box head is trained by it)")
         weights = (
@@ -285,6 +296,7 @@ class SegModelConfig:
             "head_word_loss_weight",
             "box_loss_weight",
             "motion_loss_weight",
+            "query_word_loss_weight",
         )
         for name in weights:
             if getattr(self, name) < 0:

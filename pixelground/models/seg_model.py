@@ -70,10 +70,14 @@ LOSS_TERMS = (
     "head_word_loss",
     "box_loss",
     "motion_loss",
+    "query_word_loss",
 )
 #: Velocities (image sides per clip) are doubled for the velocity heads, so that a shape moving
 #: across a third of the frame is a target near 1, where the smooth L1 loss turns linear.
 VELOCITY_SCALE = 2.0
+#: The word match's log-likelihoods are floored here, so that one word a place is sure it
+#: lacks costs at most this much.
+LOG_LIKELIHOOD_FLOOR = -10.0
 
 
 def mask_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,6 +163,22 @@ def box_losses(predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     ).prod(1)
     giou = overlap / union.clamp(min=1e-6) - (hull - union) / hull.clamp(min=1e-6)
     return (l1 + 1 - giou).mean()
+
+
+def covered_places(masks: torch.Tensor, side: int) -> torch.Tensor:
+    """Places of a side x side grid that lie in each mask.
+
+    Args:
+        masks: (K, H, W) float masks.
+        side: the grid's side.
+
+    Returns:
+        (K, side, side) bool: the places at least half inside the mask; for a mask smaller
+        than that, its most covered place (none for an empty mask).
+    """
+    cover = F.adaptive_avg_pool2d(masks[:, None].float(), side)[:, 0]
+    most = cover.flatten(1).amax(1)[:, None, None]
+    return (cover >= 0.5) | ((cover == most) & (most > 0))
 
 
 def neighbour_keys(
@@ -339,6 +359,13 @@ class SegTokenModel(nn.Module):
             self.motion_gate = nn.Linear(lm_hidden, 1)
             nn.init.zeros_(self.motion_gate.weight)
             nn.init.zeros_(self.motion_gate.bias)
+        self.query_words = self.word_gate = None
+        if config.query_word_loss_weight > 0:  # the gate starts at zero: the prior is as without
+            heads = 1 if self.head_word_heads is None else 2
+            self.query_words = nn.Linear(lm_hidden, heads * len(tokenizer))
+            self.word_gate = nn.Linear(lm_hidden, heads)
+            nn.init.zeros_(self.word_gate.weight)
+            nn.init.zeros_(self.word_gate.bias)
 
     # ----------------------------------------------------------------- building
     @torch.no_grad()
@@ -683,6 +710,8 @@ class SegTokenModel(nn.Module):
                 prior = prior + score.to(prior.dtype)
             if self.motion_gate is not None and times is not None:
                 prior = prior + self.motion_match(queries, embed, times).to(prior.dtype)
+            if self.word_gate is not None:
+                prior = prior + self.word_match(queries, embed).to(prior.dtype)
             size = self.prompt_encoder.mask_input_size
             prompt = F.interpolate(prior[:, None], size=size, mode="bilinear", align_corners=False)
             _, dense = self.prompt_encoder(None, None, None, prompt)
@@ -719,6 +748,37 @@ class SegTokenModel(nn.Module):
         distance = (there - wanted[:, :, None, None]).square().sum(1)
         gate = self.motion_gate(queries.to(head.weight.dtype)) * (times >= 0)[:, None]
         return -gate[:, :, None] * distance
+
+    def word_match(self, queries: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
+        """(S, g, g) the ``query_word_loss_weight`` term of the coarse prior: per place, the
+        mean log-likelihood of the words each [SEG] asks for under the place's phrase-word
+        head (and, with the head-word head, that of the head noun it asks for), each times
+        the [SEG]'s own gate.
+
+        Args:
+            queries: (S, D_lm) [SEG] states.
+            embed: (S, d, g, g) decoder embedding of each state's frame.
+        """
+        head = self.word_heads[0]
+        count, heads = len(queries), self.word_gate.out_features
+        queries = queries.to(head.weight.dtype)
+        asked = self.query_words(queries).view(count, heads, -1)
+        gate = self.word_gate(queries)
+        logits = torch.einsum("sdhw,vd->svhw", embed.to(head.weight.dtype), head.weight)
+        logits = logits + head.bias.view(1, -1, 1, 1)
+        wanted = torch.sigmoid(asked[:, 0])
+        fit = F.logsigmoid(logits).clamp(min=LOG_LIKELIHOOD_FLOOR)
+        fit = torch.einsum("sv,svhw->shw", wanted, fit) / wanted.sum(1).clamp(min=1)[:, None, None]
+        match = gate[:, 0, None, None] * fit
+        if heads == 2:
+            noun_head = self.head_word_heads[0]
+            noun = torch.einsum("sdhw,vd->svhw", embed.to(head.weight.dtype), noun_head.weight)
+            noun = (noun + noun_head.bias.view(1, -1, 1, 1)).log_softmax(1)
+            noun_fit = torch.einsum(
+                "sv,svhw->shw", asked[:, 1].softmax(1), noun.clamp(min=LOG_LIKELIHOOD_FLOOR)
+            )
+            match = match + gate[:, 1, None, None] * noun_fit
+        return match
 
     def decode_track_step(
         self,
@@ -956,13 +1016,11 @@ class SegTokenModel(nn.Module):
         if not bool(keep.any()):
             return zero, zero
         head_word = head_word[keep]
-        words, frames, masks = words[keep], frame_index[keep], gt_masks[keep][:, None].float()
+        words, frames, masks = words[keep], frame_index[keep], gt_masks[keep]
         word_loss = head_loss = zero
         grids = (features.embed, features.lm_source)
         for index, grid in enumerate(grids):
-            cover = F.adaptive_avg_pool2d(masks, grid.shape[-1])[:, 0]  # (K, s, s)
-            most = cover.flatten(1).amax(1)[:, None, None]
-            inside = (cover >= 0.5) | ((cover == most) & (most > 0))
+            inside = covered_places(masks, grid.shape[-1])  # (K, s, s)
             mask_of_place, ys, xs = inside.nonzero().unbind(1)
             if not len(mask_of_place):
                 continue
@@ -1001,7 +1059,15 @@ class SegTokenModel(nn.Module):
         ``no_target_masks``, no-target rows add an empty-mask target each)."""
         zero = hidden.new_zeros(()).float()
         terms = dict.fromkeys(
-            ("bce_loss", "dice_loss", "prior_loss", "point_loss", "box_loss", "motion_loss"),
+            (
+                "bce_loss",
+                "dice_loss",
+                "prior_loss",
+                "point_loss",
+                "box_loss",
+                "motion_loss",
+                "query_word_loss",
+            ),
             zero,
         )
         where = (input_ids == self.ids.seg).nonzero()
@@ -1034,6 +1100,10 @@ class SegTokenModel(nn.Module):
             if self.velocity_head is not None:
                 terms["motion_loss"] = self._motion_loss(
                     features, states, state_index, frame_index, frame_times, targets
+                )
+            if self.query_words is not None:
+                terms["query_word_loss"] = self._query_word_loss(
+                    input_ids, where, states, state_index, frame_index, features, targets
                 )
         return {**terms, "mask_logits": mask_logits[:seg_masks]}
 
@@ -1080,6 +1150,86 @@ class SegTokenModel(nn.Module):
         queries = states[:, 0] if states.dim() == 3 else states
         asked = self.query_velocity(queries[owners].to(self.query_velocity.weight.dtype))
         return loss + F.smooth_l1_loss(asked.float(), VELOCITY_SCALE * velocity.float())
+
+    def question_words(self, input_ids: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """(S, V) float: 1 for every token of each [SEG]'s row before it (what was asked and
+        answered so far), for [SEG] tokens at ``where`` (S, 2) (row, position)."""
+        words = torch.zeros(len(where), len(self.tokenizer), device=input_ids.device)
+        for j, (row, position) in enumerate(where.tolist()):
+            words[j, input_ids[row, :position]] = 1.0
+        return words
+
+    def _query_word_loss(
+        self,
+        input_ids: torch.Tensor,
+        where: torch.Tensor,
+        states: torch.Tensor,
+        state_index: torch.Tensor,
+        frame_index: torch.Tensor,
+        features: VisionFeatures,
+        targets: torch.Tensor,
+    ) -> torch.Tensor:
+        """What each [SEG] asks for (``query_words``) against its target's words; 0 when no
+        [SEG] has a non-empty target.
+
+        The target's words are its grounded-caption phrase (``phrase_words``) when it has
+        one; else the phrase-word head's probabilities averaged over the target's places on
+        all its frames, kept only for the words of the question (``question_words``) and
+        detached: a multi-label BCE, summed over the vocabulary and divided by the number of
+        target words. With the head-word head, the asked head noun (a softmax) is trained
+        against the phrase's last token, or else against the head-word head's averaged
+        softmax restricted to the question's words, where that keeps at least half its mass.
+
+        Args:
+            input_ids: (B, L) token ids.
+            where: (S, 2) (row, position) of each [SEG].
+            states: (S, D) or (S, 1 + K, D) the [SEG] queries.
+            state_index: (P,) the [SEG] of each (state, frame) pair.
+            frame_index: (P,) its frame.
+            features: the frames' features.
+            targets: (P, H, W) the pairs' target masks.
+        """
+        embed = features.embed
+        pair, ys, xs = covered_places(targets, embed.shape[-1]).nonzero().unbind(1)
+        if not len(pair):
+            return targets.new_zeros(()).float()
+        owner, count = state_index[pair], len(where)
+        places = embed[frame_index[pair], :, ys, xs].detach()  # (N, d)
+        phrase, noun = self.phrase_words(input_ids, where)
+        has_phrase = phrase.any(1)
+        asked_words = self.question_words(input_ids, where)
+        share = torch.zeros(count, device=places.device).index_add_(
+            0, owner, torch.ones_like(owner, dtype=torch.float)
+        )
+        keep = share > 0
+
+        def averaged(head: nn.Module, softmax: bool) -> torch.Tensor:
+            with torch.no_grad():
+                logits = head(places).float()
+                probs = logits.softmax(1) if softmax else torch.sigmoid(logits)
+                total = torch.zeros(count, probs.shape[1], device=probs.device)
+                total = total.index_add_(0, owner, probs)
+            return total / share.clamp(min=1)[:, None] * asked_words
+
+        words = torch.where(has_phrase[:, None], phrase, averaged(self.word_heads[0], False))
+        queries = states[:, 0] if states.dim() == 3 else states
+        heads = self.word_gate.out_features
+        asked = self.query_words(queries.to(self.query_words.weight.dtype)).float()
+        asked = asked.view(count, heads, -1)
+        bce = F.binary_cross_entropy_with_logits(asked[:, 0], words, reduction="none")
+        loss = (bce.sum(1) / words.sum(1).clamp(min=1))[keep].mean()
+        if heads == 1:
+            return loss
+        nouns = averaged(self.head_word_heads[0], True)
+        mass = nouns.sum(1)
+        nouns = nouns / mass.clamp(min=1e-6)[:, None]
+        exact = F.one_hot(noun.clamp(min=0), nouns.shape[1]).float()
+        nouns = torch.where(has_phrase[:, None], exact, nouns)
+        usable = keep & (has_phrase | (mass >= 0.5))
+        if not bool(usable.any()):
+            return loss
+        cross = -(nouns * asked[:, 1].log_softmax(1)).sum(1)
+        return loss + cross[usable].mean()
 
     def _box_loss(
         self,
