@@ -81,7 +81,11 @@ class SegTokenModelBackend:
     def segment_expression(self, image: np.ndarray, expression: str) -> list[np.ndarray]:
         """(H, W) bool masks of what ``expression`` refers to; [] when the model says none."""
         prompt = self.config.refer_template.format(expression=_expression(expression))
-        return list(self.ground(image, prompt).masks)
+        if self.config.target_decision is None:
+            return list(self.ground(image, prompt).masks)
+        from pixelground.models.target_decision import answer_referring
+
+        return list(answer_referring(self.model, load_image(image).pixels, prompt).masks)
 
     def caption(self, image: np.ndarray, detailed: bool = False) -> str:
         """The image's caption (the grounded caption with its markup removed)."""

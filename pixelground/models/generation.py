@@ -26,16 +26,8 @@ if TYPE_CHECKING:
     from pixelground.models.seg_model import SegTokenModel
 
 
-@torch.no_grad()
-def greedy(
-    model: SegTokenModel, ids: torch.Tensor, embeds: torch.Tensor, max_new_tokens: int
-) -> tuple[list[int], torch.Tensor, list[int]]:
-    """Greedy decoding from a prompt: its (1, L) ids and (1, L, D) embeddings.
-
-    Returns:
-        The generated ids (without ``</s>``), the (1, L + n, D) last hidden states of the whole
-        sequence (every generated token is fed back), and the positions of generated [SEG]s.
-    """
+def banned_tokens(model: SegTokenModel) -> list[int]:
+    """Ids an answer never contains: markup of the prompt side, padding and ``<unk>``."""
     banned = [
         model.ids.pad,
         model.ids.bos,
@@ -46,6 +38,27 @@ def greedy(
     ]
     if model.tokenizer.unk_token_id is not None:
         banned.append(int(model.tokenizer.unk_token_id))
+    return banned
+
+
+@torch.no_grad()
+def greedy(
+    model: SegTokenModel,
+    ids: torch.Tensor,
+    embeds: torch.Tensor,
+    max_new_tokens: int,
+    also_banned: Sequence[int] = (),
+) -> tuple[list[int], torch.Tensor, list[int]]:
+    """Greedy decoding from a prompt: its (1, L) ids and (1, L, D) embeddings.
+
+    Args:
+        also_banned: ids never generated besides ``banned_tokens`` (e.g. [SEG]).
+
+    Returns:
+        The generated ids (without ``</s>``), the (1, L + n, D) last hidden states of the whole
+        sequence (every generated token is fed back), and the positions of generated [SEG]s.
+    """
+    banned = banned_tokens(model) + list(also_banned)
     table = model.lm.get_input_embeddings()
     out = model.lm(
         inputs_embeds=embeds,

@@ -1,9 +1,14 @@
-"""``pixelground train`` and ``pixelground finetune``: train the [SEG]-token model.
+"""``pixelground train``, ``finetune`` and ``calibrate``: train the [SEG]-token model.
 
     pixelground train CONFIG.json [--out DIR] [--steps N] [--device D] [--no-resume]
     pixelground finetune --data DATA.jsonl [DATA2.jsonl ...] --from CHECKPOINT [--out DIR]
                          [--steps N] [--on-error skip|raise] [--lr LR] [--batch-size B]
                          [--lora-r R] [--device D]
+    pixelground calibrate CHECKPOINT --data VAL.jsonl [--on-error skip|raise]
+
+``calibrate`` fits the checkpoint's ``target_decision`` (whether a referring expression has a
+target: the LM's answer weighed with the coarse prior's peak) on validation lines in the
+fine-tuning format and writes it into the checkpoint's config.json.
 
 CONFIG.json is one flat JSON object mixing training keys (data, out, steps, batch_size, lr,
 ...) and model keys (image_size, lm_kwargs, decoder_dim, ...); see docs/models.md. A run
@@ -55,6 +60,22 @@ def register(subparsers: Any) -> None:
     tune.add_argument("--lora-r", type=int, default=0, help="LoRA rank on the LM (0: full)")
     tune.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     tune.set_defaults(handler=run_finetune)
+
+    calibrate = subparsers.add_parser(
+        "calibrate",
+        help="fit a checkpoint's referring target decision on validation lines",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    calibrate.add_argument("checkpoint", metavar="CHECKPOINT", help="model or run directory")
+    calibrate.add_argument("--data", nargs="+", required=True, metavar="VAL.jsonl")
+    calibrate.add_argument(
+        "--on-error",
+        default="skip",
+        choices=("skip", "raise"),
+        help="bad data lines: skip them (default) or refuse the file",
+    )
+    calibrate.set_defaults(handler=run_calibrate)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -137,3 +158,34 @@ def run_finetune(args: argparse.Namespace) -> int:
     )
     overrides = {"lora_r": args.lora_r} if args.lora_r else {}
     return _run(train_cfg, overrides)
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """Handler of ``pixelground calibrate``."""
+    from pixelground.models.checkpoints import find_checkpoint
+    from pixelground.models.data import read_finetune_jsonl
+    from pixelground.models.seg_model import CONFIG_NAME, SegTokenModel
+    from pixelground.models.target_decision import fit_target_decision
+
+    found = find_checkpoint(args.checkpoint)
+    if found is None:
+        raise InputError(f"no [SEG]-model checkpoint in {args.checkpoint}")
+    samples = []
+    for path in args.data:
+        data = read_finetune_jsonl(path, on_error=args.on_error)
+        for problem in data.problems:
+            print(f"skipped: {problem}")
+        samples.extend(data.samples)
+    model = SegTokenModel.from_pretrained(found).eval()
+    fit = fit_target_decision(model, samples)
+    config_path = Path(found) / CONFIG_NAME
+    config = json.loads(config_path.read_text())
+    config["target_decision"] = list(fit.weights)
+    config_path.write_text(json.dumps(config, indent=1))
+    w_lm, w_prior, bias = fit.weights
+    print(f"{fit.lines} referring lines ({fit.targets} with a target)")
+    print(f"target_decision: {w_lm:.4f} * LM log-odds + {w_prior:.4f} * prior peak + {bias:.4f}")
+    print(f"  fitted:   N-acc {fit.n_acc:.3f}  T-acc {fit.t_acc:.3f}")
+    print(f"  LM alone: N-acc {fit.lm_n_acc:.3f}  T-acc {fit.lm_t_acc:.3f}")
+    print(f"written to {config_path}")
+    return 0

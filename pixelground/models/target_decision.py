@@ -1,0 +1,210 @@
+"""Whether a referring expression has a target: the LM's answer weighed with the image.
+
+Left to itself the language model decides "no such object" from the words and the visual
+tokens at its first answer token; an expression naming a combination of words it never read
+together ("red star" when training scenes had no red star) is then refused even when the
+object is plainly there. The coarse prior of the [SEG] query (see ``SegTokenModel.
+coarse_prior``) scores every place of the image against the expression and does not suffer
+from it. ``target_decision`` in the model config holds three numbers (w_lm, w_prior, bias):
+a referring answer has a target when
+
+    w_lm * log-odds of [SEG] at the first answer token + w_prior * peak of the prior + bias > 0
+
+with the [SEG] teacher-forced to read the prior. :func:`fit_target_decision` fits them by
+logistic regression on fine-tuning lines whose answers are a [SEG] or a refusal (a validation
+split), so the threshold is set on data the model was not trained on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from pixelground.backends.base import GroundedText
+from pixelground.core.errors import InputError
+from pixelground.core.media import load_image
+from pixelground.models.generation import (
+    _bool_masks,
+    _prompt_tensor,
+    banned_tokens,
+    greedy,
+)
+from pixelground.models.tokenizer import grounded_text
+
+if TYPE_CHECKING:
+    from pixelground.models.data import Sample
+    from pixelground.models.seg_model import SegTokenModel
+
+
+@dataclass
+class TargetEvidence:
+    """What the model says about a referring prompt before it answers.
+
+    Attributes:
+        seg_log_odds: log p([SEG]) - log(1 - p([SEG])) at the first answer token (over the
+            tokens an answer may hold).
+        prior_peak: the highest coarse-prior logit of the teacher-forced [SEG] (-inf when
+            the model has no coarse prior).
+        mask_logits: (1, mask_grid, mask_grid) the teacher-forced [SEG]'s mask logits.
+    """
+
+    seg_log_odds: float
+    prior_peak: float
+    mask_logits: torch.Tensor
+
+    def features(self) -> list[float]:
+        """[seg_log_odds, prior_peak], the inputs of the decision."""
+        return [self.seg_log_odds, self.prior_peak]
+
+
+@torch.no_grad()
+def target_evidence(model: SegTokenModel, image: np.ndarray, prompt: str) -> TargetEvidence:
+    """One pass of the LM over ``prompt`` about ``image`` (RGB uint8 (H, W, 3)) followed by
+    [SEG]: the first answer token's odds of [SEG], and that [SEG]'s coarse prior and mask."""
+    if not prompt.strip():
+        raise InputError("the prompt is empty; give an expression")
+    features = model.encode_image(model.preprocess([image]))
+    times = torch.full((1,), -1.0, device=model.device, dtype=model.dtype)
+    prompt_ids = _prompt_tensor(model, prompt, model.num_image_tokens)
+    ids = torch.cat([prompt_ids, prompt_ids.new_full((1, 1), model.ids.seg)], 1)
+    out = model.lm(
+        inputs_embeds=model.embed_inputs(ids, features, times),
+        attention_mask=model.lm_attention(ids),
+        output_hidden_states=True,
+    )
+    logits = out.logits[0, -2].float()
+    logits[banned_tokens(model)] = float("-inf")
+    log_p = logits.log_softmax(-1)[model.ids.seg]
+    seg_log_odds = float(log_p - torch.log1p(-log_p.exp().clamp(max=1 - 1e-7)))
+    hidden = out.hidden_states[-1]
+    position = ids.shape[1] - 1
+    states = model.seg_queries(hidden, torch.tensor([[0, position]], device=ids.device))
+    if model.needs_lm_states:
+        features.lm_states = model.frame_lm_states(features, times, hidden, ids)
+    mask_logits, prior = model.decode_masks(states, features, times)
+    peak = float(prior.max()) if prior is not None else -math.inf
+    return TargetEvidence(seg_log_odds, peak, mask_logits)
+
+
+def has_target(weights: Sequence[float], evidence: TargetEvidence) -> bool:
+    """The decision of ``target_decision`` weights (w_lm, w_prior, bias) on ``evidence``."""
+    w_lm, w_prior, bias = weights
+    return w_lm * evidence.seg_log_odds + w_prior * evidence.prior_peak + bias > 0
+
+
+@torch.no_grad()
+def answer_referring(model: SegTokenModel, image: np.ndarray, prompt: str) -> GroundedText:
+    """Answer a referring prompt with ``model.config.target_decision``: one [SEG] and its mask
+    when the decision finds a target, else the LM's greedy answer with [SEG] barred (its
+    "no such object"). See the module docstring."""
+    weights = model.config.target_decision
+    if weights is None:
+        raise InputError("the model has no target_decision; fit one with `pixelground calibrate`")
+    size = (int(image.shape[0]), int(image.shape[1]))
+    evidence = target_evidence(model, image, prompt)
+    if has_target(weights, evidence):
+        masks = _bool_masks(evidence.mask_logits, 1, 1, size, model.config.min_mask_island)
+        return grounded_text(model.tokenizer, [model.ids.seg], [masks[0, 0]], size)
+    features = model.encode_image(model.preprocess([image]))
+    times = torch.full((1,), -1.0, device=model.device, dtype=model.dtype)
+    ids = _prompt_tensor(model, prompt, model.num_image_tokens)
+    embeds = model.embed_inputs(ids, features, times)
+    generated, _, _ = greedy(
+        model, ids, embeds, model.config.max_new_tokens, also_banned=[model.ids.seg]
+    )
+    return grounded_text(model.tokenizer, generated, [], size)
+
+
+@dataclass
+class DecisionFit:
+    """A fitted ``target_decision`` and how it and the LM alone decide on the fitting lines.
+
+    Attributes:
+        weights: (w_lm, w_prior, bias).
+        lines: lines used; targets: how many of them have a target.
+        n_acc, t_acc: share of no-target lines refused / target lines answered, by the fit.
+        lm_n_acc, lm_t_acc: the same for the LM alone (p([SEG]) > 0.5).
+    """
+
+    weights: tuple[float, float, float]
+    lines: int
+    targets: int
+    n_acc: float
+    t_acc: float
+    lm_n_acc: float
+    lm_t_acc: float
+
+
+def referring_lines(samples: Sequence[Sample]) -> list[tuple[Sample, bool]]:
+    """The lines of one question about one image answered by a [SEG] alone or by text
+    without any (a refusal), with whether each has a target."""
+    kept = []
+    for sample in samples:
+        turns = sample.conversation
+        if len(turns) != 2 or sample.video or "<region>" in turns[0]["content"]:
+            continue
+        answer = turns[1]["content"].strip()
+        if answer == "[SEG]" or "[SEG]" not in answer:
+            kept.append((sample, answer == "[SEG]"))
+    return kept
+
+
+def fit_target_decision(
+    model: SegTokenModel,
+    samples: Sequence[Sample],
+    l2: float = 1e-3,
+) -> DecisionFit:
+    """Fit ``target_decision`` by logistic regression on referring lines.
+
+    Args:
+        model: the model (eval mode).
+        samples: fine-tuning lines, see :func:`referring_lines` (others are ignored).
+        l2: weight of the L2 penalty on (w_lm, w_prior).
+
+    Returns:
+        The fitted weights and their N-acc / T-acc on these lines beside the LM's own.
+    """
+    lines = referring_lines(samples)
+    labels = torch.tensor([target for _, target in lines], dtype=torch.float32)
+    if not len(lines) or labels.sum() in (0, len(lines)):
+        raise InputError(
+            "fitting the target decision needs referring lines both with a target ([SEG]) "
+            "and without (a refusal)"
+        )
+    rows = []
+    for sample, _ in lines:
+        question = sample.conversation[0]["content"]
+        image = load_image(sample.frames[0]).pixels
+        rows.append(target_evidence(model, image, question).features())
+    features = torch.tensor(rows, dtype=torch.float32)
+    features[:, 1] = features[:, 1].clamp(min=-50.0)
+    weights = torch.zeros(3, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weights], max_iter=200, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        optimizer.zero_grad()
+        scores = features @ weights[:2] + weights[2]
+        value = torch.nn.functional.binary_cross_entropy_with_logits(scores, labels)
+        value = value + l2 * weights[:2].square().sum()
+        value.backward()
+        return value
+
+    optimizer.step(loss)
+    fitted = tuple(float(w) for w in weights.detach())
+    said = (features @ weights.detach()[:2] + weights.detach()[2]) > 0
+    lm_said = features[:, 0] > 0
+    target = labels > 0
+    return DecisionFit(
+        weights=fitted,  # type: ignore[arg-type]
+        lines=len(lines),
+        targets=int(target.sum()),
+        n_acc=float((~said[~target]).float().mean()),
+        t_acc=float(said[target].float().mean()),
+        lm_n_acc=float((~lm_said[~target]).float().mean()),
+        lm_t_acc=float(lm_said[target].float().mean()),
+    )

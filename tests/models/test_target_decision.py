@@ -1,0 +1,134 @@
+"""``target_decision``: a referring answer's "is there a target" from the LM's odds of [SEG]
+and the coarse prior's peak, fitted on validation lines by ``pixelground calibrate``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pixelground.core.errors import InputError
+from pixelground.core.media import load_image
+from pixelground.models.backend import SegTokenModelBackend
+from pixelground.models.config import SegModelConfig
+from pixelground.models.data import read_finetune_jsonl
+from pixelground.models.generation import banned_tokens
+from pixelground.models.seg_model import SegTokenModel
+from pixelground.models.target_decision import (
+    TargetEvidence,
+    answer_referring,
+    fit_target_decision,
+    has_target,
+    referring_lines,
+    target_evidence,
+)
+from pixelground.models.tokenizer import build_word_tokenizer, prompt_ids
+from pixelground.serve.cli import main
+
+
+def _model(tiny_data, tiny_overrides, **options) -> SegTokenModel:
+    torch.manual_seed(0)
+    tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
+    config = SegModelConfig.from_dict({**tiny_overrides, **options})
+    return SegTokenModel(config, tokenizer).eval()
+
+
+def _image(tiny_data) -> np.ndarray:
+    return load_image(tiny_data.parent / "images" / "000.png").pixels
+
+
+def test_target_decision_must_be_three_finite_numbers(tiny_overrides):
+    assert SegModelConfig.from_dict({**tiny_overrides, "target_decision": [1, 2, 3]})
+    for bad in ([1.0, 2.0], [1.0, math.nan, 0.0]):
+        with pytest.raises(InputError, match="target_decision must be three finite numbers"):
+            SegModelConfig.from_dict({**tiny_overrides, "target_decision": bad})
+
+
+def test_has_target_weighs_the_lm_odds_and_the_prior_peak():
+    evidence = TargetEvidence(seg_log_odds=-1.0, prior_peak=3.0, mask_logits=torch.zeros(1, 4, 4))
+    assert not has_target((1.0, 0.0, 0.0), evidence)  # the LM alone refuses
+    assert has_target((1.0, 0.5, 0.0), evidence)  # the prior's peak outweighs it
+    assert not has_target((1.0, 0.5, -1.0), evidence)
+
+
+def test_evidence_is_the_lm_first_token_and_the_forced_seg(tiny_data, tiny_overrides):
+    model = _model(tiny_data, tiny_overrides)
+    image = _image(tiny_data)
+    prompt = "Please segment the red square."
+    evidence = target_evidence(model, image, prompt)
+    # the odds of [SEG] where the answer starts, from the prompt alone
+    features = model.encode_image(model.preprocess([image]))
+    ids = torch.tensor([prompt_ids(model.tokenizer, prompt, model.num_image_tokens, False)])
+    with torch.no_grad():
+        embeds = model.embed_inputs(ids, features, torch.full((1,), -1.0))
+        logits = model.lm(inputs_embeds=embeds).logits[0, -1].float()
+    logits[banned_tokens(model)] = float("-inf")
+    p_seg = float(logits.softmax(-1)[model.ids.seg])
+    assert evidence.seg_log_odds == pytest.approx(math.log(p_seg / (1 - p_seg)), abs=1e-4)
+    assert math.isfinite(evidence.prior_peak)
+    assert evidence.mask_logits.shape == (1, model.config.mask_grid, model.config.mask_grid)
+    with pytest.raises(InputError, match="prompt is empty"):
+        target_evidence(model, image, "   ")
+
+
+def test_answer_referring_follows_the_decision(tiny_data, tiny_overrides):
+    image = _image(tiny_data)
+    prompt = "Please segment the red square."
+    yes = _model(tiny_data, tiny_overrides, target_decision=[0.0, 0.0, 1.0])
+    answer = answer_referring(yes, image, prompt)
+    assert len(answer.masks) == 1 and answer.masks[0].shape == image.shape[:2]
+    evidence = target_evidence(yes, image, prompt)
+    assert np.array_equal(
+        answer.masks[0],
+        (
+            torch.nn.functional.interpolate(
+                evidence.mask_logits[:, None], size=image.shape[:2], mode="bilinear"
+            )[0, 0]
+            > 0
+        ).numpy(),
+    )
+    no = _model(tiny_data, tiny_overrides, target_decision=[0.0, 0.0, -1.0])
+    refused = answer_referring(no, image, prompt)
+    assert refused.masks == [] and "[SEG]" not in refused.text
+    with pytest.raises(InputError, match="no target_decision"):
+        answer_referring(_model(tiny_data, tiny_overrides), image, prompt)
+
+
+def test_fit_separates_the_fitting_lines_and_needs_both_kinds(tiny_data, tiny_overrides):
+    model = _model(tiny_data, tiny_overrides)
+    samples = read_finetune_jsonl(tiny_data).samples
+    lines = referring_lines(samples)
+    # the tiny data's refer and no-target lines; captions, regions and video are left out
+    assert [target for _, target in lines] == [True, False] * 3
+    fit = fit_target_decision(model, samples)
+    assert fit.lines == 6 and fit.targets == 3
+    assert all(math.isfinite(w) for w in fit.weights)
+    # the reported accuracies are those of the fitted weights on the same lines
+    said = [
+        has_target(fit.weights, target_evidence(model, load_image(s.frames[0]).pixels,
+                                                s.conversation[0]["content"]))
+        for s, _ in lines
+    ]  # fmt: skip
+    assert fit.t_acc == pytest.approx(np.mean(said[0::2]))
+    assert fit.n_acc == pytest.approx(1 - np.mean(said[1::2]))
+    with pytest.raises(InputError, match="both with a target"):
+        fit_target_decision(model, [s for s, target in lines if target])
+
+
+def test_calibrate_writes_the_decision_the_backend_then_uses(tiny_data, tiny_overrides, tmp_path):
+    model = _model(tiny_data, tiny_overrides)
+    model.save_pretrained(tmp_path / "ckpt")
+    assert main(["calibrate", str(tmp_path / "ckpt"), "--data", str(tiny_data)]) == 0
+    written = json.loads((tmp_path / "ckpt" / "config.json").read_text())["target_decision"]
+    assert len(written) == 3
+    backend = SegTokenModelBackend(tmp_path / "ckpt")
+    assert backend.config.target_decision == tuple(written)
+    image = _image(tiny_data)
+    expected = answer_referring(backend.model, image, "Please segment the red square.").masks
+    masks = backend.segment_expression(image, "the red square")
+    assert len(masks) == len(expected)
+    assert all(np.array_equal(a, b) for a, b in zip(masks, expected, strict=True))
+    assert main(["calibrate", str(tmp_path / "nowhere"), "--data", str(tiny_data)]) != 0
