@@ -15,6 +15,8 @@ $PG synth "$RUN/data" --task region --n 2500 --n-eval 40 --seed 2 --split all --
 $PG synth "$RUN/data" --task video --n 1500 --n-eval 40 --seed 3 --split all --overwrite
 cp configs/shapes.json "$RUN/shapes.json"
 $PG train "$RUN/shapes.json" --out "$RUN/run"   # Ctrl-C and re-run resumes
+# when a referring answer has a target: fitted on the validation split (writes config.json)
+$PG calibrate "$RUN/run" --data "$RUN/data/refer/val/finetune.jsonl"
 for task in refer gcg rvos; do
   data=$task; [ "$task" = rvos ] && data=video
   $PG eval "$task" --dataset "synth:$RUN/data/$data/test" --preset shapes \
