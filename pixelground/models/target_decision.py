@@ -34,6 +34,7 @@ from pixelground.models.generation import (
     banned_tokens,
     greedy,
 )
+from pixelground.models.parts import VisionFeatures
 from pixelground.models.tokenizer import grounded_text
 
 if TYPE_CHECKING:
@@ -66,9 +67,13 @@ class TargetEvidence:
 def target_evidence(model: SegTokenModel, image: np.ndarray, prompt: str) -> TargetEvidence:
     """One pass of the LM over ``prompt`` about ``image`` (RGB uint8 (H, W, 3)) followed by
     [SEG]: the first answer token's odds of [SEG], and that [SEG]'s coarse prior and mask."""
+    return _evidence(model, model.encode_image(model.preprocess([image])), prompt)
+
+
+def _evidence(model: SegTokenModel, features: VisionFeatures, prompt: str) -> TargetEvidence:
+    """:func:`target_evidence` on the image's encoded features."""
     if not prompt.strip():
         raise InputError("the prompt is empty; give an expression")
-    features = model.encode_image(model.preprocess([image]))
     times = torch.full((1,), -1.0, device=model.device, dtype=model.dtype)
     prompt_ids = _prompt_tensor(model, prompt, model.num_image_tokens)
     ids = torch.cat([prompt_ids, prompt_ids.new_full((1, 1), model.ids.seg)], 1)
@@ -106,11 +111,11 @@ def answer_referring(model: SegTokenModel, image: np.ndarray, prompt: str) -> Gr
     if weights is None:
         raise InputError("the model has no target_decision; fit one with `pixelground calibrate`")
     size = (int(image.shape[0]), int(image.shape[1]))
-    evidence = target_evidence(model, image, prompt)
+    features = model.encode_image(model.preprocess([image]))
+    evidence = _evidence(model, features, prompt)
     if has_target(weights, evidence):
         masks = _bool_masks(evidence.mask_logits, 1, 1, size, model.config.min_mask_island)
         return grounded_text(model.tokenizer, [model.ids.seg], [masks[0, 0]], size)
-    features = model.encode_image(model.preprocess([image]))
     times = torch.full((1,), -1.0, device=model.device, dtype=model.dtype)
     ids = _prompt_tensor(model, prompt, model.num_image_tokens)
     embeds = model.embed_inputs(ids, features, times)
