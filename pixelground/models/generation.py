@@ -90,7 +90,7 @@ def greedy(
     return generated, torch.cat(hidden)[None], positions
 
 
-def _prompt_tensor(model: SegTokenModel, prompt: str, image_tokens: int) -> torch.Tensor:
+def prompt_tensor(model: SegTokenModel, prompt: str, image_tokens: int) -> torch.Tensor:
     """(1, L) ids of ``prompt`` with ``image_tokens`` placeholders, in the model's layout."""
     ids = prompt_ids(model.tokenizer, prompt, image_tokens, model.config.image_after_question)
     return torch.tensor([ids], device=model.device)
@@ -115,10 +115,10 @@ def masks_at(
     logits, _ = model.decode_masks(
         states[state_index], features.select(frame_index), times[frame_index]
     )
-    return _bool_masks(logits, count, frames, size, model.config.min_mask_island)
+    return bool_masks(logits, count, frames, size, model.config.min_mask_island)
 
 
-def _bool_masks(
+def bool_masks(
     logits: torch.Tensor, count: int, frames: int, size: tuple[int, int], min_island: int = 0
 ) -> np.ndarray:
     """(count, frames, H, W) bool masks of (count * frames, m, m) state-major mask logits.
@@ -159,7 +159,7 @@ def generate_grounded(
     size = (int(image.shape[0]), int(image.shape[1]))
     features = model.encode_image(model.preprocess([image]))
     times = torch.full((1,), -1.0, device=model.device, dtype=model.dtype)
-    ids = _prompt_tensor(model, prompt, model.num_image_tokens)
+    ids = prompt_tensor(model, prompt, model.num_image_tokens)
     region_masks = None
     if regions:
         stack = np.stack([np.asarray(r, bool) for r in regions])
@@ -216,7 +216,7 @@ def answer_video(
         raise InputError("the prompt is empty; give an expression")
     features = model.encode_image(model.preprocess(key_frames))
     count = len(key_frames) * model.config.video_lm_grid**2
-    ids = _prompt_tensor(model, prompt, count)
+    ids = prompt_tensor(model, prompt, count)
     sample = torch.zeros(len(key_frames), dtype=torch.long, device=model.device)
     embeds = model.embed_inputs(ids, features, key_times, None, sample)
     generated, hidden, positions = greedy(
@@ -271,7 +271,7 @@ def decode_video_frames(
         logits, _ = model.decode_track_step(states, features.select(frame), times[frame], memory)
         per_frame.append(logits)
     logits = torch.stack(per_frame, 1).flatten(0, 1)
-    return _bool_masks(logits, count, len(frames), size, model.config.min_mask_island)
+    return bool_masks(logits, count, len(frames), size, model.config.min_mask_island)
 
 
 @torch.no_grad()

@@ -29,10 +29,10 @@ from pixelground.backends.base import GroundedText
 from pixelground.core.errors import InputError
 from pixelground.core.media import load_image
 from pixelground.models.generation import (
-    _bool_masks,
-    _prompt_tensor,
     banned_tokens,
+    bool_masks,
     greedy,
+    prompt_tensor,
 )
 from pixelground.models.parts import VisionFeatures
 from pixelground.models.tokenizer import grounded_text
@@ -75,7 +75,7 @@ def _evidence(model: SegTokenModel, features: VisionFeatures, prompt: str) -> Ta
     if not prompt.strip():
         raise InputError("the prompt is empty; give an expression")
     times = torch.full((1,), -1.0, device=model.device, dtype=model.dtype)
-    prompt_ids = _prompt_tensor(model, prompt, model.num_image_tokens)
+    prompt_ids = prompt_tensor(model, prompt, model.num_image_tokens)
     ids = torch.cat([prompt_ids, prompt_ids.new_full((1, 1), model.ids.seg)], 1)
     out = model.lm(
         inputs_embeds=model.embed_inputs(ids, features, times),
@@ -114,10 +114,10 @@ def answer_referring(model: SegTokenModel, image: np.ndarray, prompt: str) -> Gr
     features = model.encode_image(model.preprocess([image]))
     evidence = _evidence(model, features, prompt)
     if has_target(weights, evidence):
-        masks = _bool_masks(evidence.mask_logits, 1, 1, size, model.config.min_mask_island)
+        masks = bool_masks(evidence.mask_logits, 1, 1, size, model.config.min_mask_island)
         return grounded_text(model.tokenizer, [model.ids.seg], [masks[0, 0]], size)
     times = torch.full((1,), -1.0, device=model.device, dtype=model.dtype)
-    ids = _prompt_tensor(model, prompt, model.num_image_tokens)
+    ids = prompt_tensor(model, prompt, model.num_image_tokens)
     embeds = model.embed_inputs(ids, features, times)
     generated, _, _ = greedy(
         model, ids, embeds, model.config.max_new_tokens, also_banned=[model.ids.seg]

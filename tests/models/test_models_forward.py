@@ -407,14 +407,14 @@ def test_image_prefix_attention_lets_each_visual_token_see_the_whole_image(
 def test_greedy_decoding_with_image_prefix_attention_matches_a_pass_over_the_whole_answer(
     tiny_data, tiny_overrides
 ):
-    from pixelground.models.generation import _prompt_tensor, greedy
+    from pixelground.models.generation import greedy, prompt_tensor
 
     torch.manual_seed(0)
     model = model_with(tiny_data, tiny_overrides, image_prefix_attention=True).eval()
     with torch.no_grad():
         features = model.encode_image(model.preprocess([np.zeros((64, 64, 3), np.uint8)]))
         times = torch.full((1,), -1.0)
-        ids = _prompt_tensor(model, "Please segment the red square.", model.num_image_tokens)
+        ids = prompt_tensor(model, "Please segment the red square.", model.num_image_tokens)
         embeds = model.embed_inputs(ids, features, times)
         generated, hidden, _ = greedy(model, ids, embeds, 6)
         whole = torch.cat([ids, torch.tensor([generated])], 1)
@@ -428,18 +428,18 @@ def test_greedy_decoding_with_image_prefix_attention_matches_a_pass_over_the_who
 
 
 def test_mask_islands_under_min_mask_island_cells_leave_the_upsampled_mask():
-    from pixelground.models.generation import _bool_masks
+    from pixelground.models.generation import bool_masks
 
     logits = torch.full((2, 8, 8), -4.0)
     logits[:, 1:5, 1:5] = 3.0  # 16 cells
     logits[0, 7, 7] = 2.0  # a one-cell island on the first mask only
-    kept = _bool_masks(logits, 2, 1, (32, 32))
-    cleaned = _bool_masks(logits, 2, 1, (32, 32), min_island=2)
+    kept = bool_masks(logits, 2, 1, (32, 32))
+    cleaned = bool_masks(logits, 2, 1, (32, 32), min_island=2)
     assert kept.shape == cleaned.shape == (2, 1, 32, 32)
     assert kept[0, 0, 28:, 28:].any() and not cleaned[0, 0, 28:, 28:].any()
     assert np.array_equal(cleaned[0, 0, :24, :24], kept[0, 0, :24, :24])
     assert np.array_equal(cleaned[1], kept[1])  # nothing small: nothing changes
-    assert not _bool_masks(logits, 2, 1, (32, 32), min_island=17).any()
+    assert not bool_masks(logits, 2, 1, (32, 32), min_island=17).any()
 
 
 def test_time_query_starts_as_without_it_and_lets_each_seg_move_its_own_way(
