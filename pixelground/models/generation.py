@@ -9,7 +9,7 @@ masks on the frames before).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -81,13 +81,20 @@ def greedy(
             positions.append(start + k)
         step = table(torch.tensor([[token]], device=embeds.device))
         out = model.lm(
-            inputs_embeds=step,
-            past_key_values=out.past_key_values,
-            use_cache=True,
-            output_hidden_states=True,
+            inputs_embeds=step, use_cache=True, output_hidden_states=True, **_cache_kwargs(out)
         )
         hidden.append(out.hidden_states[-1][0])
     return generated, torch.cat(hidden)[None], positions
+
+
+def _cache_kwargs(out: Any) -> dict[str, Any]:
+    """The LM's key/value cache from ``out`` as the keyword its forward takes: ``cache``
+    since transformers 5.25 (``past_key_values`` is deprecated there), else
+    ``past_key_values``."""
+    cache = getattr(out, "cache", None)
+    if cache is not None:
+        return {"cache": cache}
+    return {"past_key_values": out.past_key_values}
 
 
 def prompt_tensor(model: SegTokenModel, prompt: str, image_tokens: int) -> torch.Tensor:
