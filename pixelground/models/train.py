@@ -90,6 +90,9 @@ class TrainConfig:
             language model to read the image.
         hue_augment: probability of rotating the hue of a line whose text names no colour
             (see ``data.SegDataset``).
+        vision_lr_scale: the vision tower's learning rate as a multiple of ``lr`` (its
+            schedule is the same). A tower trained from scratch may need a higher rate than
+            the language model to learn what a shape is in the time budget.
     """
 
     data: list[str] = field(default_factory=list)
@@ -121,6 +124,7 @@ class TrainConfig:
     first_minutes: float = 0.0
     first_loss_scale: dict[str, float] = field(default_factory=dict)
     hue_augment: float = 0.0
+    vision_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str):
@@ -137,6 +141,8 @@ class TrainConfig:
             raise InputError(f"first_loss_scale: unknown loss terms {unknown}; use {LOSS_TERMS}")
         if not self.data:
             raise InputError("no training data; set 'data' to one or more JSONL files")
+        if not self.vision_lr_scale > 0:
+            raise InputError(f"vision_lr_scale must be > 0, got {self.vision_lr_scale}")
         if self.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if min(self.steps, self.batch_size, self.grad_accum, self.save_every, self.log_every) < 1:
@@ -246,6 +252,28 @@ class DataMix:
         )
 
 
+def parameter_groups(
+    model: SegTokenModel, lr: float, weight_decay: float, vision_lr_scale: float
+) -> list[dict[str, Any]]:
+    """AdamW parameter groups of the trainable parameters: matrices with ``weight_decay``,
+    vectors without, and the vision tower's at ``lr * vision_lr_scale`` (the others at
+    ``lr``). Empty groups are left out; at a scale of 1 the tower is not a group of its own,
+    so runs started before the option resume with the same two groups."""
+    vision = {id(p) for p in model.vision.parameters()} if vision_lr_scale != 1.0 else set()
+    groups = []
+    for in_vision, scale in ((False, 1.0), (True, vision_lr_scale)):
+        chosen = [
+            p for p in model.parameters() if p.requires_grad and (id(p) in vision) == in_vision
+        ]
+        for params, decay in (
+            ([p for p in chosen if p.dim() >= 2], weight_decay),
+            ([p for p in chosen if p.dim() < 2], 0.0),
+        ):
+            if params:
+                groups.append({"params": params, "weight_decay": decay, "lr": lr * scale})
+    return groups
+
+
 class Trainer:
     """One training run; see :func:`train`."""
 
@@ -331,13 +359,10 @@ class Trainer:
         else:
             self.model = self._new_model()
         self.model.to(self.device)
-        decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() >= 2]
-        rest = [p for p in self.model.parameters() if p.requires_grad and p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self.cfg.weight_decay},
-                {"params": rest, "weight_decay": 0.0},
-            ],
+            parameter_groups(
+                self.model, self.cfg.lr, self.cfg.weight_decay, self.cfg.vision_lr_scale
+            ),
             lr=self.cfg.lr,
         )
         cfg = self.cfg

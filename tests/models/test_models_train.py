@@ -213,3 +213,36 @@ def test_first_loss_scale_weighs_terms_in_the_first_phase_only(
     trainer.run()
     assert trainer.switch_step == 1
     assert weights == [0.0, 0.5, 0.5]
+
+
+def test_vision_lr_scale_gives_the_tower_its_own_rate_and_resumes(
+    tiny_data, tmp_path, tiny_overrides
+):
+    with pytest.raises(Exception, match="vision_lr_scale"):
+        _config(tiny_data, tmp_path / "bad", vision_lr_scale=0.0)
+    plain = Trainer(_config(tiny_data, tmp_path / "plain"), tiny_overrides)
+    assert [g["lr"] for g in plain.optimizer.param_groups] == [3e-3, 3e-3]
+
+    cfg = _config(tiny_data, tmp_path / "scaled", steps=2, vision_lr_scale=4.0)
+    trainer = Trainer(cfg, tiny_overrides)
+    vision = {id(p) for p in trainer.model.vision.parameters()}
+    rates = {}
+    for group in trainer.optimizer.param_groups:
+        in_vision = {id(p) in vision for p in group["params"]}
+        assert len(in_vision) == 1, "a group mixes the tower with other parts"
+        rates.setdefault(in_vision.pop(), set()).add(group["initial_lr"])
+    assert rates == {False: {3e-3}, True: {1.2e-2}}
+    grouped = sum(len(g["params"]) for g in trainer.optimizer.param_groups)
+    assert grouped == sum(1 for p in trainer.model.parameters() if p.requires_grad)
+    trainer.run()
+    last = trainer.scheduler.get_last_lr()
+    by_group = dict(
+        zip([g["initial_lr"] for g in trainer.optimizer.param_groups], last, strict=True)
+    )
+    assert by_group[1.2e-2] == pytest.approx(4 * by_group[3e-3])
+
+    resumed = Trainer(
+        _config(tiny_data, tmp_path / "scaled", steps=3, vision_lr_scale=4.0), tiny_overrides
+    )
+    resumed.run()
+    assert resumed.step == 3
