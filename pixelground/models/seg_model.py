@@ -952,6 +952,36 @@ class SegTokenModel(nn.Module):
         loss = sum(self.loss_weight(name) * terms[name] for name in LOSS_TERMS)
         return {"loss": loss, **terms, "logits": out.logits}
 
+    def image_word_losses(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        gt_masks: torch.Tensor | None = None,
+        frame_sample: torch.Tensor | None = None,
+        frame_image: torch.Tensor | None = None,
+        **_: Any,
+    ) -> dict[str, torch.Tensor]:
+        """The phrase-word losses of a batch alone (see ``_word_losses``): the images are
+        encoded and their places read by the word heads; the language model and the mask
+        decoder are not run. Takes the arguments of ``forward``.
+
+        Returns:
+            ``loss`` (weighted sum) and every term of LOSS_TERMS, zero but ``word_loss`` and
+            ``head_word_loss``.
+        """
+        features = self.encode_image(pixel_values)
+        if frame_image is not None:
+            features = features.select(frame_image)
+        if frame_sample is None:
+            frame_sample = torch.arange(len(features.embed), device=pixel_values.device)
+        zero = features.embed.new_zeros(()).float()
+        terms = dict.fromkeys(LOSS_TERMS, zero)
+        terms["word_loss"], terms["head_word_loss"] = self._word_losses(
+            input_ids, features, frame_sample, gt_masks
+        )
+        loss = sum(self.loss_weight(name) * terms[name] for name in ("word_loss", "head_word_loss"))
+        return {"loss": loss, **terms}
+
     def loss_weight(self, term: str) -> float:
         """The weight of a loss term (one of ``LOSS_TERMS``): its ``<term>_weight`` in the
         config times ``loss_scale.get(term, 1)`` (a trainer's phase may scale terms)."""

@@ -90,6 +90,10 @@ class TrainConfig:
             language model to read the image.
         hue_augment: probability of rotating the hue of a line whose text names no colour
             (see ``data.SegDataset``).
+        first_words_only: in the first phase, train the image features on the phrase-word
+            losses alone (``SegTokenModel.image_word_losses``): the language model and the
+            mask decoder are not run, so a step costs about a third. Needs ``first_data``
+            and a word loss (``word_loss_weight`` or ``head_word_loss_weight``).
         vision_lr_scale: the vision tower's learning rate as a multiple of ``lr`` (its
             schedule is the same). A tower trained from scratch may need a higher rate than
             the language model to learn what a shape is in the time budget.
@@ -125,6 +129,7 @@ class TrainConfig:
     first_loss_scale: dict[str, float] = field(default_factory=dict)
     hue_augment: float = 0.0
     vision_lr_scale: float = 1.0
+    first_words_only: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str):
@@ -141,6 +146,10 @@ class TrainConfig:
             raise InputError(f"first_loss_scale: unknown loss terms {unknown}; use {LOSS_TERMS}")
         if not self.data:
             raise InputError("no training data; set 'data' to one or more JSONL files")
+        if self.first_words_only and not self.first_data:
+            raise InputError(
+                "first_words_only needs a first phase: set first_data and first_minutes"
+            )
         if not self.vision_lr_scale > 0:
             raise InputError(f"vision_lr_scale must be > 0, got {self.vision_lr_scale}")
         if self.precision not in PRECISIONS:
@@ -299,6 +308,11 @@ class Trainer:
         self.samples = self.main.samples
         self.texts = self.main.texts + (self.first.texts if self.first else [])
         self._setup_model()
+        no_word_heads = self.model.word_heads is None and self.model.head_word_heads is None
+        if config.first_words_only and no_word_heads:
+            raise InputError(
+                "first_words_only needs word_loss_weight or head_word_loss_weight above 0"
+            )
         self.dataset = SegDataset(self.samples, self.model.tokenizer, self.model.config)
         self.val = None
         if config.val_data:
@@ -426,8 +440,9 @@ class Trainer:
         totals = dict.fromkeys(("loss", *LOSS_TERMS), 0.0)
         for _ in range(self.cfg.grad_accum):
             batch = self._to_device(next(batches))
+            words_only = self.cfg.first_words_only and self.switch_step is None
             with autocast(self.device, self.cfg.precision):
-                out = self.model(**batch)
+                out = self.model.image_word_losses(**batch) if words_only else self.model(**batch)
             (out["loss"] / self.cfg.grad_accum).backward()
             for key in totals:
                 totals[key] += float(out[key].detach()) / self.cfg.grad_accum

@@ -246,3 +246,44 @@ def test_vision_lr_scale_gives_the_tower_its_own_rate_and_resumes(
     )
     resumed.run()
     assert resumed.step == 3
+
+
+def test_first_words_only_trains_the_image_features_alone_then_everything(
+    tiny_data, tmp_path, tiny_overrides, monkeypatch
+):
+    lines = [ln for ln in tiny_data.read_text().splitlines() if "<p>" in ln]
+    assert lines, "the tiny data has no grounded-caption line"
+    first = tiny_data.parent / "first_words.jsonl"
+    first.write_text("\n".join(lines) + "\n")
+    with pytest.raises(Exception, match="first phase"):
+        _config(tiny_data, tmp_path / "bad", first_words_only=True)
+    words_cfg = {"first_data": [str(first)], "first_minutes": 1e-9, "first_words_only": True}
+    with pytest.raises(Exception, match="word_loss_weight"):
+        Trainer(_config(tiny_data, tmp_path / "no_heads", **words_cfg), tiny_overrides)
+
+    cfg = _config(tiny_data, tmp_path / "words", steps=2, **words_cfg)
+    trainer = Trainer(cfg, {**tiny_overrides, "word_loss_weight": 0.5})
+    lm_before = [p.detach().clone() for p in trainer.model.lm.parameters()]
+    vision_before = [p.detach().clone() for p in trainer.model.vision.parameters()]
+    losses: list[dict[str, float]] = []
+    step = Trainer.train_step
+
+    def recording_step(self, batches):
+        out = step(self, batches)
+        losses.append(out)
+        if len(losses) == 1:  # the first phase: only the image features moved
+            lm_now = list(self.model.lm.parameters())
+            assert all(torch.equal(a, b) for a, b in zip(lm_before, lm_now, strict=True))
+            vision_now = list(self.model.vision.parameters())
+            assert not all(
+                torch.equal(a, b) for a, b in zip(vision_before, vision_now, strict=True)
+            )
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", recording_step)
+    trainer.run()
+    assert trainer.switch_step == 1
+    assert losses[0]["word_loss"] > 0 and losses[0]["lm_loss"] == 0.0
+    assert losses[1]["lm_loss"] > 0
+    lm_after = list(trainer.model.lm.parameters())
+    assert not all(torch.equal(a, b) for a, b in zip(lm_before, lm_after, strict=True))
