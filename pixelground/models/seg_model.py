@@ -918,14 +918,9 @@ class SegTokenModel(nn.Module):
             (phrase words), ``head_word_loss``, ``mask_logits`` (M, mask_grid, mask_grid) and
             the LM's ``logits`` (B, L, V).
         """
-        features = self.encode_image(pixel_values)
-        if frame_image is not None:
-            features = features.select(frame_image)
-        frames = len(features.embed)
-        if frame_sample is None:
-            frame_sample = torch.arange(frames, device=pixel_values.device)
+        features, frame_sample = self._batch_features(pixel_values, frame_image, frame_sample)
         if frame_times is None:
-            frame_times = torch.full((frames,), -1.0, device=pixel_values.device)
+            frame_times = torch.full((len(features.embed),), -1.0, device=pixel_values.device)
         embeds = self.embed_inputs(input_ids, features, frame_times, region_masks, frame_sample)
         if self.motion_net is not None:
             keys = ClipKeys(features.embed, frame_times, frame_sample)
@@ -969,18 +964,28 @@ class SegTokenModel(nn.Module):
             ``loss`` (weighted sum) and every term of LOSS_TERMS, zero but ``word_loss`` and
             ``head_word_loss``.
         """
+        features, frame_sample = self._batch_features(pixel_values, frame_image, frame_sample)
+        terms = dict.fromkeys(LOSS_TERMS, features.embed.new_zeros(()).float())
+        terms["word_loss"], terms["head_word_loss"] = self._word_losses(
+            input_ids, features, frame_sample, gt_masks
+        )
+        loss = sum(self.loss_weight(name) * terms[name] for name in LOSS_TERMS)
+        return {"loss": loss, **terms}
+
+    def _batch_features(
+        self,
+        pixel_values: torch.Tensor,
+        frame_image: torch.Tensor | None,
+        frame_sample: torch.Tensor | None,
+    ) -> tuple[VisionFeatures, torch.Tensor]:
+        """The F frames' features of a batch (see ``forward``) and each frame's row (F,)
+        (default: frame i is row i)."""
         features = self.encode_image(pixel_values)
         if frame_image is not None:
             features = features.select(frame_image)
         if frame_sample is None:
             frame_sample = torch.arange(len(features.embed), device=pixel_values.device)
-        zero = features.embed.new_zeros(()).float()
-        terms = dict.fromkeys(LOSS_TERMS, zero)
-        terms["word_loss"], terms["head_word_loss"] = self._word_losses(
-            input_ids, features, frame_sample, gt_masks
-        )
-        loss = sum(self.loss_weight(name) * terms[name] for name in ("word_loss", "head_word_loss"))
-        return {"loss": loss, **terms}
+        return features, frame_sample
 
     def loss_weight(self, term: str) -> float:
         """The weight of a loss term (one of ``LOSS_TERMS``): its ``<term>_weight`` in the

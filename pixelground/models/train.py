@@ -440,6 +440,7 @@ class Trainer:
         totals = dict.fromkeys(("loss", *LOSS_TERMS), 0.0)
         for _ in range(self.cfg.grad_accum):
             batch = self._to_device(next(batches))
+            # after the draw: drawing the first batch of 'data' is what ends the first phase
             words_only = self.cfg.first_words_only and self.switch_step is None
             with autocast(self.device, self.cfg.precision):
                 out = self.model.image_word_losses(**batch) if words_only else self.model(**batch)
