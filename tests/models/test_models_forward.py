@@ -35,10 +35,10 @@ def test_forward_gives_three_finite_positive_loss_terms(tiny_model, tiny_batch):
     with torch.no_grad():
         out = tiny_model(**tiny_batch)
     for key in ("lm_loss", "bce_loss", "dice_loss", "prior_loss"):
-        value = float(out[key])
+        value = out[key].item()
         assert math.isfinite(value) and value > 0, key
     c = tiny_model.config
-    assert float(out["loss"]) == pytest.approx(float(always_on_loss(c, out)), rel=1e-5)
+    assert out["loss"].item() == pytest.approx(always_on_loss(c, out).item(), rel=1e-5)
     # 3 refer [SEG] + 3 x 2 GCG [SEG] + 1 video [SEG] on its 2 sampled frames
     assert out["mask_logits"].shape == (11, c.mask_grid, c.mask_grid)
     assert tiny_batch["gt_masks"].shape[0] == 11
@@ -209,8 +209,8 @@ def test_word_loss_teaches_both_feature_grids_and_the_context_layers_the_phrase_
     config = model.config
     out = model(**tiny_batch)
     rest = always_on_loss(config, out)
-    assert float(out["word_loss"]) > 0
-    assert float(out["loss"]) == pytest.approx(float(rest + 0.5 * out["word_loss"]), rel=1e-5)
+    assert out["word_loss"].item() > 0
+    assert out["loss"].item() == pytest.approx((rest + 0.5 * out["word_loss"]).item(), rel=1e-5)
     out["word_loss"].backward()
     for head in model.word_heads:
         assert float(head.weight.grad.abs().sum()) > 0
@@ -218,16 +218,16 @@ def test_word_loss_teaches_both_feature_grids_and_the_context_layers_the_phrase_
     assert any(float(p.grad.abs().sum()) > 0 for p in model.vision.parameters())
 
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    first = float(out["word_loss"])
+    first = out["word_loss"].item()
     for _ in range(15):
         optimizer.zero_grad()
         model(**tiny_batch)["word_loss"].backward()
         optimizer.step()
-    assert float(model(**tiny_batch)["word_loss"]) < 0.5 * first
+    assert model(**tiny_batch)["word_loss"].item() < 0.5 * first
 
     refer_only = {**tiny_batch, "input_ids": tiny_batch["input_ids"].clone()}
     refer_only["input_ids"][refer_only["input_ids"] == model.ids.p_close] = model.ids.pad
-    assert float(model(**refer_only)["word_loss"]) == 0.0
+    assert model(**refer_only)["word_loss"].item() == 0.0
 
 
 def test_word_loss_and_context_layers_are_off_by_default(tiny_model, tiny_batch):
@@ -252,11 +252,13 @@ def test_head_word_loss_teaches_each_place_the_last_word_of_its_phrase(
     assert heads.count(None) == 4  # refer and video [SEG]s ground no phrase
 
     out = model(**tiny_batch)
-    assert float(out["word_loss"]) == 0.0
-    first = float(out["head_word_loss"])
+    assert out["word_loss"].item() == 0.0
+    first = out["head_word_loss"].item()
     assert first > 0
     rest = always_on_loss(config, out)
-    assert float(out["loss"]) == pytest.approx(float(rest + 0.7 * out["head_word_loss"]), rel=1e-5)
+    assert out["loss"].item() == pytest.approx(
+        (rest + 0.7 * out["head_word_loss"]).item(), rel=1e-5
+    )
     out["head_word_loss"].backward()
     for head in model.head_word_heads:
         assert float(head.weight.grad.abs().sum()) > 0
@@ -266,7 +268,7 @@ def test_head_word_loss_teaches_each_place_the_last_word_of_its_phrase(
         optimizer.zero_grad()
         model(**tiny_batch)["head_word_loss"].backward()
         optimizer.step()
-    assert float(model(**tiny_batch)["head_word_loss"]) < 0.5 * first
+    assert model(**tiny_batch)["head_word_loss"].item() < 0.5 * first
 
 
 def test_loss_scale_multiplies_a_terms_weight(tiny_data, tiny_batch, tiny_overrides):
@@ -309,7 +311,7 @@ def test_point_loss_enters_the_loss_with_its_weight(tiny_data, tiny_batch, tiny_
     out = model(**tiny_batch)
     assert float(out["point_loss"].detach()) > 0
     rest = always_on_loss(config, out)
-    assert float(out["loss"]) == pytest.approx(float(rest + 0.3 * out["point_loss"]), rel=1e-5)
+    assert out["loss"].item() == pytest.approx((rest + 0.3 * out["point_loss"]).item(), rel=1e-5)
     out["point_loss"].backward()  # it reaches the language model through the [SEG] queries
     assert float(model.prior_query[0].weight.grad.abs().sum()) > 0
     assert any(float(p.grad.abs().sum()) > 0 for p in model.lm.parameters() if p.grad is not None)
@@ -351,7 +353,7 @@ def test_box_loss_enters_the_loss_and_its_box_prompts_the_decoder(
     out = model(**tiny_batch)
     assert float(out["box_loss"].detach()) > 0
     rest = always_on_loss(model.config, out)
-    assert float(out["loss"]) == pytest.approx(float(rest + 0.7 * out["box_loss"]), rel=1e-5)
+    assert out["loss"].item() == pytest.approx((rest + 0.7 * out["box_loss"]).item(), rel=1e-5)
     out["box_loss"].backward()  # it reaches the language model through the [SEG] queries
     assert float(model.box_head.inp.weight.grad.abs().sum()) > 0
     assert any(float(p.grad.abs().sum()) > 0 for p in model.lm.parameters() if p.grad is not None)

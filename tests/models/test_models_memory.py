@@ -64,7 +64,7 @@ def test_training_decodes_video_frames_in_order_through_the_memory(memory_model,
     model = memory_model
     with torch.no_grad():
         out = model(**tiny_batch)
-        assert math.isfinite(float(out["loss"])) and out["mask_logits"].shape[0] == 11
+        assert math.isfinite(out["loss"].item()) and out["mask_logits"].shape[0] == 11
         # the video [SEG] is the last; its 2 frames are the batch's last two
         hidden = model.lm(
             inputs_embeds=model.embed_inputs(

@@ -46,7 +46,7 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(tiny_model, tiny_batch, ti
         out["loss"].backward()
         optimizer.step()
         optimizer.zero_grad()
-        losses.append({k: float(out[k]) for k in ("loss", "lm_loss", "bce_loss", "dice_loss")})
+        losses.append({k: out[k].item() for k in ("loss", "lm_loss", "bce_loss", "dice_loss")})
     assert losses[-1]["loss"] < 0.65 * losses[0]["loss"]
     assert losses[-1]["lm_loss"] < losses[0]["lm_loss"]
     assert losses[-1]["bce_loss"] < losses[0]["bce_loss"]
