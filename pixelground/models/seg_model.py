@@ -404,6 +404,12 @@ class SegTokenModel(nn.Module):
         return self.prior_key_lm is not None or self.lm_to_embed is not None
 
     @property
+    def has_word_heads(self) -> bool:
+        """Whether the places have word heads (``word_loss_weight`` or
+        ``head_word_loss_weight`` above 0), which the phrase-word losses train."""
+        return self.word_heads is not None or self.head_word_heads is not None
+
+    @property
     def device(self) -> torch.device:
         """Device of the model's parameters."""
         return next(self.parameters()).device
@@ -1041,8 +1047,7 @@ class SegTokenModel(nn.Module):
         """
         zero = features.embed.new_zeros(()).float()
         where = (input_ids == self.ids.seg).nonzero()
-        no_heads = self.word_heads is None and self.head_word_heads is None
-        if no_heads or gt_masks is None or not len(where):
+        if not self.has_word_heads or gt_masks is None or not len(where):
             return zero, zero
         state_index, frame_index = self._seg_pairs(where, frame_sample)
         words, head_word = self.phrase_words(input_ids, where)

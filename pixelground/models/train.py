@@ -308,8 +308,7 @@ class Trainer:
         self.samples = self.main.samples
         self.texts = self.main.texts + (self.first.texts if self.first else [])
         self._setup_model()
-        no_word_heads = self.model.word_heads is None and self.model.head_word_heads is None
-        if config.first_words_only and no_word_heads:
+        if config.first_words_only and not self.model.has_word_heads:
             raise InputError(
                 "first_words_only needs word_loss_weight or head_word_loss_weight above 0"
             )
