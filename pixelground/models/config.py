@@ -112,6 +112,12 @@ class SegModelConfig:
             places'), and the coarse prior adds minus its squared distance from the velocity
             read at each place, times a gate of the [SEG]'s own (zero at first; needs
             ``motion_loss_weight`` and ``coarse_prior``).
+        position_query: each [SEG] also asks for a direction (a linear head on its state,
+            zero at first), and the coarse prior adds, per place, that direction's dot
+            product with the place's position (x and y from -1 to 1, times
+            ``POSITION_SCALE``): "the leftmost ..." or "... left of ..." can favour the
+            matching shape furthest that way. Trained by the prior's losses (needs
+            ``coarse_prior``).
         query_word_loss_weight: weight of the query-word loss, which also turns on the word
             match: each [SEG] predicts the words of its target (multi-label, and with
             ``head_word_loss_weight`` its head noun by a softmax), trained against a grounded
@@ -214,6 +220,7 @@ class SegModelConfig:
     box_loss_weight: float = 0.0
     motion_loss_weight: float = 0.0
     motion_query: bool = False
+    position_query: bool = False
     query_word_loss_weight: float = 0.0
     box_prompt: bool = False
     coarse_prior: bool = True
@@ -294,6 +301,8 @@ class SegModelConfig:
             raise InputError("motion_loss_weight needs motion_features")
         if self.motion_query and not (self.motion_loss_weight and self.coarse_prior):
             raise InputError("motion_query needs motion_loss_weight > 0 and coarse_prior")
+        if self.position_query and not self.coarse_prior:
+            raise InputError("position_query needs coarse_prior")
         if self.query_word_loss_weight and not (self.word_loss_weight and self.coarse_prior):
             raise InputError("query_word_loss_weight needs word_loss_weight > 0 and coarse_prior")
         if self.box_prompt and not self.box_loss_weight:

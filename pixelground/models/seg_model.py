@@ -78,6 +78,8 @@ VELOCITY_SCALE = 2.0
 #: The word match's log-likelihoods are floored here, so that one word a place is sure it
 #: lacks costs at most this much.
 LOG_LIKELIHOOD_FLOOR = -10.0
+#: ``position_query``: the prior term at the image's edges for a unit direction.
+POSITION_SCALE = 4.0
 
 
 def mask_losses(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -366,6 +368,11 @@ class SegTokenModel(nn.Module):
             self.word_gate = nn.Linear(lm_hidden, heads)
             nn.init.zeros_(self.word_gate.weight)
             nn.init.zeros_(self.word_gate.bias)
+        self.query_direction = None
+        if config.position_query:  # built last and zero: the run starts as without it
+            self.query_direction = nn.Linear(lm_hidden, 2)
+            nn.init.zeros_(self.query_direction.weight)
+            nn.init.zeros_(self.query_direction.bias)
 
     # ----------------------------------------------------------------- building
     @torch.no_grad()
@@ -718,6 +725,8 @@ class SegTokenModel(nn.Module):
                 prior = prior + self.motion_match(queries, embed, times).to(prior.dtype)
             if self.word_gate is not None:
                 prior = prior + self.word_match(queries, embed).to(prior.dtype)
+            if self.query_direction is not None:
+                prior = prior + self.position_match(queries, prior.shape[-1]).to(prior.dtype)
             size = self.prompt_encoder.mask_input_size
             prompt = F.interpolate(prior[:, None], size=size, mode="bilinear", align_corners=False)
             _, dense = self.prompt_encoder(None, None, None, prompt)
@@ -754,6 +763,22 @@ class SegTokenModel(nn.Module):
         distance = (there - wanted[:, :, None, None]).square().sum(1)
         gate = self.motion_gate(queries.to(head.weight.dtype)) * (times >= 0)[:, None]
         return -gate[:, :, None] * distance
+
+    def position_match(self, queries: torch.Tensor, side: int) -> torch.Tensor:
+        """(S, side, side) the ``position_query`` term of the coarse prior: the direction
+        each [SEG] asks for, dotted with each place's centre (x right, y down, each from -1
+        to 1), times ``POSITION_SCALE``.
+
+        Args:
+            queries: (S, D_lm) [SEG] states.
+            side: places along each side of the prior's grid.
+        """
+        head = self.query_direction
+        direction = head(queries.to(head.weight.dtype)) * POSITION_SCALE
+        centres = torch.arange(side, device=head.weight.device, dtype=head.weight.dtype) + 0.5
+        centres = centres * (2 / side) - 1
+        x, y = direction[:, 0, None, None], direction[:, 1, None, None]
+        return x * centres[None, None, :] + y * centres[None, :, None]
 
     def word_match(self, queries: torch.Tensor, embed: torch.Tensor) -> torch.Tensor:
         """(S, g, g) the ``query_word_loss_weight`` term of the coarse prior: per place, the
