@@ -36,6 +36,12 @@ RELATIONS: dict[str, tuple[str, int]] = {
     "above": ("cy", -1),
     "below": ("cy", 1),
 }
+OPPOSITE_RELATIONS: dict[str, str] = {
+    "left of": "right of",
+    "right of": "left of",
+    "above": "below",
+    "below": "above",
+}
 #: Ordinal direction -> (centre coordinate, sort sign): "from the right" sorts by -cx.
 DIRECTIONS: dict[str, tuple[str, int]] = {
     "left": ("cx", 1),
@@ -356,39 +362,43 @@ def _no_target(
     cfg: ExpressionConfig,
     vocabulary: dict[str, tuple[str, ...]],
 ) -> dict | None:
-    """A near miss: a present shape's description with one value changed, matching nothing."""
+    """A near miss worded as a target expression would be: a query of one form built around
+    a present shape, then one named value changed so that no shape matches the description,
+    or (relations, half the time) the relation turned round.
+
+    Built by the same builders as the target expressions, a no-target description is as long
+    as theirs and named with the same preferences, so that its length does not tell whether
+    anything matches (describing a changed shape by a random subset of its attributes, as
+    this once did, made long descriptions mostly no-target ones).
+    """
     roll = rng.random()
-    if roll < 0.25 and len(shapes) >= 2:
-        return _no_target_relation(rng, shapes, cfg)
+    form = "relation" if roll < 0.25 else "multi" if roll > 0.85 else "attribute"
     source = shapes[int(rng.integers(len(shapes)))]
-    names = [n for n in SUBSETS if len(n) >= 2 and ("kind" in n or "colour" in n)]
-    desc = Desc.of(source, names[int(rng.integers(len(names)))])
-    changed = list(desc.to_dict())[int(rng.integers(len(desc.to_dict())))]
-    values = [v for v in vocabulary[changed] if v != getattr(desc, changed)]
-    desc = replace(desc, **{changed: str(values[int(rng.integers(len(values)))])})
-    form = "multi" if roll > 0.85 else "attribute"
-    return {"form": form, "desc": desc.to_dict()}
+    query = _BUILDERS[form](rng, shapes, [source], cfg)
+    if query is None:
+        return None
+    if form == "relation" and (not query["desc"] or rng.random() < 0.5):
+        return {**query, "relation": OPPOSITE_RELATIONS[query["relation"]]}
+    desc = _changed_to_match_nothing(rng, _desc(query["desc"]), shapes, vocabulary)
+    return None if desc is None else {**query, "form": form, "desc": desc.to_dict()}
 
 
-def _no_target_relation(
-    rng: np.random.Generator, shapes: Sequence[Shape], cfg: ExpressionConfig
-) -> dict | None:
-    i, j = rng.choice(len(shapes), size=2, replace=False)
-    source, anchor = shapes[int(i)], shapes[int(j)]
-    anchor_descs = [d for d in unique_descs(anchor, shapes) if d.to_dict()]
-    if not anchor_descs:
-        return None
-    relation = _relation_holding(rng, anchor, source, cfg.margin)  # source is *opposite*
-    if relation is None:
-        return None
-    names = [n for n in SUBSETS if "kind" in n or "colour" in n]
-    desc = Desc.of(source, names[int(rng.integers(len(names)))])
-    return {
-        "form": "relation",
-        "desc": desc.to_dict(),
-        "relation": relation,
-        "anchor": pick_desc(rng, anchor_descs).to_dict(),
-    }
+def _changed_to_match_nothing(
+    rng: np.random.Generator,
+    desc: Desc,
+    shapes: Sequence[Shape],
+    vocabulary: dict[str, tuple[str, ...]],
+) -> Desc | None:
+    """``desc`` with one named value changed (a random one that works) so that it matches no
+    shape of ``shapes``; None when no single change does."""
+    named = list(desc.to_dict())
+    for name in (named[int(i)] for i in rng.permutation(len(named))):
+        values = [v for v in vocabulary.get(name, ()) if v != getattr(desc, name)]
+        for value in (values[int(i)] for i in rng.permutation(len(values))):
+            changed = replace(desc, **{name: str(value)})
+            if not any(changed.matches(s) for s in shapes):
+                return changed
+    return None
 
 
 _BUILDERS: dict[str, Callable[..., dict | None]] = {

@@ -175,3 +175,25 @@ def test_grounded_caption_spans_index_their_phrases(seed):
     plain = re.sub(r"</?p>", "", caption.markup).replace(" [SEG]", "")
     assert plain == caption.text
     assert caption.markup.count("[SEG]") == len(scene.shapes)
+
+
+def test_how_many_attributes_a_description_names_does_not_tell_whether_it_has_a_target():
+    """No-target expressions are worded as target ones are: among attribute and multi
+    expressions, the share without a target is about the same whatever the description's
+    length (a model must look, not count words)."""
+    config = ExpressionConfig(margin=12.0)
+    counts: dict[tuple[str, int], list[int]] = {}
+    for seed in range(400):
+        rng = sample_rng(seed, "refer", "train", 0)
+        scene = sample_scene(rng, SceneConfig(size=256))
+        for expression in generate_expressions(rng, scene.shapes, 4, VOCABULARY, config):
+            form = expression.query["form"]
+            if form in ("attribute", "multi"):
+                named = min(len(expression.query["desc"]), 3)
+                tally = counts.setdefault((form, named), [0, 0])
+                tally[0] += 1
+                tally[1] += expression.no_target
+    for form in ("attribute", "multi"):
+        shares = [counts[form, n][1] / counts[form, n][0] for n in (1, 2, 3) if (form, n) in counts]
+        assert len(shares) >= 2 and all(counts[form, n][0] >= 20 for n in (1, 2))
+        assert max(shares) - min(shares) < 0.15, (form, counts)
