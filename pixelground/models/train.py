@@ -84,7 +84,11 @@ class TrainConfig:
         first_data: JSONL file(s) to train on first, for ``first_minutes`` of training time,
             before ``data`` (a curriculum: region captions and grounded captions first teach
             the language model to read the image, which referring segmentation then needs).
-        first_minutes: length of the first phase (0 with ``first_data`` set: no first phase).
+        first_minutes: length of the first phase in minutes of training time (0 with
+            ``first_data`` set and no ``first_steps``: no first phase).
+        first_steps: length of the first phase in optimizer steps instead (0: by
+            ``first_minutes``), for a first phase that must do a given amount of learning
+            on a machine of any speed.
         first_loss_scale: loss term -> factor on its weight during the first phase, e.g.
             ``{"head_word_loss": 0}`` leaves a term out while the first phase teaches the
             language model to read the image.
@@ -131,6 +135,7 @@ class TrainConfig:
     group_by_image: bool = True
     first_data: list[str] = field(default_factory=list)
     first_minutes: float = 0.0
+    first_steps: int = 0
     first_loss_scale: dict[str, float] = field(default_factory=dict)
     hue_augment: float = 0.0
     vision_lr_scale: float = 1.0
@@ -145,7 +150,9 @@ class TrainConfig:
             self.val_data = [self.val_data]
         if isinstance(self.first_data, str):
             self.first_data = [self.first_data]
-        if not self.first_minutes:
+        if self.first_steps < 0:
+            raise InputError(f"first_steps must be >= 0, got {self.first_steps}")
+        if not (self.first_minutes or self.first_steps):
             self.first_data = []
         unknown = sorted(set(self.first_loss_scale) - set(LOSS_TERMS))
         if unknown:
@@ -154,7 +161,8 @@ class TrainConfig:
             raise InputError("no training data; set 'data' to one or more JSONL files")
         if self.first_words_only and not self.first_data:
             raise InputError(
-                "first_words_only needs a first phase: set first_data and first_minutes"
+                "first_words_only needs a first phase: set first_data and first_minutes "
+                "or first_steps"
             )
         if not 0 <= self.first_hue_augment <= 1:
             raise InputError(f"first_hue_augment must be in [0, 1], got {self.first_hue_augment}")
@@ -436,18 +444,24 @@ class Trainer:
             yield collate([dataset[i] for i in indices], self.model.ids.pad)
 
     def _micro_batches(self) -> Iterator[dict[str, torch.Tensor]]:
-        """Micro-batches of ``first_data`` for ``first_minutes``, then of ``data``."""
+        """Micro-batches of ``first_data`` for ``first_steps`` or ``first_minutes``, then of
+        ``data``."""
         accum = self.cfg.grad_accum
         if self.first is not None and self.switch_step is None:
             self.model.loss_scale = dict(self.cfg.first_loss_scale)
             for batch in self._stream(self.first, self.step * accum):
-                if self.elapsed >= 60 * self.cfg.first_minutes:
+                if self._first_phase_done():
                     self.switch_step = self.step
                     logger.info("first phase done at step %d; now training on 'data'", self.step)
                     break
                 yield batch
         self.model.loss_scale = {}
         yield from self._stream(self.main, (self.step - (self.switch_step or 0)) * accum)
+
+    def _first_phase_done(self) -> bool:
+        if self.cfg.first_steps:
+            return self.step >= self.cfg.first_steps
+        return self.elapsed >= 60 * self.cfg.first_minutes
 
     def train_step(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, float]:
         """One optimizer step over ``grad_accum`` micro-batches (the caller steps the learning

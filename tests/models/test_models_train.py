@@ -184,6 +184,28 @@ def test_first_phase_data_then_main_data(tiny_data, tmp_path, tiny_overrides):
     assert again.step == 3 and again.switch_step == 1
 
 
+def test_first_phase_by_steps_lasts_that_many_steps_whatever_the_time(
+    tiny_data, tmp_path, tiny_overrides
+):
+    lines = [ln for ln in tiny_data.read_text().splitlines() if "<region>" in ln]
+    first = tiny_data.parent / "first_phase.jsonl"
+    first.write_text("\n".join(lines) + "\n")
+    with pytest.raises(Exception, match="first_steps must be"):
+        _config(tiny_data, tmp_path / "bad", first_data=[str(first)], first_steps=-1)
+    # first_minutes would end the phase after one step; first_steps holds it for two
+    cfg = _config(
+        tiny_data,
+        tmp_path / "by_steps",
+        steps=4,
+        first_data=[str(first)],
+        first_minutes=1e-9,
+        first_steps=2,
+    )
+    trainer = Trainer(cfg, tiny_overrides)
+    trainer.run()
+    assert trainer.switch_step == 2
+
+
 def test_first_loss_scale_weighs_terms_in_the_first_phase_only(
     tiny_data, tmp_path, tiny_overrides, monkeypatch
 ):
