@@ -1,9 +1,9 @@
 """Whether a referring expression has a target: the LM's answer weighed with the image.
 
 Left to itself the language model decides "no such object" from the words and the visual
-tokens at its first answer token; an expression naming a combination of words it never read
-together ("red star" when training scenes had no red star) is then refused even when the
-object is plainly there. The coarse prior of the [SEG] query (see ``SegTokenModel.
+tokens at its first answer token; expressions unlike its training lines (in the benchmark's
+test split, long descriptions of shapes whose colour and kind never met in training) are then
+refused even when the object is plainly there. The coarse prior of the [SEG] query (see ``SegTokenModel.
 coarse_prior``) scores every place of the image against the expression and does not suffer
 from it. ``target_decision`` in the model config holds three numbers (w_lm, w_prior, bias):
 a referring answer has a target when
