@@ -3,10 +3,10 @@
 Left to itself the language model decides "no such object" from the words and the visual
 tokens at its first answer token; expressions unlike its training lines (in the benchmark's
 test split, long descriptions of shapes whose colour and kind never met in training) are then
-refused even when the object is plainly there. The coarse prior of the [SEG] query (see ``SegTokenModel.
-coarse_prior``) scores every place of the image against the expression and does not suffer
-from it. ``target_decision`` in the model config holds three numbers (w_lm, w_prior, bias):
-a referring answer has a target when
+refused even when the object is plainly there. The coarse prior of the [SEG] query (see
+``SegTokenModel.coarse_prior``) scores every place of the image against the expression and
+does not suffer from it. ``target_decision`` in the model config holds three numbers (w_lm,
+w_prior, bias): a referring answer has a target when
 
     w_lm * log-odds of [SEG] at the first answer token + w_prior * peak of the prior + bias > 0
 
