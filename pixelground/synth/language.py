@@ -380,7 +380,7 @@ def _no_target(
     if form == "relation" and (not query["desc"] or rng.random() < 0.5):
         return {**query, "relation": OPPOSITE_RELATIONS[query["relation"]]}
     desc = _changed_to_match_nothing(rng, _desc(query["desc"]), shapes, vocabulary)
-    return None if desc is None else {**query, "form": form, "desc": desc.to_dict()}
+    return None if desc is None else {**query, "desc": desc.to_dict()}
 
 
 def _changed_to_match_nothing(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -163,10 +164,16 @@ def test_image_groups_separate_copies_of_a_repeated_file(tiny_data):
     assert len(image_groups(samples, enabled=False)) == 13
 
 
-def test_first_phase_data_then_main_data(tiny_data, tmp_path, tiny_overrides):
+def _region_lines(tiny_data: Path) -> Path:
+    """The tiny data's region-caption lines, as a first-phase file."""
     lines = [ln for ln in tiny_data.read_text().splitlines() if "<region>" in ln]
     first = tiny_data.parent / "first_phase.jsonl"
     first.write_text("\n".join(lines) + "\n")
+    return first
+
+
+def test_first_phase_data_then_main_data(tiny_data, tmp_path, tiny_overrides):
+    first = _region_lines(tiny_data)
     cfg = _config(
         tiny_data, tmp_path / "phases", steps=3, first_data=[str(first)], first_minutes=1e-9
     )
@@ -187,9 +194,7 @@ def test_first_phase_data_then_main_data(tiny_data, tmp_path, tiny_overrides):
 def test_first_phase_by_steps_lasts_that_many_steps_whatever_the_time(
     tiny_data, tmp_path, tiny_overrides
 ):
-    lines = [ln for ln in tiny_data.read_text().splitlines() if "<region>" in ln]
-    first = tiny_data.parent / "first_phase.jsonl"
-    first.write_text("\n".join(lines) + "\n")
+    first = _region_lines(tiny_data)
     with pytest.raises(Exception, match="first_steps must be"):
         _config(tiny_data, tmp_path / "bad", first_data=[str(first)], first_steps=-1)
     # first_minutes would end the phase after one step; first_steps holds it for two
@@ -209,9 +214,7 @@ def test_first_phase_by_steps_lasts_that_many_steps_whatever_the_time(
 def test_first_loss_scale_weighs_terms_in_the_first_phase_only(
     tiny_data, tmp_path, tiny_overrides, monkeypatch
 ):
-    lines = [ln for ln in tiny_data.read_text().splitlines() if "<region>" in ln]
-    first = tiny_data.parent / "first_phase.jsonl"
-    first.write_text("\n".join(lines) + "\n")
+    first = _region_lines(tiny_data)
     with pytest.raises(Exception, match="unknown loss terms"):
         _config(tiny_data, tmp_path / "bad", first_loss_scale={"head_loss": 0.0})
     cfg = _config(
