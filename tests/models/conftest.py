@@ -167,6 +167,25 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_data(tmp_path_factory.mktemp("tiny_seg_data"))
 
 
+@pytest.fixture
+def seeded_model(tiny_data: Path, tiny_overrides: dict[str, Any]):
+    """Build a tiny SegTokenModel with options on top of the tiny architecture (seed 0; its
+    word-level tokenizer from the tiny data): ``seeded_model(motion_query=True)``."""
+    import torch
+
+    from pixelground.models.config import SegModelConfig
+    from pixelground.models.data import read_finetune_jsonl
+    from pixelground.models.seg_model import SegTokenModel
+    from pixelground.models.tokenizer import build_word_tokenizer
+
+    def build(**options: Any) -> SegTokenModel:
+        torch.manual_seed(0)
+        tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
+        return SegTokenModel(SegModelConfig.from_dict({**tiny_overrides, **options}), tokenizer)
+
+    return build
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tiny_data: Path):
     """A tiny random SegTokenModel whose vocabulary covers the tiny data."""

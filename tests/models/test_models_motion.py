@@ -10,17 +10,9 @@ import torch
 from pixelground.core.errors import InputError
 from pixelground.models.backend import SegTokenModelBackend
 from pixelground.models.config import SegModelConfig
-from pixelground.models.data import read_finetune_jsonl
 from pixelground.models.parts import ClipKeys
-from pixelground.models.seg_model import SegTokenModel, mask_velocities, neighbour_keys
-from pixelground.models.tokenizer import build_word_tokenizer
+from pixelground.models.seg_model import mask_velocities, neighbour_keys
 from pixelground.video.frames import ArrayFrames
-
-
-def _model(tiny_data, tiny_overrides, **options) -> SegTokenModel:
-    torch.manual_seed(0)
-    tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
-    return SegTokenModel(SegModelConfig.from_dict({**tiny_overrides, **options}), tokenizer)
 
 
 def _moving_square(count: int = 6, size: int = 40) -> list[np.ndarray]:
@@ -59,11 +51,9 @@ def test_mask_velocities_follow_the_centroid_from_first_to_last_visible_frame():
     assert torch.allclose(velocity[0], torch.tensor([15 / 40, 0.0]), atol=1e-6)
 
 
-def test_motion_model_starts_as_without_it_and_both_parts_learn(
-    tiny_data, tiny_batch, tiny_overrides
-):
-    plain = _model(tiny_data, tiny_overrides).eval()
-    moving = _model(tiny_data, tiny_overrides, motion_features=True, motion_loss_weight=1.0)
+def test_motion_model_starts_as_without_it_and_both_parts_learn(seeded_model, tiny_batch):
+    plain = seeded_model().eval()
+    moving = seeded_model(motion_features=True, motion_loss_weight=1.0)
     with torch.no_grad():  # built last, its last layer zero at first: the same masks
         before = plain(**tiny_batch)["mask_logits"], moving.eval()(**tiny_batch)["mask_logits"]
     assert torch.allclose(*before, atol=1e-6)
@@ -80,8 +70,8 @@ def test_motion_loss_needs_motion_features(tiny_overrides):
         SegModelConfig.from_dict({**tiny_overrides, "motion_loss_weight": 1.0})
 
 
-def test_a_frame_is_changed_by_how_its_clip_moves_around_it(tiny_data, tiny_overrides):
-    model = _model(tiny_data, tiny_overrides, motion_features=True).eval()
+def test_a_frame_is_changed_by_how_its_clip_moves_around_it(seeded_model):
+    model = seeded_model(motion_features=True).eval()
     with torch.no_grad():
         torch.nn.init.normal_(model.motion_net[2].weight, std=0.1)
         moving = _moving_square(3)
@@ -98,10 +88,8 @@ def test_a_frame_is_changed_by_how_its_clip_moves_around_it(tiny_data, tiny_over
     assert torch.equal(moved[6], features.embed[6])  # an image is left as it is
 
 
-def test_saved_motion_model_streams_like_it_decodes_a_whole_clip(
-    tiny_data, tiny_overrides, tmp_path, answers
-):
-    model = _model(tiny_data, tiny_overrides, motion_features=True, motion_loss_weight=0.5)
+def test_saved_motion_model_streams_like_it_decodes_a_whole_clip(seeded_model, tmp_path, answers):
+    model = seeded_model(motion_features=True, motion_loss_weight=0.5)
     with torch.no_grad():
         torch.nn.init.normal_(model.motion_net[2].weight, std=0.5)
     model.save_pretrained(tmp_path)
@@ -121,10 +109,10 @@ def test_saved_motion_model_streams_like_it_decodes_a_whole_clip(
     assert not np.array_equal(whole, still)
 
 
-def test_motion_query_starts_as_without_it_and_learns_to_ask(tiny_data, tiny_batch, tiny_overrides):
+def test_motion_query_starts_as_without_it_and_learns_to_ask(seeded_model, tiny_batch):
     options = {"motion_features": True, "motion_loss_weight": 1.0}
-    without = _model(tiny_data, tiny_overrides, **options).eval()
-    asking = _model(tiny_data, tiny_overrides, **options, motion_query=True)
+    without = seeded_model(**options).eval()
+    asking = seeded_model(**options, motion_query=True)
     with torch.no_grad():  # built last, its gate zero at first: the same masks
         before = without(**tiny_batch), asking.eval()(**tiny_batch)
     assert torch.allclose(before[0]["mask_logits"], before[1]["mask_logits"], atol=1e-6)
@@ -136,9 +124,9 @@ def test_motion_query_starts_as_without_it_and_learns_to_ask(tiny_data, tiny_bat
     assert float(asking.motion_gate.weight.grad.abs().sum()) > 0
 
 
-def test_motion_match_prefers_places_that_move_as_asked(tiny_data, tiny_overrides):
+def test_motion_match_prefers_places_that_move_as_asked(seeded_model):
     options = {"motion_features": True, "motion_loss_weight": 1.0, "motion_query": True}
-    model = _model(tiny_data, tiny_overrides, **options).eval()
+    model = seeded_model(**options).eval()
     d = model.config.decoder_dim
     with torch.no_grad():
         model.velocity_head.weight.zero_()

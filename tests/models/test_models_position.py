@@ -8,22 +8,12 @@ import torch
 
 from pixelground.core.errors import InputError
 from pixelground.models.config import SegModelConfig
-from pixelground.models.data import read_finetune_jsonl
-from pixelground.models.seg_model import POSITION_SCALE, SegTokenModel
-from pixelground.models.tokenizer import build_word_tokenizer
+from pixelground.models.seg_model import POSITION_SCALE
 
 
-def _model(tiny_data, tiny_overrides, **options) -> SegTokenModel:
-    torch.manual_seed(0)
-    tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
-    return SegTokenModel(SegModelConfig.from_dict({**tiny_overrides, **options}), tokenizer)
-
-
-def test_position_query_starts_as_without_it_and_learns_to_ask(
-    tiny_data, tiny_batch, tiny_overrides
-):
-    without = _model(tiny_data, tiny_overrides).eval()
-    asking = _model(tiny_data, tiny_overrides, position_query=True).eval()
+def test_position_query_starts_as_without_it_and_learns_to_ask(seeded_model, tiny_batch):
+    without = seeded_model().eval()
+    asking = seeded_model(position_query=True).eval()
     with torch.no_grad():  # built last, zero at first: the same masks and priors
         before, after = without(**tiny_batch), asking(**tiny_batch)
     assert torch.allclose(before["mask_logits"], after["mask_logits"], atol=1e-6)
@@ -32,8 +22,8 @@ def test_position_query_starts_as_without_it_and_learns_to_ask(
     assert float(asking.query_direction.weight.grad.abs().sum()) > 0
 
 
-def test_position_match_points_the_way_the_query_asks(tiny_data, tiny_overrides):
-    model = _model(tiny_data, tiny_overrides, position_query=True).eval()
+def test_position_match_points_the_way_the_query_asks(seeded_model):
+    model = seeded_model(position_query=True).eval()
     queries = torch.randn(2, model.lm.config.hidden_size)
     with torch.no_grad():
         model.query_direction.bias.copy_(torch.tensor([-1.0, 0.0]))  # "the leftmost ..."

@@ -8,17 +8,9 @@ import torch
 
 from pixelground.core.errors import InputError
 from pixelground.models.config import SegModelConfig
-from pixelground.models.data import read_finetune_jsonl
-from pixelground.models.seg_model import SegTokenModel, covered_places
-from pixelground.models.tokenizer import build_word_tokenizer
+from pixelground.models.seg_model import covered_places
 
 WORDS = {"word_loss_weight": 0.5}
-
-
-def _model(tiny_data, tiny_overrides, **options) -> SegTokenModel:
-    torch.manual_seed(0)
-    tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
-    return SegTokenModel(SegModelConfig.from_dict({**tiny_overrides, **options}), tokenizer)
 
 
 def test_covered_places_are_the_places_half_inside_or_the_most_covered_one():
@@ -34,12 +26,10 @@ def test_covered_places_are_the_places_half_inside_or_the_most_covered_one():
 
 
 @pytest.mark.parametrize("nouns", [0.0, 0.5])
-def test_word_query_starts_as_without_it_and_learns_to_ask(
-    tiny_data, tiny_batch, tiny_overrides, nouns
-):
+def test_word_query_starts_as_without_it_and_learns_to_ask(seeded_model, tiny_batch, nouns):
     options = {**WORDS, "head_word_loss_weight": nouns}
-    without = _model(tiny_data, tiny_overrides, **options).eval()
-    asking = _model(tiny_data, tiny_overrides, **options, query_word_loss_weight=1.0)
+    without = seeded_model(**options).eval()
+    asking = seeded_model(**options, query_word_loss_weight=1.0)
     assert asking.word_gate.out_features == (2 if nouns else 1)
     with torch.no_grad():  # built last, its gate zero at first: the same masks
         before = without(**tiny_batch), asking.eval()(**tiny_batch)
@@ -52,10 +42,8 @@ def test_word_query_starts_as_without_it_and_learns_to_ask(
     assert float(asking.word_gate.weight.grad.abs().sum()) > 0
 
 
-def test_query_word_targets_are_the_phrase_or_the_asked_words_the_target_has(
-    tiny_data, tiny_overrides
-):
-    model = _model(tiny_data, tiny_overrides, **WORDS, query_word_loss_weight=1.0).eval()
+def test_query_word_targets_are_the_phrase_or_the_asked_words_the_target_has(seeded_model):
+    model = seeded_model(**WORDS, query_word_loss_weight=1.0).eval()
     ids = model.tokenizer.convert_tokens_to_ids
     words = [w for w in model.tokenizer.get_vocab() if w.isalpha()][:3]
     seg = model.ids.seg
@@ -97,8 +85,8 @@ def test_query_word_targets_are_the_phrase_or_the_asked_words_the_target_has(
     assert float(wrong) > 5.0
 
 
-def test_word_match_prefers_places_that_have_the_asked_words(tiny_data, tiny_overrides):
-    model = _model(tiny_data, tiny_overrides, **WORDS, query_word_loss_weight=1.0).eval()
+def test_word_match_prefers_places_that_have_the_asked_words(seeded_model):
+    model = seeded_model(**WORDS, query_word_loss_weight=1.0).eval()
     d = model.config.decoder_dim
     red = 5
     with torch.no_grad():

@@ -16,7 +16,6 @@ from pixelground.models.backend import SegTokenModelBackend
 from pixelground.models.config import SegModelConfig
 from pixelground.models.data import read_finetune_jsonl
 from pixelground.models.generation import banned_tokens
-from pixelground.models.seg_model import SegTokenModel
 from pixelground.models.target_decision import (
     TargetEvidence,
     answer_referring,
@@ -25,15 +24,8 @@ from pixelground.models.target_decision import (
     referring_lines,
     target_evidence,
 )
-from pixelground.models.tokenizer import build_word_tokenizer, prompt_ids
+from pixelground.models.tokenizer import prompt_ids
 from pixelground.serve.cli import main
-
-
-def _model(tiny_data, tiny_overrides, **options) -> SegTokenModel:
-    torch.manual_seed(0)
-    tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
-    config = SegModelConfig.from_dict({**tiny_overrides, **options})
-    return SegTokenModel(config, tokenizer).eval()
 
 
 def _image(tiny_data) -> np.ndarray:
@@ -54,8 +46,8 @@ def test_has_target_weighs_the_lm_odds_and_the_prior_peak():
     assert not has_target((1.0, 0.5, -1.0), evidence)
 
 
-def test_evidence_is_the_lm_first_token_and_the_forced_seg(tiny_data, tiny_overrides):
-    model = _model(tiny_data, tiny_overrides)
+def test_evidence_is_the_lm_first_token_and_the_forced_seg(seeded_model, tiny_data):
+    model = seeded_model().eval()
     image = _image(tiny_data)
     prompt = "Please segment the red square."
     evidence = target_evidence(model, image, prompt)
@@ -74,10 +66,10 @@ def test_evidence_is_the_lm_first_token_and_the_forced_seg(tiny_data, tiny_overr
         target_evidence(model, image, "   ")
 
 
-def test_answer_referring_follows_the_decision(tiny_data, tiny_overrides):
+def test_answer_referring_follows_the_decision(seeded_model, tiny_data):
     image = _image(tiny_data)
     prompt = "Please segment the red square."
-    yes = _model(tiny_data, tiny_overrides, target_decision=[0.0, 0.0, 1.0])
+    yes = seeded_model(target_decision=[0.0, 0.0, 1.0]).eval()
     answer = answer_referring(yes, image, prompt)
     assert len(answer.masks) == 1 and answer.masks[0].shape == image.shape[:2]
     evidence = target_evidence(yes, image, prompt)
@@ -90,15 +82,15 @@ def test_answer_referring_follows_the_decision(tiny_data, tiny_overrides):
             > 0
         ).numpy(),
     )
-    no = _model(tiny_data, tiny_overrides, target_decision=[0.0, 0.0, -1.0])
+    no = seeded_model(target_decision=[0.0, 0.0, -1.0]).eval()
     refused = answer_referring(no, image, prompt)
     assert refused.masks == [] and "[SEG]" not in refused.text
     with pytest.raises(InputError, match="no target_decision"):
-        answer_referring(_model(tiny_data, tiny_overrides), image, prompt)
+        answer_referring(seeded_model().eval(), image, prompt)
 
 
-def test_fit_separates_the_fitting_lines_and_needs_both_kinds(tiny_data, tiny_overrides):
-    model = _model(tiny_data, tiny_overrides)
+def test_fit_separates_the_fitting_lines_and_needs_both_kinds(seeded_model, tiny_data):
+    model = seeded_model().eval()
     samples = read_finetune_jsonl(tiny_data).samples
     lines = referring_lines(samples)
     # the tiny data's refer and no-target lines; captions, regions and video are left out
@@ -118,8 +110,8 @@ def test_fit_separates_the_fitting_lines_and_needs_both_kinds(tiny_data, tiny_ov
         fit_target_decision(model, [s for s, target in lines if target])
 
 
-def test_calibrate_writes_the_decision_the_backend_then_uses(tiny_data, tiny_overrides, tmp_path):
-    model = _model(tiny_data, tiny_overrides)
+def test_calibrate_writes_the_decision_the_backend_then_uses(seeded_model, tiny_data, tmp_path):
+    model = seeded_model().eval()
     model.save_pretrained(tmp_path / "ckpt")
     assert main(["calibrate", str(tmp_path / "ckpt"), "--data", str(tiny_data)]) == 0
     written = json.loads((tmp_path / "ckpt" / "config.json").read_text())["target_decision"]
