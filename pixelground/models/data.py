@@ -316,6 +316,10 @@ class SegDataset(torch.utils.data.Dataset):
             hue when its text names no colour (COLOUR_WORDS), so that shape, size and texture
             are learned apart from colour (as referring-segmentation training skips flips when
             the text says left or right).
+        colour_blind_hue: with ``train``, the probability of rotating a line's image(s) by a
+            random hue whatever its text says; the item is then ``colour_blind`` and the
+            phrase-word losses leave the colour words out of its targets. Only for training
+            that reads no other target from the text (``first_words_only``).
     """
 
     def __init__(
@@ -325,12 +329,14 @@ class SegDataset(torch.utils.data.Dataset):
         config: SegModelConfig,
         train: bool = True,
         hue_augment: float = 0.0,
+        colour_blind_hue: float = 0.0,
     ):
         self.samples = list(samples)
         self.tokenizer = tokenizer
         self.config = config
         self.train = train
         self.hue_augment = hue_augment
+        self.colour_blind_hue = colour_blind_hue
         self.ids = TokenIds.of(tokenizer)
 
     def __len__(self) -> int:
@@ -347,12 +353,15 @@ class SegDataset(torch.utils.data.Dataset):
             picks = sorted({int(round(v)) for v in np.linspace(0, total - 1, count)})
         return picks, [i / max(total - 1, 1) for i in picks]
 
-    def _rotates_hue(self, sample: Sample) -> bool:
-        if not (self.train and self.hue_augment > 0):
-            return False
-        if names_colour([turn["content"] for turn in sample.conversation]):
-            return False
-        return bool(torch.rand(()) < self.hue_augment)
+    def _hue_rotation(self, sample: Sample) -> tuple[bool, bool]:
+        """Whether to rotate the line's hue, and whether it is then colour-blind."""
+        if not self.train:
+            return False, False
+        if self.colour_blind_hue > 0 and torch.rand(()) < self.colour_blind_hue:
+            return True, True
+        if self.hue_augment <= 0 or names_colour([t["content"] for t in sample.conversation]):
+            return False, False
+        return bool(torch.rand(()) < self.hue_augment), False
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
@@ -374,7 +383,8 @@ class SegDataset(torch.utils.data.Dataset):
         rles = [per_seg[i] for per_seg in sample.masks[:seg_count] for i in picks]
         frames = [load_image(sample.frames[i]).pixels for i in picks]
         keys = [str(sample.frames[i]) for i in picks]
-        if self._rotates_hue(sample):
+        rotates, colour_blind = self._hue_rotation(sample)
+        if rotates:
             angle = float(torch.rand(())) * 2 * np.pi
             frames = [rotate_hue(frame, angle) for frame in frames]
             keys = [f"{key}#hue={angle:.6f}" for key in keys]
@@ -386,6 +396,7 @@ class SegDataset(torch.utils.data.Dataset):
             "labels": torch.tensor(labels, dtype=torch.long),
             "gt_masks": masks_tensor(rles, size),
             "region_masks": masks_tensor(sample.regions[:region_count], size),
+            "colour_blind": colour_blind,
         }
 
 
@@ -398,7 +409,8 @@ def collate(batch: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Ten
         pixel_values (U, 3, S, S) the distinct frames; frame_image (F,) which of them each
         item's frame is (F frames, row-major); frame_sample (F,) the row of each frame;
         frame_times (F,); input_ids, labels, attention_mask (B, L); gt_masks (M, S, S) and
-        region_masks (R, S, S) concatenated in row-major marker order.
+        region_masks (R, S, S) concatenated in row-major marker order; colour_blind (B,)
+        the rows whose colour words are no targets (see ``SegDataset``).
     """
     length = max(len(item["input_ids"]) for item in batch)
     count = len(batch)
@@ -430,4 +442,5 @@ def collate(batch: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Ten
         "attention_mask": attention,
         "gt_masks": torch.cat([item["gt_masks"] for item in batch]),
         "region_masks": torch.cat([item["region_masks"] for item in batch]),
+        "colour_blind": torch.tensor([bool(item.get("colour_blind")) for item in batch]),
     }

@@ -38,7 +38,7 @@ from pixelground.backends.base import GroundedText
 from pixelground.core.errors import CheckpointMissingError, InputError
 from pixelground.core.masks import masks_to_boxes
 from pixelground.models.config import SegModelConfig
-from pixelground.models.data import preprocess_image
+from pixelground.models.data import COLOUR_WORDS, preprocess_image
 from pixelground.models.memory import FrameMemory, MemoryBank
 from pixelground.models.parts import (
     BoxHead,
@@ -265,6 +265,7 @@ class SegTokenModel(nn.Module):
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer
+        self._colour_columns: torch.Tensor | None = None  # see colour_columns
         self.ids = TokenIds.of(tokenizer)
         self.vision = build_vision_tower(config)
         self.lm = build_language_model(config, len(tokenizer), self.ids)
@@ -927,6 +928,7 @@ class SegTokenModel(nn.Module):
         frame_sample: torch.Tensor | None = None,
         frame_times: torch.Tensor | None = None,
         frame_image: torch.Tensor | None = None,
+        colour_blind: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Losses of a batch.
 
@@ -942,6 +944,8 @@ class SegTokenModel(nn.Module):
             frame_times: (F,) normalised time of video frames, -1 for images (default: all -1).
             frame_image: (F,) which row of ``pixel_values`` each frame is, when frames shared
                 by several rows are given once (default: frame i is ``pixel_values[i]``).
+            colour_blind: (B,) bool, rows whose images were hue-rotated: their colour words
+                are no targets of the phrase-word losses (default: none).
 
         Returns:
             ``loss`` (weighted sum), ``lm_loss``, ``bce_loss``, ``dice_loss``, ``prior_loss``
@@ -972,7 +976,7 @@ class SegTokenModel(nn.Module):
             input_ids, seg_states, features, frame_sample, frame_times, gt_masks
         )
         terms["word_loss"], terms["head_word_loss"] = self._word_losses(
-            input_ids, features, frame_sample, gt_masks
+            input_ids, features, frame_sample, gt_masks, colour_blind
         )
         terms["lm_loss"] = lm_loss
         loss = sum(self.loss_weight(name) * terms[name] for name in LOSS_TERMS)
@@ -985,6 +989,7 @@ class SegTokenModel(nn.Module):
         gt_masks: torch.Tensor | None = None,
         frame_sample: torch.Tensor | None = None,
         frame_image: torch.Tensor | None = None,
+        colour_blind: torch.Tensor | None = None,
         **_: Any,
     ) -> dict[str, torch.Tensor]:
         """The phrase-word losses of a batch alone (see ``_word_losses``): the images are
@@ -998,7 +1003,7 @@ class SegTokenModel(nn.Module):
         features, frame_sample = self._batch_features(pixel_values, frame_image, frame_sample)
         terms = dict.fromkeys(LOSS_TERMS, features.embed.new_zeros(()).float())
         terms["word_loss"], terms["head_word_loss"] = self._word_losses(
-            input_ids, features, frame_sample, gt_masks
+            input_ids, features, frame_sample, gt_masks, colour_blind
         )
         loss = sum(self.loss_weight(name) * terms[name] for name in LOSS_TERMS)
         return {"loss": loss, **terms}
@@ -1022,6 +1027,17 @@ class SegTokenModel(nn.Module):
         """The weight of a loss term (one of ``LOSS_TERMS``): its ``<term>_weight`` in the
         config times ``loss_scale.get(term, 1)`` (a trainer's phase may scale terms)."""
         return getattr(self.config, f"{term}_weight") * self.loss_scale.get(term, 1.0)
+
+    def colour_columns(self) -> torch.Tensor:
+        """(V,) bool: the vocabulary's colour words (``data.COLOUR_WORDS``, after any
+        word-start marker of a subword vocabulary)."""
+        if self._colour_columns is None:
+            columns = torch.zeros(len(self.tokenizer), dtype=torch.bool)
+            for token, index in self.tokenizer.get_vocab().items():
+                if index < len(columns) and token.lstrip("Ġ▁").lower() in COLOUR_WORDS:
+                    columns[index] = True
+            self._colour_columns = columns
+        return self._colour_columns
 
     def phrase_words(
         self, input_ids: torch.Tensor, where: torch.Tensor
@@ -1056,6 +1072,7 @@ class SegTokenModel(nn.Module):
         features: VisionFeatures,
         frame_sample: torch.Tensor,
         gt_masks: torch.Tensor | None,
+        colour_blind: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The phrase-word losses of the image features, for every ``<p>phrase</p> [SEG]``.
 
@@ -1068,7 +1085,9 @@ class SegTokenModel(nn.Module):
         - ``head_word_loss`` (``head_word_loss_weight``): the phrase's last token (the head
           noun of an English noun phrase), a softmax cross-entropy over the vocabulary.
 
-        Each is averaged over the places of a grid and summed over the two grids.
+        Each is averaged over the places of a grid and summed over the two grids. The rows
+        of ``colour_blind`` (B,) (hue-rotated images) leave the colour words out of the
+        phrase-word loss.
         """
         zero = features.embed.new_zeros(()).float()
         where = (input_ids == self.ids.seg).nonzero()
@@ -1077,10 +1096,16 @@ class SegTokenModel(nn.Module):
         state_index, frame_index = self._seg_pairs(where, frame_sample)
         words, head_word = self.phrase_words(input_ids, where)
         words, head_word = words[state_index], head_word[state_index]
+        if colour_blind is not None and bool(colour_blind.any()):
+            blind = colour_blind[where[state_index, 0]]
+            colour = self.colour_columns().to(words.device)
+            words = words.masked_fill(blind[:, None] & colour[None], 0.0)
+        else:
+            blind = torch.zeros(len(words), dtype=torch.bool, device=words.device)
         keep = words.any(1)
         if not bool(keep.any()):
             return zero, zero
-        head_word = head_word[keep]
+        head_word, blind = head_word[keep], blind[keep]
         words, frames, masks = words[keep], frame_index[keep], gt_masks[keep]
         word_loss = head_loss = zero
         grids = (features.embed, features.lm_source)
@@ -1094,6 +1119,8 @@ class SegTokenModel(nn.Module):
                 logits = self.word_heads[index](places).float()  # (N, V)
                 target = words[mask_of_place]
                 bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+                unread = blind[mask_of_place][:, None] & self.colour_columns().to(bce.device)
+                bce = bce.masked_fill(unread, 0.0)
                 word_loss = word_loss + (bce.sum(1) / target.sum(1)).mean()
             if self.head_word_heads is not None:
                 logits = self.head_word_heads[index](places).float()

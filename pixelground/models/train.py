@@ -98,6 +98,11 @@ class TrainConfig:
             losses alone (``SegTokenModel.image_word_losses``): the language model and the
             mask decoder are not run, so a step costs about a third. Needs ``first_data``
             and a word loss (``word_loss_weight`` or ``head_word_loss_weight``).
+        first_hue_augment: with ``first_words_only``, the probability of rotating the hue of a
+            first-phase line's image whatever its text says; the phrase-word losses then
+            leave the colour words out of that line's targets (``data.COLOUR_WORDS``), so the
+            tower learns kind, size and texture apart from colour, where a fixed palette
+            would let colour stand for kind.
         vision_lr_scale: the vision tower's learning rate as a multiple of ``lr`` (its
             schedule is the same). A tower trained from scratch may need a higher rate than
             the language model to learn what a shape is in the time budget.
@@ -135,6 +140,7 @@ class TrainConfig:
     hue_augment: float = 0.0
     vision_lr_scale: float = 1.0
     first_words_only: bool = False
+    first_hue_augment: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str):
@@ -157,6 +163,13 @@ class TrainConfig:
             raise InputError(
                 "first_words_only needs a first phase: set first_data and first_minutes "
                 "or first_steps"
+            )
+        if not 0 <= self.first_hue_augment <= 1:
+            raise InputError(f"first_hue_augment must be in [0, 1], got {self.first_hue_augment}")
+        if self.first_hue_augment and not self.first_words_only:
+            raise InputError(
+                "first_hue_augment needs first_words_only: a rotated image's colour words "
+                "would be wrong for the language model"
             )
         if not self.vision_lr_scale > 0:
             raise InputError(f"vision_lr_scale must be > 0, got {self.vision_lr_scale}")
@@ -420,7 +433,11 @@ class Trainer:
 
     def _stream(self, mix: DataMix, start: int) -> Iterator[dict[str, torch.Tensor]]:
         dataset = SegDataset(
-            mix.samples, self.model.tokenizer, self.model.config, hue_augment=self.cfg.hue_augment
+            mix.samples,
+            self.model.tokenizer,
+            self.model.config,
+            hue_augment=self.cfg.hue_augment,
+            colour_blind_hue=self.cfg.first_hue_augment if mix is self.first else 0.0,
         )
         groups = image_groups(mix.samples, self.cfg.group_by_image, mix.copies)
         for indices in _batch_stream(groups, self.cfg.batch_size, self.cfg.seed, start):

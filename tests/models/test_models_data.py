@@ -14,6 +14,7 @@ from pixelground.core.masks import encode_rle
 from pixelground.models.data import (
     DataLineError,
     SegDataset,
+    collate,
     names_colour,
     read_finetune_jsonl,
     rotate_hue,
@@ -188,3 +189,20 @@ def test_hue_augment_rotates_only_lines_without_colour_words(tiny_data, tiny_mod
     assert torch.equal(turned["gt_masks"], plain[1]["gt_masks"])
     evaluation = SegDataset(samples, tiny_model.tokenizer, config, train=False, hue_augment=1.0)
     assert torch.equal(evaluation[1]["pixel_values"], plain[1]["pixel_values"])
+    assert not any(item["colour_blind"] for item in (kept, turned, plain[0]))
+
+
+def test_colour_blind_hue_rotates_every_line_and_marks_it(tiny_data, tiny_model):
+    samples = read_finetune_jsonl(tiny_data).samples[:2]  # "the red square", ...
+    config = tiny_model.config
+    plain = SegDataset(samples, tiny_model.tokenizer, config, train=True)
+    blind = SegDataset(samples, tiny_model.tokenizer, config, train=True, colour_blind_hue=1.0)
+    for index in range(2):
+        item = blind[index]
+        assert item["colour_blind"]
+        assert not torch.equal(item["pixel_values"], plain[index]["pixel_values"])
+        assert torch.equal(item["input_ids"], plain[index]["input_ids"])  # the text as it was
+    batch = collate([blind[0], plain[1]], tiny_model.ids.pad)
+    assert batch["colour_blind"].tolist() == [True, False]
+    evaluation = SegDataset(samples, tiny_model.tokenizer, config, train=False, colour_blind_hue=1)
+    assert not evaluation[0]["colour_blind"]

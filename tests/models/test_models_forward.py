@@ -478,3 +478,31 @@ def test_time_query_starts_as_without_it_and_lets_each_seg_move_its_own_way(
     images = torch.ones(2, timed.lm.config.hidden_size)
     with torch.no_grad():  # images (time -1) are left as they are
         assert torch.equal(timed.with_time(images, -torch.ones(2)), images)
+
+
+def test_colour_blind_rows_train_no_colour_word_and_every_other_word(
+    tiny_data, tiny_batch, tiny_overrides
+):
+    torch.manual_seed(0)
+    model = model_with(tiny_data, tiny_overrides, word_loss_weight=0.5, head_word_loss_weight=1)
+    tokenizer = model.tokenizer
+    columns = model.colour_columns()
+    named = tokenizer.convert_ids_to_tokens(columns.nonzero()[:, 0].tolist())
+    assert sorted(named) == ["blue", "green", "red"]
+    rows = len(tiny_batch["input_ids"])
+    assert not tiny_batch["colour_blind"].any()
+    seen = model.image_word_losses(**tiny_batch)
+    blind_rows = torch.ones(rows, dtype=torch.bool)
+    blind = model.image_word_losses(**{**tiny_batch, "colour_blind": blind_rows})
+    # a phrase of "a red square" is "a square" to a colour-blind row: a different word loss,
+    # the same head noun
+    assert blind["word_loss"].item() != pytest.approx(seen["word_loss"].item())
+    assert blind["head_word_loss"].item() == pytest.approx(seen["head_word_loss"].item())
+    blind["word_loss"].backward()
+    for head in model.word_heads:
+        assert float(head.weight.grad[columns].abs().sum()) == 0.0
+        assert float(head.weight.grad[~columns].abs().sum()) > 0
+    model.zero_grad()
+    seen = model.image_word_losses(**tiny_batch)
+    seen["word_loss"].backward()
+    assert all(float(head.weight.grad[columns].abs().sum()) > 0 for head in model.word_heads)

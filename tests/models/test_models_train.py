@@ -283,6 +283,16 @@ def test_first_words_only_trains_the_image_features_alone_then_everything(
     with pytest.raises(Exception, match="first phase"):
         _config(tiny_data, tmp_path / "bad", first_words_only=True)
     words_cfg = {"first_data": [str(first)], "first_minutes": 1e-9, "first_words_only": True}
+    with pytest.raises(Exception, match="first_hue_augment needs first_words_only"):
+        _config(
+            tiny_data,
+            tmp_path / "bad",
+            first_data=[str(first)],
+            first_minutes=1,
+            first_hue_augment=0.5,
+        )
+    with pytest.raises(Exception, match="first_hue_augment must be in"):
+        _config(tiny_data, tmp_path / "bad", **words_cfg, first_hue_augment=1.5)
     with pytest.raises(Exception, match="word_loss_weight"):
         Trainer(_config(tiny_data, tmp_path / "no_heads", **words_cfg), tiny_overrides)
 
