@@ -118,6 +118,12 @@ class SegModelConfig:
             ``POSITION_SCALE``): "the leftmost ..." or "... left of ..." can favour the
             matching shape furthest that way. Trained by the prior's losses (needs
             ``coarse_prior``).
+        colour_path: in training the vision tower sees each line's image with its colours
+            scrambled (one random orthogonal transform of RGB about mid-grey per line, see
+            ``parts.scramble_colours``), so what it learns (kind, size, texture, place) cannot
+            lean on colour; colour enters through a per-place path from the image's own
+            pooled colours (``parts.ColourPath``), added to the decoder embedding and to the
+            grid the LM reads. At inference the tower sees the image as it is.
         query_word_loss_weight: weight of the query-word loss, which also turns on the word
             match: each [SEG] predicts the words of its target (multi-label, and with
             ``head_word_loss_weight`` its head noun by a softmax), trained against a grounded
@@ -221,6 +227,7 @@ class SegModelConfig:
     motion_loss_weight: float = 0.0
     motion_query: bool = False
     position_query: bool = False
+    colour_path: bool = False
     query_word_loss_weight: float = 0.0
     box_prompt: bool = False
     coarse_prior: bool = True

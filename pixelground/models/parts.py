@@ -280,6 +280,66 @@ class VisionNeck(nn.Module):
         return self.region_proj(pooled)
 
 
+def scramble_colours(
+    pixels: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    groups: torch.Tensor,
+) -> torch.Tensor:
+    """Each group of frames with its colours moved by one random orthogonal transform of RGB
+    about mid-grey: shapes, edges and contrast stay (distances between colours are kept up to
+    clipping), while hue and brightness move together at random.
+
+    Args:
+        pixels: (F, 3, S, S) normalised frames.
+        mean, std: (3,) the normalisation (pixels in [0, 1] are ``pixels * std + mean``).
+        groups: (F,) ints; frames with the same value (a video clip's) share one transform.
+
+    Returns:
+        (F, 3, S, S) normalised frames.
+    """
+    mean = mean.to(pixels)[:, None, None]
+    std = std.to(pixels)[:, None, None]
+    raw = pixels * std + mean - 0.5
+    names, index = torch.unique(groups, return_inverse=True)
+    random = torch.randn(len(names), 3, 3, device=pixels.device, dtype=torch.float32)
+    rotations = torch.linalg.qr(random).Q.to(pixels.dtype)[index]  # (F, 3, 3)
+    moved = torch.einsum("fij,fjhw->fihw", rotations, raw)
+    return ((moved + 0.5).clamp(0, 1) - mean) / std
+
+
+class ColourPath(nn.Module):
+    """Per-place colour features from the image's own pixels, for a tower that is trained on
+    scrambled colours (``colour_path`` in the config): a 1x1 MLP on the pixels pooled to each
+    grid, so it reads colour and not shape.
+
+    Args:
+        embed_dim: channels d of the decoder embedding.
+        lm_channels: channels C of the tower grid the LM's tokens are pooled from.
+    """
+
+    def __init__(self, embed_dim: int, lm_channels: int):
+        super().__init__()
+        self.to_embed = nn.Sequential(
+            nn.Conv2d(3, embed_dim, 1), nn.GELU(), nn.Conv2d(embed_dim, embed_dim, 1)
+        )
+        self.to_lm = nn.Sequential(
+            nn.Conv2d(3, lm_channels, 1), nn.GELU(), nn.Conv2d(lm_channels, lm_channels, 1)
+        )
+
+    def forward(self, pixels: torch.Tensor, features: VisionFeatures) -> VisionFeatures:
+        """Add the colour of ``pixels`` (F, 3, S, S) to ``features`` of the same frames:
+        to ``embed`` (F, d, g, g) and ``lm_source`` (F, C, h, w), each pooled to its grid."""
+        embed = features.embed + self.to_embed(
+            F.adaptive_avg_pool2d(pixels.to(features.embed.dtype), features.embed.shape[-2:])
+        )
+        source = features.lm_source
+        lm_source = source + self.to_lm(
+            F.adaptive_avg_pool2d(pixels.to(source.dtype), source.shape[-2:])
+        )
+        return VisionFeatures(embed, features.high_res, lm_source, features.lm_states)
+
+
 class SegReader(nn.Module):
     """Lets each [SEG] state read the LM's last hidden states before it (one attention layer).
 

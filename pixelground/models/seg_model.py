@@ -43,12 +43,14 @@ from pixelground.models.memory import FrameMemory, MemoryBank
 from pixelground.models.parts import (
     BoxHead,
     ClipKeys,
+    ColourPath,
     GroundingFusion,
     SegReader,
     VisionFeatures,
     VisionNeck,
     build_language_model,
     build_vision_tower,
+    scramble_colours,
     time_features,
     tower_grids,
 )
@@ -374,6 +376,9 @@ class SegTokenModel(nn.Module):
             self.query_direction = nn.Linear(lm_hidden, 2)
             nn.init.zeros_(self.query_direction.weight)
             nn.init.zeros_(self.query_direction.bias)
+        self.colour_path = None
+        if config.colour_path:  # built last, so the other parts start as without it
+            self.colour_path = ColourPath(config.decoder_dim, self.neck.lm_source_channels)
 
     # ----------------------------------------------------------------- building
     @torch.no_grad()
@@ -428,11 +433,28 @@ class SegTokenModel(nn.Module):
         return next(self.parameters()).dtype
 
     # ----------------------------------------------------------------- pieces
-    def encode_image(self, pixel_values: torch.Tensor) -> VisionFeatures:
-        """(F, 3, S, S) normalised frames -> VisionFeatures."""
-        outputs = self.vision(pixel_values=pixel_values, output_hidden_states=True)
+    def encode_image(
+        self, pixel_values: torch.Tensor, groups: torch.Tensor | None = None
+    ) -> VisionFeatures:
+        """(F, 3, S, S) normalised frames -> VisionFeatures.
+
+        With ``colour_path``, in training the tower sees the frames' colours scrambled, one
+        transform per value of ``groups`` (F,) (default: one per frame), and the colour path
+        adds the frames' own colours to the features.
+        """
+        seen = pixel_values
+        if self.colour_path is not None and self.training:
+            if groups is None:
+                groups = torch.arange(len(pixel_values), device=pixel_values.device)
+            mean = torch.tensor(self.config.image_mean)
+            std = torch.tensor(self.config.image_std)
+            seen = scramble_colours(pixel_values, mean, std, groups)
+        outputs = self.vision(pixel_values=seen, output_hidden_states=True)
         grids = tower_grids(outputs)
-        return self.neck(grids, self.mask_decoder.conv_s0, self.mask_decoder.conv_s1)
+        features = self.neck(grids, self.mask_decoder.conv_s0, self.mask_decoder.conv_s1)
+        if self.colour_path is not None:
+            features = self.colour_path(pixel_values, features)
+        return features
 
     def visual_tokens(self, features: VisionFeatures, frame_times: torch.Tensor) -> torch.Tensor:
         """LM tokens of every frame in order: (sum of tokens per frame, D_lm).
@@ -1016,7 +1038,10 @@ class SegTokenModel(nn.Module):
     ) -> tuple[VisionFeatures, torch.Tensor]:
         """The F frames' features of a batch (see ``forward``) and each frame's row (F,)
         (default: frame i is row i)."""
-        features = self.encode_image(pixel_values)
+        groups = frame_sample  # each distinct frame's row: a clip's frames share one scramble
+        if frame_sample is not None and frame_image is not None:
+            groups = frame_sample.new_zeros(len(pixel_values)).scatter(0, frame_image, frame_sample)
+        features = self.encode_image(pixel_values, groups)
         if frame_image is not None:
             features = features.select(frame_image)
         if frame_sample is None:
