@@ -284,7 +284,7 @@ def scramble_colours(
     pixels: torch.Tensor,
     mean: torch.Tensor,
     std: torch.Tensor,
-    groups: torch.Tensor,
+    groups: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Each group of frames with its colours moved by one random orthogonal transform of RGB
     about mid-grey: shapes, edges and contrast stay (distances between colours are kept up to
@@ -293,7 +293,8 @@ def scramble_colours(
     Args:
         pixels: (F, 3, S, S) normalised frames.
         mean, std: (3,) the normalisation (pixels in [0, 1] are ``pixels * std + mean``).
-        groups: (F,) ints; frames with the same value (a video clip's) share one transform.
+        groups: (F,) ints; frames with the same value (a video clip's) share one transform
+            (default: one per frame).
 
     Returns:
         (F, 3, S, S) normalised frames.
@@ -301,6 +302,8 @@ def scramble_colours(
     mean = mean.to(pixels)[:, None, None]
     std = std.to(pixels)[:, None, None]
     raw = pixels * std + mean - 0.5
+    if groups is None:
+        groups = torch.arange(len(pixels), device=pixels.device)
     names, index = torch.unique(groups, return_inverse=True)
     random = torch.randn(len(names), 3, 3, device=pixels.device, dtype=torch.float32)
     rotations = torch.linalg.qr(random).Q.to(pixels.dtype)[index]  # (F, 3, 3)

@@ -444,8 +444,6 @@ class SegTokenModel(nn.Module):
         """
         seen = pixel_values
         if self.colour_path is not None and self.training:
-            if groups is None:
-                groups = torch.arange(len(pixel_values), device=pixel_values.device)
             mean = torch.tensor(self.config.image_mean)
             std = torch.tensor(self.config.image_std)
             seen = scramble_colours(pixel_values, mean, std, groups)
