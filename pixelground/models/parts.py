@@ -311,34 +311,47 @@ def scramble_colours(
     return ((moved + 0.5).clamp(0, 1) - mean) / std
 
 
+#: side of the grid the colour path reads the pixels at before its per-pixel MLP (2 x 2
+#: pixel cells on a 256-pixel image: stripes and dots blend, neighbouring shapes hardly do)
+COLOUR_GRID = 128
+
+
 class ColourPath(nn.Module):
     """Per-place colour features from the image's own pixels, for a tower that is trained on
-    scrambled colours (``colour_path`` in the config): a 1x1 MLP on the pixels pooled to each
-    grid, so it reads colour and not shape.
+    scrambled colours (``colour_path`` in the config).
+
+    A per-pixel MLP (1x1 convolutions, so it reads colour and not shape) maps each pixel to
+    colour features; they are averaged over each place of a grid, then projected to its
+    channels. Averaging after the MLP keeps a small shape's colour in a large place as a share
+    of its features; averaging the pixels first would blend it with the background's into a
+    colour no shape has.
 
     Args:
         embed_dim: channels d of the decoder embedding.
         lm_channels: channels C of the tower grid the LM's tokens are pooled from.
+        hidden: channels of the per-pixel colour features.
     """
 
-    def __init__(self, embed_dim: int, lm_channels: int):
+    def __init__(self, embed_dim: int, lm_channels: int, hidden: int = 32):
         super().__init__()
-        self.to_embed = nn.Sequential(
-            nn.Conv2d(3, embed_dim, 1), nn.GELU(), nn.Conv2d(embed_dim, embed_dim, 1)
+        self.per_pixel = nn.Sequential(
+            nn.Conv2d(3, hidden, 1), nn.GELU(), nn.Conv2d(hidden, hidden, 1), nn.GELU()
         )
-        self.to_lm = nn.Sequential(
-            nn.Conv2d(3, lm_channels, 1), nn.GELU(), nn.Conv2d(lm_channels, lm_channels, 1)
-        )
+        self.to_embed = nn.Conv2d(hidden, embed_dim, 1)
+        self.to_lm = nn.Conv2d(hidden, lm_channels, 1)
 
     def forward(self, pixels: torch.Tensor, features: VisionFeatures) -> VisionFeatures:
         """Add the colour of ``pixels`` (F, 3, S, S) to ``features`` of the same frames:
-        to ``embed`` (F, d, g, g) and ``lm_source`` (F, C, h, w), each pooled to its grid."""
+        to ``embed`` (F, d, g, g) and ``lm_source`` (F, C, h, w), each averaged to its grid."""
+        side = min(COLOUR_GRID, pixels.shape[-1])
+        small = F.adaptive_avg_pool2d(pixels.to(features.embed.dtype), side)
+        colours = self.per_pixel(small)  # (F, hidden, side, side)
         embed = features.embed + self.to_embed(
-            F.adaptive_avg_pool2d(pixels.to(features.embed.dtype), features.embed.shape[-2:])
+            F.adaptive_avg_pool2d(colours, features.embed.shape[-2:])
         )
         source = features.lm_source
         lm_source = source + self.to_lm(
-            F.adaptive_avg_pool2d(pixels.to(source.dtype), source.shape[-2:])
+            F.adaptive_avg_pool2d(colours.to(source.dtype), source.shape[-2:])
         )
         return VisionFeatures(embed, features.high_res, lm_source, features.lm_states)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from pixelground.models.parts import scramble_colours, tower_grids
+from pixelground.models.parts import VisionFeatures, scramble_colours, tower_grids
 
 MEAN = torch.tensor([0.5, 0.5, 0.5])
 STD = torch.tensor([0.5, 0.5, 0.5])
@@ -90,5 +90,26 @@ def test_the_colour_path_trains_with_the_model_and_is_off_by_default(seeded_mode
     assert seeded_model().colour_path is None
     model = seeded_model(colour_path=True).train()
     model(**tiny_batch)["loss"].backward()
-    for part in (model.colour_path.to_embed, model.colour_path.to_lm):
-        assert float(part[0].weight.grad.abs().sum()) > 0
+    path = model.colour_path
+    for part in (path.per_pixel[0], path.to_embed, path.to_lm):
+        assert float(part.weight.grad.abs().sum()) > 0
+
+
+def test_the_colour_path_keeps_a_small_shapes_colour_apart_from_its_surroundings(
+    seeded_model, tiny_batch
+):
+    """Two images whose pixels average to the same colour at every place of both grids (a
+    red-and-cyan checkerboard, plain grey) get different colour features: the path averages
+    features of pixels, not pixels."""
+    model = seeded_model(colour_path=True).eval()
+    side = tiny_batch["pixel_values"].shape[-1]
+    checker = (torch.arange(side)[:, None] // 2 + torch.arange(side)[None] // 2) % 2
+    red_cyan = torch.stack([checker, 1 - checker, 1 - checker]).float() * 2 - 1
+    grey = torch.zeros_like(red_cyan)
+    with torch.no_grad():
+        features = model.encode_image(grey[None])
+        embed, lm_source = torch.zeros_like(features.embed), torch.zeros_like(features.lm_source)
+        zero = VisionFeatures(embed, features.high_res, lm_source)
+        mixed, plain = model.colour_path(red_cyan[None], zero), model.colour_path(grey[None], zero)
+    assert not torch.allclose(mixed.embed, plain.embed, atol=1e-4)
+    assert not torch.allclose(mixed.lm_source, plain.lm_source, atol=1e-4)
