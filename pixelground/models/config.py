@@ -123,7 +123,8 @@ class SegModelConfig:
             ``parts.scramble_colours``), so what it learns (kind, size, texture, place) cannot
             lean on colour; colour enters through a path of its own, a per-pixel MLP on the
             image's colours averaged over each place (``parts.ColourPath``), added to the
-            decoder embedding and to the grid the LM reads. At inference the tower sees the image as it is.
+            decoder embedding and to the grid the LM reads. At inference the tower sees the
+            image as it is.
         query_word_loss_weight: weight of the query-word loss, which also turns on the word
             match: each [SEG] predicts the words of its target (multi-label, and with
             ``head_word_loss_weight`` its head noun by a softmax), trained against a grounded
