@@ -313,8 +313,8 @@ def scramble_colours(
 
 #: side of the grid the colour path reads the pixels at before its per-pixel MLP (4 x 4
 #: pixel cells on a 256-pixel image: stripes and dots blend into a shade of their colour,
-#: neighbouring shapes only along their edges; the MLP costs about 11 ms a batch of 16 on
-#: 2 cores against 183 ms at 128)
+#: neighbouring shapes only along their edges; at full size the MLP would cost more than
+#: the rest of a first-phase step)
 COLOUR_GRID = 64
 
 
