@@ -113,3 +113,21 @@ def test_the_colour_path_keeps_a_small_shapes_colour_apart_from_its_surroundings
         mixed, plain = model.colour_path(red_cyan[None], zero), model.colour_path(grey[None], zero)
     assert not torch.allclose(mixed.embed, plain.embed, atol=1e-4)
     assert not torch.allclose(mixed.lm_source, plain.lm_source, atol=1e-4)
+
+
+def test_the_colour_paths_share_of_each_place_starts_at_unit_scale(seeded_model, tiny_batch):
+    """Normalised per place, the colour starts as loud as a unit-scale feature, not a tenth
+    of the tower's (the unnormalised projections started near RMS 0.2)."""
+    model = seeded_model(colour_path=True).eval()
+    pixels = tiny_batch["pixel_values"][:1]
+    with torch.no_grad():
+        features = model.encode_image(pixels)
+        zero = VisionFeatures(
+            torch.zeros_like(features.embed),
+            features.high_res,
+            torch.zeros_like(features.lm_source),
+        )
+        added = model.colour_path(pixels, zero)
+    for grid in (added.embed, added.lm_source):
+        per_place = grid.pow(2).mean(1).sqrt()  # (1, h, w)
+        assert torch.allclose(per_place, torch.ones_like(per_place), atol=0.05)
