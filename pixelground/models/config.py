@@ -188,10 +188,14 @@ class SegModelConfig:
         min_mask_island: at inference, pieces of a mask smaller than this many cells of the
             ``mask_grid`` (8-connected pieces of the low-resolution logits above 0) are dropped
             before upsampling, as SAM2 drops "sprinkles"; 0 keeps every piece.
-        target_decision: (w_lm, w_prior, bias): referring answers decide whether there is a
-            target from the LM's odds of [SEG] and the coarse prior's peak together, instead
-            of from the LM's first token alone (see target_decision.py; fitted on a
-            validation split by ``pixelground calibrate``); None: the LM decides.
+        target_decision: (w_lm, w_prior, bias) or (w_lm, w_prior, w_words, bias): referring
+            answers decide whether there is a target from the LM's odds of [SEG], the coarse
+            prior's peak and (with four numbers) the phrase-word heads' read of the answered
+            mask, instead of from the LM's first token alone (see target_decision.py; fitted
+            on a validation split by ``pixelground calibrate``); None: the LM decides.
+        phrase_words: the tokens the phrase-word heads were trained on (those inside the
+            training lines' grounded phrases), recorded by training; the target decision
+            reads the expression's words among them on the answered mask.
         max_length: training sequences are cut to this many tokens.
         vision_config: resolved transformers config of the tower (filled when built).
         lm_config: resolved transformers config of the LM (filled when built).
@@ -258,7 +262,8 @@ class SegModelConfig:
     memory_layers: int = 1
     max_new_tokens: int = 96
     min_mask_island: int = 0
-    target_decision: tuple[float, float, float] | None = None
+    target_decision: tuple[float, ...] | None = None
+    phrase_words: tuple[str, ...] = ()
     max_length: int = 192
     vision_config: dict[str, Any] | None = None
     lm_config: dict[str, Any] | None = None
@@ -268,7 +273,8 @@ class SegModelConfig:
         self.image_std = tuple(float(v) for v in self.image_std)  # type: ignore[assignment]
         self.lora_target_modules = tuple(self.lora_target_modules)
         if self.target_decision is not None:
-            self.target_decision = tuple(float(v) for v in self.target_decision)  # type: ignore[assignment]
+            self.target_decision = tuple(float(v) for v in self.target_decision)
+        self.phrase_words = tuple(str(word) for word in self.phrase_words)
         self.validate()
 
     @property
@@ -332,16 +338,18 @@ class SegModelConfig:
             if "{expression}" not in getattr(self, name):
                 raise InputError(f"{name} must contain '{{expression}}'")
         decision = self.target_decision
-        if decision is not None and (len(decision) != 3 or not all(map(math.isfinite, decision))):
+        if decision is not None and (
+            len(decision) not in (3, 4) or not all(map(math.isfinite, decision))
+        ):
             raise InputError(
-                "target_decision must be three finite numbers (w_lm, w_prior, bias), "
-                f"got {decision}"
+                "target_decision must be three or four finite numbers (w_lm, w_prior, bias) "
+                f"or (w_lm, w_prior, w_words, bias), got {decision}"
             )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict of every field."""
         data = dataclasses.asdict(self)
-        for key in ("image_mean", "image_std", "lora_target_modules"):
+        for key in ("image_mean", "image_std", "lora_target_modules", "phrase_words"):
             data[key] = list(data[key])
         if self.target_decision is not None:
             data["target_decision"] = list(self.target_decision)

@@ -10,9 +10,14 @@ w_prior, bias): a referring answer has a target when
 
     w_lm * log-odds of [SEG] at the first answer token + w_prior * peak of the prior + bias > 0
 
-with the [SEG] teacher-forced to read the prior. :func:`fit_target_decision` fits them by
-logistic regression on fine-tuning lines whose answers are a [SEG] or a refusal (a validation
-split), so the threshold is set on data the model was not trained on.
+with the [SEG] teacher-forced to read the prior. With phrase-word heads and the words they
+were trained on (``phrase_words``), a fourth number weighs what the heads read on the answered
+mask: the decoder embedding averaged over the mask, the lowest log-probability the heads give
+to the expression's first run of those words ("the small green triangle left of the red
+circle": small, green, triangle). A mask on a small green square, or on nothing green, then
+counts against the answer where the prior's peak alone may not. :func:`fit_target_decision`
+fits them by logistic regression on fine-tuning lines whose answers are a [SEG] or a refusal
+(a validation split), so the threshold is set on data the model was not trained on.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from pixelground.backends.base import GroundedText
 from pixelground.core.errors import InputError
@@ -52,15 +58,19 @@ class TargetEvidence:
         prior_peak: the highest coarse-prior logit of the teacher-forced [SEG] (-inf when
             the model has no coarse prior).
         mask_logits: (1, mask_grid, mask_grid) the teacher-forced [SEG]'s mask logits.
+        word_fit: the lowest log-probability the phrase-word head gives the expression's
+            first run of ``phrase_words`` on the mask's region; 0 when the model has no
+            phrase-word head or the expression none of those words.
     """
 
     seg_log_odds: float
     prior_peak: float
     mask_logits: torch.Tensor
+    word_fit: float = 0.0
 
     def features(self) -> list[float]:
-        """[seg_log_odds, prior_peak], the inputs of the decision."""
-        return [self.seg_log_odds, self.prior_peak]
+        """[seg_log_odds, prior_peak, word_fit], the inputs of the decision."""
+        return [self.seg_log_odds, self.prior_peak, self.word_fit]
 
 
 @torch.no_grad()
@@ -93,13 +103,55 @@ def _evidence(model: SegTokenModel, features: VisionFeatures, prompt: str) -> Ta
         features.lm_states = model.frame_lm_states(features, times, hidden, ids)
     mask_logits, prior = model.decode_masks(states, features, times)
     peak = float(prior.max()) if prior is not None else -math.inf
-    return TargetEvidence(seg_log_odds, peak, mask_logits)
+    word_fit = _word_fit(model, features.embed[0], mask_logits[0], expression_words(model, prompt))
+    return TargetEvidence(seg_log_odds, peak, mask_logits, word_fit)
+
+
+def expression_words(model: SegTokenModel, prompt: str) -> list[int]:
+    """Token ids of the first run of ``phrase_words`` in ``prompt``, across single other
+    words ("the small solid circle left of ...": small, circle): the words the phrase-word
+    heads know that describe the first object it names."""
+    if model.word_heads is None or not model.config.phrase_words:
+        return []
+    known = set(model.tokenizer.convert_tokens_to_ids(list(model.config.phrase_words)))
+    run: list[int] = []
+    others = 0  # other words since the run's last known one
+    for token in model.tokenizer(prompt, add_special_tokens=False)["input_ids"]:
+        if token in known:
+            run.append(int(token))
+            others = 0
+        elif run:
+            others += 1
+            if others == 2:
+                break
+    return run
+
+
+def _word_fit(
+    model: SegTokenModel, embed: torch.Tensor, mask_logits: torch.Tensor, words: list[int]
+) -> float:
+    """The lowest log-probability of ``words`` under the phrase-word head on the region of
+    ``mask_logits`` (m, m): the decoder embedding ``embed`` (d, g, g) averaged with the mask's
+    probability, pooled to its grid, as weights (the mask's most likely place when it is
+    empty)."""
+    if not words:
+        return 0.0
+    grid = embed.shape[-2:]
+    weights = F.adaptive_avg_pool2d(torch.sigmoid(mask_logits.float())[None, None], grid)[0, 0]
+    if float(weights.sum()) < 1e-3:
+        pooled_logits = F.adaptive_max_pool2d(mask_logits.float()[None, None], grid)[0, 0]
+        weights = (pooled_logits == pooled_logits.max()).float()
+    region = (embed.float() * weights).sum((1, 2)) / weights.sum()
+    head = model.word_heads[0]
+    logits = head(region.to(head.weight.dtype)).float()
+    return float(F.logsigmoid(logits[words]).min())
 
 
 def has_target(weights: Sequence[float], evidence: TargetEvidence) -> bool:
-    """The decision of ``target_decision`` weights (w_lm, w_prior, bias) on ``evidence``."""
-    w_lm, w_prior, bias = weights
-    return w_lm * evidence.seg_log_odds + w_prior * evidence.prior_peak + bias > 0
+    """The decision of ``target_decision`` weights on ``evidence``: (w_lm, w_prior, bias), or
+    (w_lm, w_prior, w_words, bias) with the word heads' read of the mask."""
+    inputs = evidence.features()[: len(weights) - 1]
+    return sum(w * x for w, x in zip(weights[:-1], inputs, strict=True)) + weights[-1] > 0
 
 
 @torch.no_grad()
@@ -130,13 +182,13 @@ class DecisionFit:
     """A fitted ``target_decision`` and how it and the LM alone decide on the fitting lines.
 
     Attributes:
-        weights: (w_lm, w_prior, bias).
+        weights: (w_lm, w_prior, bias) or (w_lm, w_prior, w_words, bias).
         lines: lines used; targets: how many of them have a target.
         n_acc, t_acc: share of no-target lines refused / target lines answered, by the fit.
         lm_n_acc, lm_t_acc: the same for the LM alone (p([SEG]) > 0.5).
     """
 
-    weights: tuple[float, float, float]
+    weights: tuple[float, ...]
     lines: int
     targets: int
     n_acc: float
@@ -169,10 +221,11 @@ def fit_target_decision(
     Args:
         model: the model (eval mode).
         samples: fine-tuning lines, see :func:`referring_lines` (others are ignored).
-        l2: weight of the L2 penalty on (w_lm, w_prior).
+        l2: weight of the L2 penalty on the weights other than the bias.
 
     Returns:
-        The fitted weights and their N-acc / T-acc on these lines beside the LM's own.
+        The fitted weights (with the word heads' input when the model has phrase-word heads
+        and ``phrase_words``) and their N-acc / T-acc on these lines beside the LM's own.
     """
     lines = referring_lines(samples)
     labels = torch.tensor([target for _, target in lines], dtype=torch.float32)
@@ -181,31 +234,31 @@ def fit_target_decision(
             "fitting the target decision needs referring lines both with a target ([SEG]) "
             "and without (a refusal)"
         )
+    inputs = 3 if model.word_heads is not None and model.config.phrase_words else 2
     rows = []
     for sample, _ in lines:
         question = sample.conversation[0]["content"]
         image = load_image(sample.frames[0]).pixels
-        rows.append(target_evidence(model, image, question).features())
-    features = torch.tensor(rows, dtype=torch.float32)
-    features[:, 1] = features[:, 1].clamp(min=-50.0)
-    weights = torch.zeros(3, requires_grad=True)
+        rows.append(target_evidence(model, image, question).features()[:inputs])
+    features = torch.tensor(rows, dtype=torch.float32).clamp(min=-50.0)
+    weights = torch.zeros(inputs + 1, requires_grad=True)
     optimizer = torch.optim.LBFGS([weights], max_iter=200, line_search_fn="strong_wolfe")
 
     def loss() -> torch.Tensor:
         optimizer.zero_grad()
-        scores = features @ weights[:2] + weights[2]
+        scores = features @ weights[:-1] + weights[-1]
         value = torch.nn.functional.binary_cross_entropy_with_logits(scores, labels)
-        value = value + l2 * weights[:2].square().sum()
+        value = value + l2 * weights[:-1].square().sum()
         value.backward()
         return value
 
     optimizer.step(loss)
     fitted = tuple(float(w) for w in weights.detach())
-    said = (features @ weights.detach()[:2] + weights.detach()[2]) > 0
+    said = (features @ weights.detach()[:-1] + weights.detach()[-1]) > 0
     lm_said = features[:, 0] > 0
     target = labels > 0
     return DecisionFit(
-        weights=fitted,  # type: ignore[arg-type]
+        weights=fitted,
         lines=len(lines),
         targets=int(target.sum()),
         n_acc=float((~said[~target]).float().mean()),

@@ -194,6 +194,20 @@ def prompt_ids(
     return [*input_ids, TokenIds.of(tokenizer).assistant]
 
 
+_PHRASE = re.compile(re.escape(PHRASE_OPEN) + r"(.*?)" + re.escape(PHRASE_CLOSE), re.DOTALL)
+
+
+def phrase_tokens(tokenizer: Any, texts: Iterable[str]) -> list[str]:
+    """The tokens inside the grounded phrases (``<p> ... </p>``) of ``texts``, sorted: the
+    words the phrase-word heads are trained on."""
+    found: set[int] = set()
+    for text in texts:
+        for phrase in _PHRASE.findall(text):
+            found.update(_text_ids(tokenizer, _strip_markup(phrase)))
+    found.discard(tokenizer.unk_token_id)
+    return sorted(tokenizer.convert_ids_to_tokens(sorted(found)))
+
+
 def count_unknown(tokenizer: Any, texts: Iterable[str]) -> tuple[int, int]:
     """(unknown word tokens, all word tokens) of ``texts`` under ``tokenizer``."""
     unk = tokenizer.unk_token_id

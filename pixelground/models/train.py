@@ -28,7 +28,12 @@ from pixelground.models.checkpoints import STATE_NAME, find_checkpoint, save_che
 from pixelground.models.config import SegModelConfig
 from pixelground.models.data import SegDataset, collate, read_finetune_jsonl
 from pixelground.models.seg_model import LOSS_TERMS, SegTokenModel
-from pixelground.models.tokenizer import add_markup_tokens, build_word_tokenizer, count_unknown
+from pixelground.models.tokenizer import (
+    add_markup_tokens,
+    build_word_tokenizer,
+    count_unknown,
+    phrase_tokens,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -329,6 +334,10 @@ class Trainer:
         self.samples = self.main.samples
         self.texts = self.main.texts + (self.first.texts if self.first else [])
         self._setup_model()
+        if self.model.word_heads is not None:
+            known = set(self.model.config.phrase_words)
+            known.update(phrase_tokens(self.model.tokenizer, self.texts))
+            self.model.config.phrase_words = tuple(sorted(known))
         if config.first_words_only and not self.model.has_word_heads:
             raise InputError(
                 "first_words_only needs word_loss_weight or head_word_loss_weight above 0"

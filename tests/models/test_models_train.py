@@ -322,3 +322,21 @@ def test_first_words_only_trains_the_image_features_alone_then_everything(
     assert losses[1]["lm_loss"] > 0
     lm_after = list(trainer.model.lm.parameters())
     assert not all(torch.equal(a, b) for a, b in zip(lm_before, lm_after, strict=True))
+
+
+def test_training_records_the_words_the_phrase_word_heads_learn(
+    tiny_data, tmp_path, tiny_overrides
+):
+    out = train(
+        _config(tiny_data, tmp_path / "words", steps=1), {**tiny_overrides, "word_loss_weight": 0.5}
+    )
+    # the tiny data's one grounded caption: "<p>a red square</p> ... <p>a blue circle</p>"
+    assert SegTokenModel.from_pretrained(out).config.phrase_words == (
+        "a",
+        "blue",
+        "circle",
+        "red",
+        "square",
+    )
+    plain = train(_config(tiny_data, tmp_path / "plain", steps=1), tiny_overrides)
+    assert SegTokenModel.from_pretrained(plain).config.phrase_words == ()

@@ -19,6 +19,7 @@ from pixelground.models.generation import banned_tokens
 from pixelground.models.target_decision import (
     TargetEvidence,
     answer_referring,
+    expression_words,
     fit_target_decision,
     has_target,
     referring_lines,
@@ -32,18 +33,52 @@ def _image(tiny_data) -> np.ndarray:
     return load_image(tiny_data.parent / "images" / "000.png").pixels
 
 
-def test_target_decision_must_be_three_finite_numbers(tiny_overrides):
+def test_target_decision_must_be_three_or_four_finite_numbers(tiny_overrides):
     assert SegModelConfig.from_dict({**tiny_overrides, "target_decision": [1, 2, 3]})
-    for bad in ([1.0, 2.0], [1.0, math.nan, 0.0]):
-        with pytest.raises(InputError, match="target_decision must be three finite numbers"):
+    assert SegModelConfig.from_dict({**tiny_overrides, "target_decision": [1, 2, 3, 4]})
+    for bad in ([1.0, 2.0], [1.0, math.nan, 0.0], [1.0] * 5):
+        with pytest.raises(InputError, match="target_decision must be three or four finite"):
             SegModelConfig.from_dict({**tiny_overrides, "target_decision": bad})
 
 
-def test_has_target_weighs_the_lm_odds_and_the_prior_peak():
-    evidence = TargetEvidence(seg_log_odds=-1.0, prior_peak=3.0, mask_logits=torch.zeros(1, 4, 4))
+def test_has_target_weighs_the_lm_odds_the_prior_peak_and_the_word_fit():
+    evidence = TargetEvidence(
+        seg_log_odds=-1.0, prior_peak=3.0, mask_logits=torch.zeros(1, 4, 4), word_fit=-4.0
+    )
     assert not has_target((1.0, 0.0, 0.0), evidence)  # the LM alone refuses
     assert has_target((1.0, 0.5, 0.0), evidence)  # the prior's peak outweighs it
     assert not has_target((1.0, 0.5, -1.0), evidence)
+    assert has_target((1.0, 0.5, 0.0, 0.0), evidence)
+    assert not has_target((1.0, 0.5, 0.2, 0.0), evidence)  # the mask's words do not fit
+
+
+def test_the_expressions_words_are_its_first_run_of_phrase_words(seeded_model):
+    model = seeded_model(word_loss_weight=0.5, phrase_words=["a", "blue", "circle", "red"])
+    tokens = model.tokenizer.convert_tokens_to_ids
+    prompt = "Please segment the red circle left of a blue square."
+    assert expression_words(model, prompt) == tokens(["red", "circle"])
+    across_one = "Please segment the red solid circle left of a blue square."
+    assert expression_words(model, across_one) == tokens(["red", "circle"])
+    assert expression_words(model, "Please segment the thing.") == []
+    assert expression_words(seeded_model(phrase_words=["red"]), prompt) == []  # no word heads
+
+
+def test_the_word_fit_reads_the_phrase_word_head_on_the_masks_region(seeded_model, tiny_data):
+    model = seeded_model(word_loss_weight=0.5, phrase_words=["red", "square"]).eval()
+    image = _image(tiny_data)
+    evidence = target_evidence(model, image, "Please segment the red square.")
+    features = model.encode_image(model.preprocess([image]))
+    embed = features.embed[0]  # (d, g, g)
+    weights = torch.nn.functional.adaptive_avg_pool2d(
+        torch.sigmoid(evidence.mask_logits)[None], embed.shape[-2:]
+    )[0, 0]
+    region = (embed * weights).sum((1, 2)) / weights.sum()
+    with torch.no_grad():
+        log_p = torch.nn.functional.logsigmoid(model.word_heads[0](region))
+    words = model.tokenizer.convert_tokens_to_ids(["red", "square"])
+    assert evidence.word_fit == pytest.approx(float(log_p[words].min()), abs=1e-4)
+    assert evidence.word_fit < 0
+    assert target_evidence(model, image, "Please segment the thing.").word_fit == 0.0
 
 
 def test_evidence_is_the_lm_first_token_and_the_forced_seg(seeded_model, tiny_data):
@@ -108,6 +143,19 @@ def test_fit_separates_the_fitting_lines_and_needs_both_kinds(seeded_model, tiny
     assert fit.n_acc == pytest.approx(1 - np.mean(said[1::2]))
     with pytest.raises(InputError, match="both with a target"):
         fit_target_decision(model, [s for s, target in lines if target])
+
+
+def test_the_fit_weighs_the_word_fit_when_the_model_knows_its_phrase_words(seeded_model, tiny_data):
+    model = seeded_model(word_loss_weight=0.5, phrase_words=["red", "square"]).eval()
+    samples = read_finetune_jsonl(tiny_data).samples
+    fit = fit_target_decision(model, samples)
+    assert len(fit.weights) == 4 and all(math.isfinite(w) for w in fit.weights)
+    said = [
+        has_target(fit.weights, target_evidence(model, load_image(s.frames[0]).pixels,
+                                                s.conversation[0]["content"]))
+        for s, _ in referring_lines(samples)
+    ]  # fmt: skip
+    assert fit.t_acc == pytest.approx(np.mean(said[0::2]))
 
 
 def test_calibrate_writes_the_decision_the_backend_then_uses(seeded_model, tiny_data, tmp_path):

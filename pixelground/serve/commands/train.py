@@ -182,9 +182,10 @@ def run_calibrate(args: argparse.Namespace) -> int:
     config = json.loads(config_path.read_text())
     config["target_decision"] = list(fit.weights)
     config_path.write_text(json.dumps(config, indent=1))
-    w_lm, w_prior, bias = fit.weights
+    names = ("LM log-odds", "prior peak", "mask's word fit")
+    terms = " + ".join(f"{w:.4f} * {n}" for w, n in zip(fit.weights[:-1], names, strict=False))
     print(f"{fit.lines} referring lines ({fit.targets} with a target)")
-    print(f"target_decision: {w_lm:.4f} * LM log-odds + {w_prior:.4f} * prior peak + {bias:.4f}")
+    print(f"target_decision: {terms} + {fit.weights[-1]:.4f}")
     print(f"  fitted:   N-acc {fit.n_acc:.3f}  T-acc {fit.t_acc:.3f}")
     print(f"  LM alone: N-acc {fit.lm_n_acc:.3f}  T-acc {fit.lm_t_acc:.3f}")
     print(f"written to {config_path}")
