@@ -111,7 +111,7 @@ def expression_words(model: SegTokenModel, prompt: str) -> list[int]:
     """Token ids of the first run of ``phrase_words`` in ``prompt``, across single other
     words ("the small solid circle left of ...": small, circle): the words the phrase-word
     heads know that describe the first object it names."""
-    if model.word_heads is None or not model.config.phrase_words:
+    if not _reads_words(model):
         return []
     known = set(model.tokenizer.convert_tokens_to_ids(list(model.config.phrase_words)))
     run: list[int] = []
@@ -125,6 +125,12 @@ def expression_words(model: SegTokenModel, prompt: str) -> list[int]:
             if others == 2:
                 break
     return run
+
+
+def _reads_words(model: SegTokenModel) -> bool:
+    """Whether the decision can read words on the mask: a phrase-word head and the words it
+    was trained on."""
+    return model.word_heads is not None and bool(model.config.phrase_words)
 
 
 def _word_fit(
@@ -234,7 +240,7 @@ def fit_target_decision(
             "fitting the target decision needs referring lines both with a target ([SEG]) "
             "and without (a refusal)"
         )
-    inputs = 3 if model.word_heads is not None and model.config.phrase_words else 2
+    inputs = 3 if _reads_words(model) else 2
     rows = []
     for sample, _ in lines:
         question = sample.conversation[0]["content"]
