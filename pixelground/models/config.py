@@ -125,6 +125,10 @@ class SegModelConfig:
             image's colours averaged over each place (``parts.ColourPath``), added to the
             decoder embedding and to the grid the LM reads. At inference the tower sees the
             image as it is.
+        colour_gain: the colour path's starting share of each place: its per-place norm's
+            scale starts at this value (learnt from there). 1 makes the colour about as
+            loud as the tower's features; smaller values let the LM lean on colour less at
+            first.
         query_word_loss_weight: weight of the query-word loss, which also turns on the word
             match: each [SEG] predicts the words of its target (multi-label, and with
             ``head_word_loss_weight`` its head noun by a softmax), trained against a grounded
@@ -233,6 +237,7 @@ class SegModelConfig:
     motion_query: bool = False
     position_query: bool = False
     colour_path: bool = False
+    colour_gain: float = 1.0
     query_word_loss_weight: float = 0.0
     box_prompt: bool = False
     coarse_prior: bool = True
@@ -332,6 +337,8 @@ class SegModelConfig:
         for name in weights:
             if getattr(self, name) < 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.colour_gain > 0:
+            raise InputError(f"colour_gain must be > 0, got {self.colour_gain}")
         if self.seg_state not in ("predict", "token"):
             raise InputError(f"seg_state must be 'predict' or 'token', got {self.seg_state!r}")
         for name in ("refer_template", "video_template"):

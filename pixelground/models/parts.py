@@ -333,10 +333,11 @@ class ColourPath(nn.Module):
     Args:
         embed_dim: channels d of the decoder embedding.
         lm_channels: channels C of the tower grid the LM's tokens are pooled from.
+        gain: starting scale of both norms, i.e. the colour's starting RMS at each place.
         hidden: channels of the per-pixel colour features.
     """
 
-    def __init__(self, embed_dim: int, lm_channels: int, hidden: int = 16):
+    def __init__(self, embed_dim: int, lm_channels: int, gain: float = 1.0, hidden: int = 16):
         super().__init__()
         self.per_pixel = nn.Sequential(
             nn.Conv2d(3, hidden, 1), nn.GELU(), nn.Conv2d(hidden, hidden, 1), nn.GELU()
@@ -345,6 +346,8 @@ class ColourPath(nn.Module):
         self.to_lm = nn.Conv2d(hidden, lm_channels, 1)
         self.embed_norm = nn.LayerNorm(embed_dim)
         self.lm_norm = nn.LayerNorm(lm_channels)
+        for norm in (self.embed_norm, self.lm_norm):
+            nn.init.constant_(norm.weight, gain)
 
     def forward(self, pixels: torch.Tensor, features: VisionFeatures) -> VisionFeatures:
         """Add the colour of ``pixels`` (F, 3, S, S) to ``features`` of the same frames:

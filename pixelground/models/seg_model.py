@@ -378,7 +378,9 @@ class SegTokenModel(nn.Module):
             nn.init.zeros_(self.query_direction.bias)
         self.colour_path = None
         if config.colour_path:  # built last, so the other parts start as without it
-            self.colour_path = ColourPath(config.decoder_dim, self.neck.lm_source_channels)
+            self.colour_path = ColourPath(
+                config.decoder_dim, self.neck.lm_source_channels, config.colour_gain
+            )
 
     # ----------------------------------------------------------------- building
     @torch.no_grad()

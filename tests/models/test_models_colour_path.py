@@ -3,8 +3,11 @@ features only through a per-place path from the image's own pixels."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from pixelground.core.errors import InputError
+from pixelground.models.config import SegModelConfig
 from pixelground.models.parts import VisionFeatures, scramble_colours, tower_grids
 
 MEAN = torch.tensor([0.5, 0.5, 0.5])
@@ -115,10 +118,11 @@ def test_the_colour_path_keeps_a_small_shapes_colour_apart_from_its_surroundings
     assert not torch.allclose(mixed.lm_source, plain.lm_source, atol=1e-4)
 
 
-def test_the_colour_paths_share_of_each_place_starts_at_unit_scale(seeded_model, tiny_batch):
-    """Normalised per place, the colour starts as loud as a unit-scale feature, not a tenth
-    of the tower's (the unnormalised projections started near RMS 0.2)."""
-    model = seeded_model(colour_path=True).eval()
+@pytest.mark.parametrize("gain", [1.0, 0.3])
+def test_the_colour_paths_share_of_each_place_starts_at_its_gain(seeded_model, tiny_batch, gain):
+    """Normalised per place, the colour starts at RMS ``colour_gain``: 1 is as loud as a
+    unit-scale feature (the unnormalised projections started near RMS 0.2)."""
+    model = seeded_model(colour_path=True, colour_gain=gain).eval()
     pixels = tiny_batch["pixel_values"][:1]
     with torch.no_grad():
         features = model.encode_image(pixels)
@@ -130,4 +134,10 @@ def test_the_colour_paths_share_of_each_place_starts_at_unit_scale(seeded_model,
         added = model.colour_path(pixels, zero)
     for grid in (added.embed, added.lm_source):
         per_place = grid.pow(2).mean(1).sqrt()  # (1, h, w)
-        assert torch.allclose(per_place, torch.ones_like(per_place), atol=0.05)
+        assert torch.allclose(per_place, torch.full_like(per_place, gain), atol=0.05 * gain)
+
+
+@pytest.mark.parametrize("gain", [0.0, -1.0, float("nan")])
+def test_a_colour_gain_that_is_not_positive_is_refused(gain):
+    with pytest.raises(InputError, match="colour_gain"):
+        SegModelConfig(colour_path=True, colour_gain=gain)
