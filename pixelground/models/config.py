@@ -129,10 +129,6 @@ class SegModelConfig:
             scale starts at this value (learnt from there). 1 makes the colour about as
             loud as the tower's features; smaller values let the LM lean on colour less at
             first.
-        scramble_video: with ``colour_path``, whether video lines' frames are scrambled too.
-            False leaves them their own colours in training, so the tower learns from the
-            clips (where colour keeps a moving shape apart from the others) what colour
-            looks like; only image lines are scrambled.
         query_word_loss_weight: weight of the query-word loss, which also turns on the word
             match: each [SEG] predicts the words of its target (multi-label, and with
             ``head_word_loss_weight`` its head noun by a softmax), trained against a grounded
@@ -242,7 +238,6 @@ class SegModelConfig:
     position_query: bool = False
     colour_path: bool = False
     colour_gain: float = 1.0
-    scramble_video: bool = True
     query_word_loss_weight: float = 0.0
     box_prompt: bool = False
     coarse_prior: bool = True

@@ -436,25 +436,19 @@ class SegTokenModel(nn.Module):
 
     # ----------------------------------------------------------------- pieces
     def encode_image(
-        self,
-        pixel_values: torch.Tensor,
-        groups: torch.Tensor | None = None,
-        scrambled: torch.Tensor | None = None,
+        self, pixel_values: torch.Tensor, groups: torch.Tensor | None = None
     ) -> VisionFeatures:
         """(F, 3, S, S) normalised frames -> VisionFeatures.
 
-        With ``colour_path``, in training the tower sees the colours of the frames where
-        ``scrambled`` (F,) is true (default: all) scrambled, one transform per value of
-        ``groups`` (F,) (default: one per frame), and the colour path adds the frames' own
-        colours to the features.
+        With ``colour_path``, in training the tower sees the frames' colours scrambled, one
+        transform per value of ``groups`` (F,) (default: one per frame), and the colour path
+        adds the frames' own colours to the features.
         """
         seen = pixel_values
         if self.colour_path is not None and self.training:
             mean = torch.tensor(self.config.image_mean)
             std = torch.tensor(self.config.image_std)
             seen = scramble_colours(pixel_values, mean, std, groups)
-            if scrambled is not None:
-                seen = torch.where(scrambled[:, None, None, None], seen, pixel_values)
         outputs = self.vision(pixel_values=seen, output_hidden_states=True)
         grids = tower_grids(outputs)
         features = self.neck(grids, self.mask_decoder.conv_s0, self.mask_decoder.conv_s1)
@@ -981,9 +975,7 @@ class SegTokenModel(nn.Module):
             (phrase words), ``head_word_loss``, ``mask_logits`` (M, mask_grid, mask_grid) and
             the LM's ``logits`` (B, L, V).
         """
-        features, frame_sample = self._batch_features(
-            pixel_values, frame_image, frame_sample, frame_times
-        )
+        features, frame_sample = self._batch_features(pixel_values, frame_image, frame_sample)
         if frame_times is None:
             frame_times = torch.full((len(features.embed),), -1.0, device=pixel_values.device)
         embeds = self.embed_inputs(input_ids, features, frame_times, region_masks, frame_sample)
@@ -1020,7 +1012,6 @@ class SegTokenModel(nn.Module):
         frame_sample: torch.Tensor | None = None,
         frame_image: torch.Tensor | None = None,
         colour_blind: torch.Tensor | None = None,
-        frame_times: torch.Tensor | None = None,
         **_: Any,
     ) -> dict[str, torch.Tensor]:
         """The phrase-word losses of a batch alone (see ``_word_losses``): the images are
@@ -1031,9 +1022,7 @@ class SegTokenModel(nn.Module):
             ``loss`` (weighted sum) and every term of LOSS_TERMS, zero but ``word_loss`` and
             ``head_word_loss``.
         """
-        features, frame_sample = self._batch_features(
-            pixel_values, frame_image, frame_sample, frame_times
-        )
+        features, frame_sample = self._batch_features(pixel_values, frame_image, frame_sample)
         terms = dict.fromkeys(LOSS_TERMS, features.embed.new_zeros(()).float())
         terms["word_loss"], terms["head_word_loss"] = self._word_losses(
             input_ids, features, frame_sample, gt_masks, colour_blind
@@ -1046,20 +1035,13 @@ class SegTokenModel(nn.Module):
         pixel_values: torch.Tensor,
         frame_image: torch.Tensor | None,
         frame_sample: torch.Tensor | None,
-        frame_times: torch.Tensor | None,
     ) -> tuple[VisionFeatures, torch.Tensor]:
         """The F frames' features of a batch (see ``forward``) and each frame's row (F,)
         (default: frame i is row i)."""
         groups = frame_sample  # each distinct frame's row: a clip's frames share one scramble
         if frame_sample is not None and frame_image is not None:
             groups = frame_sample.new_zeros(len(pixel_values)).scatter(0, frame_image, frame_sample)
-        scrambled = None
-        if not self.config.scramble_video and frame_times is not None:
-            is_image = frame_times < 0
-            if frame_image is not None:
-                is_image = is_image.new_zeros(len(pixel_values)).scatter(0, frame_image, is_image)
-            scrambled = is_image
-        features = self.encode_image(pixel_values, groups, scrambled)
+        features = self.encode_image(pixel_values, groups)
         if frame_image is not None:
             features = features.select(frame_image)
         if frame_sample is None:

@@ -84,26 +84,9 @@ def test_a_clips_frames_share_one_scramble_in_a_batch(seeded_model, tiny_batch):
     picture = tiny_batch["pixel_values"][:1]
     pixels = torch.cat([picture, picture, picture])
     with torch.no_grad():  # frames 0 and 2 are one row's (a clip's), frame 1 another row's
-        model._batch_features(pixels, torch.tensor([0, 1, 2]), torch.tensor([4, 5, 4]), None)
+        model._batch_features(pixels, torch.tensor([0, 1, 2]), torch.tensor([4, 5, 4]))
     assert torch.allclose(seen[0][0], seen[0][2])
     assert not torch.allclose(seen[0][0], seen[0][1], atol=1e-2)
-
-
-@pytest.mark.parametrize("scramble_video", [True, False])
-def test_scramble_video_decides_whether_video_frames_reach_the_tower_scrambled(
-    seeded_model, tiny_batch, scramble_video
-):
-    model = seeded_model(colour_path=True, scramble_video=scramble_video).train()
-    seen = _tower_inputs(model)
-    picture = tiny_batch["pixel_values"][:1]
-    pixels = torch.cat([picture, picture, picture])  # distinct frames: an image, a clip's two
-    frame_image = torch.tensor([0, 1, 2, 1])  # the clip's first frame is given twice
-    frame_times = torch.tensor([-1.0, 0.0, 1.0, 0.0])
-    with torch.no_grad():
-        model._batch_features(pixels, frame_image, torch.tensor([0, 1, 1, 1]), frame_times)
-    assert not torch.allclose(seen[0][0], picture[0], atol=1e-2)  # the image: scrambled
-    for frame in (1, 2):
-        assert torch.equal(seen[0][frame], picture[0]) is not scramble_video
 
 
 def test_the_colour_path_trains_with_the_model_and_is_off_by_default(seeded_model, tiny_batch):
