@@ -327,8 +327,9 @@ class ColourPath(nn.Module):
     channels and layer-normalised over them at each place. Averaging after the MLP keeps a
     small shape's colour in a large place as a share of its features; averaging the pixels
     first would blend it with the background's into a colour no shape has. The norm (its
-    scale learnt, starting at 1) gives the colour a share of each place comparable with the
-    tower's (RMS 1-2); unnormalised, the projections start near RMS 0.2 and stay there.
+    scale learnt, starting at ``gain``) sets the colour's share of each place: at 1 it is
+    comparable with the tower's (RMS 1-2); unnormalised, the projections start near RMS 0.2
+    and stay there.
 
     Args:
         embed_dim: channels d of the decoder embedding.
