@@ -23,6 +23,7 @@ from pixelground.core.errors import CheckpointMissingError, InputError
 from pixelground.core.media import load_image
 from pixelground.models.checkpoints import find_checkpoint
 from pixelground.models.config import REGION_TOKEN
+from pixelground.models.ordinals import parse_ordinal, pick_ordinal, split_instances
 from pixelground.video.frames import Frame, FrameSource
 
 logger = logging.getLogger(__name__)
@@ -79,13 +80,31 @@ class SegTokenModelBackend:
         return self.model.generate_grounded(load_image(image).pixels, prompt)
 
     def segment_expression(self, image: np.ndarray, expression: str) -> list[np.ndarray]:
-        """(H, W) bool masks of what ``expression`` refers to; [] when the model says none."""
-        prompt = self.config.refer_template.format(expression=_expression(expression))
+        """(H, W) bool masks of what ``expression`` refers to; [] when the model says none.
+
+        With the config's ``ordinal_by_instances``, an ordinal expression is answered from
+        the instances of its set (see ordinals.py).
+        """
+        text = _expression(expression)
+        pixels = load_image(image).pixels
+        ordinal = parse_ordinal(text) if self.config.ordinal_by_instances else None
+        if ordinal is not None:
+            members = self._answer_referring(pixels, ordinal.members)
+            if members:
+                instances = split_instances(np.stack(members))
+                picked = pick_ordinal(instances, ordinal.direction, ordinal.rank)
+                if picked is not None:
+                    return [picked]
+        return self._answer_referring(pixels, text)
+
+    def _answer_referring(self, pixels: np.ndarray, expression: str) -> list[np.ndarray]:
+        """The model's own masks for a cleaned ``expression`` on (H, W, 3) uint8 pixels."""
+        prompt = self.config.refer_template.format(expression=expression)
         if self.config.target_decision is None:
-            return list(self.ground(image, prompt).masks)
+            return list(self.ground(pixels, prompt).masks)
         from pixelground.models.target_decision import answer_referring
 
-        return list(answer_referring(self.model, load_image(image).pixels, prompt).masks)
+        return list(answer_referring(self.model, pixels, prompt).masks)
 
     def caption(self, image: np.ndarray, detailed: bool = False) -> str:
         """The image's caption (the grounded caption with its markup removed)."""

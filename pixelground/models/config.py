@@ -200,6 +200,11 @@ class SegModelConfig:
         phrase_words: the tokens the phrase-word heads were trained on (those inside the
             training lines' grounded phrases), recorded by training; the target decision
             reads the expression's words among them on the answered mask.
+        ordinal_by_instances: an ordinal referring expression ("the second square from the
+            top", "the leftmost blue shape") is answered by asking for its set ("all
+            squares"), splitting the answer into instances and sorting them (ordinals.py);
+            when the set has fewer instances than the rank, the model answers the expression
+            itself. False: the model answers every expression itself.
         max_length: training sequences are cut to this many tokens.
         vision_config: resolved transformers config of the tower (filled when built).
         lm_config: resolved transformers config of the LM (filled when built).
@@ -269,6 +274,7 @@ class SegModelConfig:
     min_mask_island: int = 0
     target_decision: tuple[float, ...] | None = None
     phrase_words: tuple[str, ...] = ()
+    ordinal_by_instances: bool = False
     max_length: int = 192
     vision_config: dict[str, Any] | None = None
     lm_config: dict[str, Any] | None = None
