@@ -103,12 +103,15 @@ def split_instances(masks: np.ndarray, min_fraction: float = MIN_INSTANCE_FRACTI
     """
     stack = as_mask_stack(masks)
     height, width = stack.shape[1:]
-    if len(stack) == 1:
-        ndimage: Any = require("scipy.ndimage", "models")
-        labels, count = ndimage.label(stack[0], structure=np.ones((3, 3), dtype=bool))
-        stack = labels[None] == np.arange(1, count + 1)[:, None, None]
-    keep = stack.sum(axis=(1, 2)) >= max(1.0, min_fraction * height * width)
-    return stack[keep]
+    min_area = max(1.0, min_fraction * height * width)
+    if len(stack) != 1:
+        return stack[stack.sum(axis=(1, 2)) >= min_area]
+    ndimage: Any = require("scipy.ndimage", "models")
+    labels, count = ndimage.label(stack[0], structure=np.ones((3, 3), dtype=bool))
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    areas[0] = 0  # the background is never an instance
+    kept = np.flatnonzero(areas >= min_area)  # specks are dropped before any mask is built
+    return labels[None] == kept[:, None, None]
 
 
 def pick_ordinal(instances: np.ndarray, direction: Direction, rank: int) -> np.ndarray | None:
