@@ -151,6 +151,25 @@ def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     return out[0] if np.asarray(mask).ndim == 2 else out
 
 
+def mask_pieces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 8-connected pieces of one mask and their areas.
+
+    Args:
+        mask: (H, W) mask; nonzero is inside.
+
+    Returns:
+        (H, W) int labels (0 outside, 1..K for the pieces) and (K + 1,) pixel counts per
+        label, the background's (index 0) set to 0.
+    """
+    from pixelground.core.errors import require
+
+    ndimage: Any = require("scipy.ndimage", "models")
+    labels, count = ndimage.label(np.asarray(mask, bool), structure=np.ones((3, 3), dtype=bool))
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    areas[0] = 0
+    return labels, areas
+
+
 def small_pieces(masks: np.ndarray, min_area: int) -> np.ndarray:
     """The 8-connected pieces of each mask that have fewer than ``min_area`` pixels.
 
@@ -161,15 +180,11 @@ def small_pieces(masks: np.ndarray, min_area: int) -> np.ndarray:
     Returns:
         bool array of the input's shape, True on the pixels of the small pieces.
     """
-    from pixelground.core.errors import require
-
-    ndimage: Any = require("scipy.ndimage", "models")
     stack = as_mask_stack(masks)
     small = np.zeros(stack.shape, dtype=bool)
     for i, mask in enumerate(stack):
-        labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
-        if count:
-            areas = np.bincount(labels.ravel(), minlength=count + 1)
+        labels, areas = mask_pieces(mask)
+        if len(areas) > 1:
             areas[0] = min_area  # the background is never a piece
             small[i] = (areas < min_area)[labels]
     return small[0] if np.asarray(masks).ndim == 2 else small

@@ -203,8 +203,8 @@ class SegModelConfig:
         ordinal_by_instances: an ordinal referring expression ("the second square from the
             top", "the leftmost blue shape") is answered by asking for its set ("all
             squares"), splitting the answer into instances and sorting them (ordinals.py);
-            when the set has fewer instances than the rank, the model answers the expression
-            itself. False: the model answers every expression itself.
+            when the set is refused or has fewer instances than the rank, the model answers
+            the expression itself. False: the model answers every expression itself.
         max_length: training sequences are cut to this many tokens.
         vision_config: resolved transformers config of the tower (filled when built).
         lm_config: resolved transformers config of the LM (filled when built).

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pixelground.core.errors import require
-from pixelground.core.masks import as_mask_stack, masks_to_boxes
+from pixelground.core.masks import as_mask_stack, mask_pieces, masks_to_boxes
 
 Direction = Literal["left", "right", "top", "bottom"]
 
@@ -106,10 +106,7 @@ def split_instances(masks: np.ndarray, min_fraction: float = MIN_INSTANCE_FRACTI
     min_area = max(1.0, min_fraction * height * width)
     if len(stack) != 1:
         return stack[stack.sum(axis=(1, 2)) >= min_area]
-    ndimage: Any = require("scipy.ndimage", "models")
-    labels, count = ndimage.label(stack[0], structure=np.ones((3, 3), dtype=bool))
-    areas = np.bincount(labels.ravel(), minlength=count + 1)
-    areas[0] = 0  # the background is never an instance
+    labels, areas = mask_pieces(stack[0])  # the background's area is 0: never kept
     kept = np.flatnonzero(areas >= min_area)  # specks are dropped before any mask is built
     return labels[None] == kept[:, None, None]
 
