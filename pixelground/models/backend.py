@@ -11,6 +11,7 @@ video methods send the prompts the checkpoint was trained with (stored in its co
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from pixelground.backends.loading import load_pretrained, select_device, select_
 from pixelground.core.errors import CheckpointMissingError, InputError
 from pixelground.core.media import load_image
 from pixelground.models.checkpoints import find_checkpoint
+from pixelground.models.colour_sets import parse_colour_split, pick_in_both
 from pixelground.models.config import REGION_TOKEN
 from pixelground.models.ordinals import parse_ordinal, pick_ordinal, split_instances
 from pixelground.video.frames import Frame, FrameSource
@@ -83,7 +85,9 @@ class SegTokenModelBackend:
         """(H, W) bool masks of what ``expression`` refers to; [] when the model says none.
 
         With the config's ``ordinal_by_instances``, an ordinal expression is answered from
-        the instances of its set (see ordinals.py).
+        the instances of its set (see ordinals.py). With its ``colour_sets``, an attribute
+        expression the model refuses is answered from its colour's set and the rest's when
+        the instance they share reads as its words (see colour_sets.py).
         """
         text = _expression(expression)
         pixels = load_image(image).pixels
@@ -95,7 +99,29 @@ class SegTokenModelBackend:
                 picked = pick_ordinal(instances, ordinal.direction, ordinal.rank)
                 if picked is not None:
                     return [picked]
-        return self._answer_referring(pixels, text)
+        answer = self._answer_referring(pixels, text)
+        if answer or self.config.colour_sets is None:
+            return answer
+        found = self._answer_from_colour_sets(pixels, text)
+        return answer if found is None else [found]
+
+    def _answer_from_colour_sets(self, pixels: np.ndarray, expression: str) -> np.ndarray | None:
+        """The (H, W) instance in both of the expression's sets whose region reads as its
+        words, or None (see ``SegModelConfig.colour_sets``)."""
+        from pixelground.models.target_decision import mask_word_fit
+
+        split = parse_colour_split(expression, self.config.phrase_words, self.config.set_noun)
+        if split is None or self.model.word_heads is None:
+            return None
+        colour = self._answer_referring(pixels, split.colour_set)
+        rest = self._answer_referring(pixels, split.rest_set) if colour else []
+        if not rest:
+            return None
+        found = pick_in_both(np.stack(colour), np.stack(rest))
+        if found is None:
+            return None
+        fit = mask_word_fit(self.model, pixels, found, " ".join(split.words))
+        return found if fit >= math.log(self.config.colour_sets) else None
 
     def _answer_referring(self, pixels: np.ndarray, expression: str) -> list[np.ndarray]:
         """The model's own masks for a cleaned ``expression`` on (H, W, 3) uint8 pixels."""

@@ -147,10 +147,43 @@ def _word_fit(
     if float(weights.sum()) < 1e-3:
         pooled_logits = F.adaptive_max_pool2d(mask_logits.float()[None, None], grid)[0, 0]
         weights = (pooled_logits == pooled_logits.max()).float()
+    return _region_word_fit(model, embed, weights, words)
+
+
+def _region_word_fit(
+    model: SegTokenModel, embed: torch.Tensor, weights: torch.Tensor, words: list[int]
+) -> float:
+    """The lowest log-probability of ``words`` under the phrase-word head on the decoder
+    embedding ``embed`` (d, g, g) averaged with ``weights`` (g, g)."""
     region = (embed.float() * weights).sum((1, 2)) / weights.sum()
     head = model.word_heads[0]
     logits = head(region.to(head.weight.dtype)).float()
     return float(F.logsigmoid(logits[words]).min())
+
+
+@torch.no_grad()
+def mask_word_fit(model: SegTokenModel, image: np.ndarray, mask: np.ndarray, text: str) -> float:
+    """The lowest log-probability the phrase-word head gives the words of ``text`` it knows
+    (the first run of ``phrase_words``, as the decision reads them) on the region ``mask``.
+
+    Args:
+        model: a model with phrase-word heads and ``phrase_words``.
+        image: (H, W, 3) uint8 pixels.
+        mask: (H, W) bool region of ``image``, not empty.
+        text: the words to read ("the large red star").
+
+    Returns:
+        A log-probability (<= 0); 0 when the model reads no words or ``text`` has none it knows.
+    """
+    words = expression_words(model, text)
+    if not words:
+        return 0.0
+    embed = model.encode_image(model.preprocess([image])).embed[0]
+    region = torch.from_numpy(np.asarray(mask, dtype=np.float32)).to(embed.device)
+    weights = F.adaptive_avg_pool2d(region[None, None], embed.shape[-2:])[0, 0]
+    if float(weights.sum()) <= 0:
+        raise InputError("the region mask is empty; there is nothing to read words on")
+    return _region_word_fit(model, embed, weights, words)
 
 
 def has_target(weights: Sequence[float], evidence: TargetEvidence) -> bool:

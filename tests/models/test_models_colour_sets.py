@@ -1,0 +1,187 @@
+"""``colour_sets``: a refused "the large red star" answered from "all red shapes" and "all
+large stars" when the instance in both reads as its words."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pixelground.core.errors import InputError
+from pixelground.models.backend import SegTokenModelBackend
+from pixelground.models.colour_sets import ColourSplit, parse_colour_split, pick_in_both
+from pixelground.models.config import SegModelConfig
+
+KNOWN = ("large", "small", "striped", "red", "green", "blue", "star", "square", "triangle")
+
+
+def _box(top: int, left: int, size: int = 6, side: int = 40) -> np.ndarray:
+    mask = np.zeros((side, side), bool)
+    mask[top : top + size, left : left + size] = True
+    return mask
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        (
+            "the large red star",
+            ColourSplit("all red shapes", "all large stars", ("large", "red", "star")),
+        ),
+        (
+            "The small  striped green triangle.",
+            ColourSplit(
+                "all green shapes",
+                "all small striped triangles",
+                ("small", "striped", "green", "triangle"),
+            ),
+        ),
+        (
+            "the large blue shape",
+            ColourSplit("all blue shapes", "all large shapes", ("large", "blue", "shape")),
+        ),
+    ],
+)
+def test_an_attribute_expression_is_split_into_its_colour_and_the_rest(expression, expected):
+    assert parse_colour_split(expression, KNOWN) == expected
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "the large star",  # no colour
+        "the red green star",  # two colours
+        "the star red",  # the colour is not before the noun
+        "the red star left of the square",  # words the heads do not know: a relation
+        "all red stars",  # not "the ..."
+        "the red",
+        "",
+    ],
+)
+def test_other_expressions_are_not_split(expression):
+    assert parse_colour_split(expression, KNOWN) is None
+
+
+def test_the_set_noun_is_the_checkpoints():
+    split = parse_colour_split("the red box", (*KNOWN, "box"), set_noun="object")
+    assert split is not None and split.colour_set == "all red objects"
+    assert split.rest_set == "all boxes"
+
+
+def test_the_instance_of_the_rest_inside_the_colour_is_picked():
+    star, other, third = _box(2, 2), _box(2, 20), _box(25, 10)
+    rest = star | other | third  # one mask: split into its pieces
+    colour = _box(0, 0, size=9) | _box(24, 9, size=3)  # all of star, a corner of third
+    assert np.array_equal(pick_in_both(colour, rest), star)
+    # several masks of the colour's set are one set; several of the rest's, one instance each
+    picked = pick_in_both(np.stack([_box(24, 9, size=8), _box(30, 30)]), np.stack([star, third]))
+    assert np.array_equal(picked, third)
+
+
+def test_nothing_is_picked_when_no_instance_is_mostly_of_the_colour():
+    star = _box(2, 2)
+    colour = _box(2, 2, size=2)  # 4 of its 36 pixels
+    assert pick_in_both(colour, star) is None
+    assert pick_in_both(colour, np.zeros((40, 40), bool)) is None
+
+
+def test_the_threshold_must_be_a_probability():
+    with pytest.raises(InputError, match="colour_sets"):
+        SegModelConfig(colour_sets=1.5)
+    assert SegModelConfig(colour_sets=0.25).colour_sets == 0.25
+
+
+@pytest.fixture
+def colour_backend(seeded_model, tmp_path) -> SegTokenModelBackend:
+    model = seeded_model(word_loss_weight=0.5, phrase_words=["red", "square"], colour_sets=0.25)
+    model.save_pretrained(tmp_path / "ckpt")
+    return SegTokenModelBackend(tmp_path / "ckpt", device="cpu")
+
+
+def test_the_option_is_saved_with_the_checkpoint(colour_backend):
+    config = json.loads((colour_backend.checkpoint / "config.json").read_text())
+    assert config["colour_sets"] == 0.25 and config["set_noun"] == "shape"
+
+
+def _fake_answers(backend, monkeypatch, fit: float, own: list[np.ndarray]) -> list[str]:
+    square, other = _box(10, 4, side=64), _box(12, 40, side=64)
+    answers = {"all red shapes": [square], "all squares": [square | other]}
+    asked: list[str] = []
+
+    def answer(pixels, expression):
+        asked.append(expression)
+        return answers.get(expression, own)
+
+    monkeypatch.setattr(backend, "_answer_referring", answer)
+    monkeypatch.setattr(
+        "pixelground.models.target_decision.mask_word_fit", lambda model, image, mask, text: fit
+    )
+    return asked
+
+
+def test_a_refused_expression_is_answered_from_its_two_sets(colour_backend, monkeypatch):
+    asked = _fake_answers(colour_backend, monkeypatch, fit=math.log(0.3), own=[])
+    masks = colour_backend.segment_expression(np.zeros((64, 64, 3), np.uint8), "the red square")
+    assert asked == ["the red square", "all red shapes", "all squares"]
+    assert len(masks) == 1 and np.array_equal(masks[0], _box(10, 4, side=64))
+
+
+def test_the_refusal_stands_when_the_instance_does_not_read_as_the_words(
+    colour_backend, monkeypatch
+):
+    _fake_answers(colour_backend, monkeypatch, fit=math.log(0.2), own=[])
+    assert (
+        colour_backend.segment_expression(np.zeros((64, 64, 3), np.uint8), "the red square") == []
+    )
+
+
+def test_an_answered_expression_is_not_asked_again(colour_backend, monkeypatch):
+    own = [np.ones((64, 64), bool)]
+    asked = _fake_answers(colour_backend, monkeypatch, fit=0.0, own=own)
+    masks = colour_backend.segment_expression(np.zeros((64, 64, 3), np.uint8), "the red square")
+    assert asked == ["the red square"] and masks[0].all()
+
+
+def test_without_the_option_a_refusal_stands(seeded_model, tmp_path, monkeypatch):
+    seeded_model(word_loss_weight=0.5, phrase_words=["red", "square"]).save_pretrained(
+        tmp_path / "c"
+    )
+    backend = SegTokenModelBackend(tmp_path / "c", device="cpu")
+    asked = _fake_answers(backend, monkeypatch, fit=0.0, own=[])
+    assert backend.segment_expression(np.zeros((64, 64, 3), np.uint8), "the red square") == []
+    assert asked == ["the red square"]
+
+
+def test_mask_word_fit_reads_the_phrase_word_head_on_the_region(seeded_model, tiny_data):
+    from pixelground.core.media import load_image
+    from pixelground.models.target_decision import mask_word_fit
+
+    model = seeded_model(word_loss_weight=0.5, phrase_words=["red", "square"]).eval()
+    image = load_image(tiny_data.parent / "images" / "000.png").pixels
+    mask = np.zeros(image.shape[:2], bool)
+    mask[: image.shape[0] // 2, : image.shape[1] // 2] = True  # the top-left quarter
+    embed = model.encode_image(model.preprocess([image])).embed[0]
+    side = embed.shape[-1]
+    weights = torch.zeros(side, side)
+    weights[: side // 2, : side // 2] = 1
+    region = (embed * weights).sum((1, 2)) / weights.sum()
+    with torch.no_grad():
+        log_p = torch.nn.functional.logsigmoid(model.word_heads[0](region))
+    words = model.tokenizer.convert_tokens_to_ids(["red", "square"])
+    fit = mask_word_fit(model, image, mask, "the red square")
+    assert fit == pytest.approx(float(log_p[words].min()), abs=1e-4) and fit < 0
+    assert mask_word_fit(model, image, mask, "the thing") == 0.0  # no word it knows
+    with pytest.raises(InputError, match="empty"):
+        mask_word_fit(model, image, np.zeros_like(mask), "the red square")
+
+
+def test_the_real_model_answers_with_image_sized_masks(colour_backend, tiny_data):
+    from pixelground.core.media import load_image
+
+    image = load_image(tiny_data.parent / "images" / "000.png").pixels
+    for expression in ("the red square", "the small red square"):
+        for mask in colour_backend.segment_expression(image, expression):
+            assert mask.dtype == bool and mask.shape == image.shape[:2]
