@@ -4,7 +4,7 @@ A model trained on scenes where some colour never comes with some kind ("red sta
 "the large red star" as naming nothing even when the shape is there: the colour and the kind
 were never seen together. Each half was: "all red shapes" and "all large stars" are familiar
 requests. ``parse_colour_split`` reads an attribute expression into those two sets and
-``pick_in_both`` finds the instance of the second that lies inside the first.
+``instances_in_both`` finds the instances of the second that lie inside the first.
 
 Forms read (case and a final full stop are ignored): "the <words>", where the words name
 exactly one colour, end in a noun that is not a colour, and are all words the model's
@@ -70,10 +70,10 @@ def parse_colour_split(
     )
 
 
-def pick_in_both(
+def instances_in_both(
     colour_masks: np.ndarray, rest_masks: np.ndarray, min_cover: float = MIN_COVER
-) -> np.ndarray | None:
-    """The instance of the rest's set that lies most inside the colour's set.
+) -> np.ndarray:
+    """The instances of the rest's set that lie inside the colour's set, most inside first.
 
     The rest's set gives the instances (its masks follow the shapes: "all stars"); the colour's
     set only says which of them are of the colour.
@@ -85,13 +85,12 @@ def pick_in_both(
         min_cover: the least share of an instance's area inside the colour's set.
 
     Returns:
-        (H, W) bool mask, or None when no instance is covered enough.
+        (K, H, W) bool instances, K >= 0, by the share of their area inside the colour's set,
+        highest first.
     """
     colour = np.asarray(colour_masks, dtype=bool)
     colour = colour.any(axis=0) if colour.ndim == 3 else colour
     instances = split_instances(rest_masks)
-    if not len(instances):
-        return None
-    cover = (instances & colour).sum(axis=(1, 2)) / instances.sum(axis=(1, 2))
-    best = int(np.argmax(cover))
-    return np.asarray(instances[best], dtype=bool) if cover[best] >= min_cover else None
+    cover = (instances & colour).sum(axis=(1, 2)) / np.maximum(instances.sum(axis=(1, 2)), 1)
+    order = np.argsort(-cover, kind="stable")
+    return instances[order[cover[order] >= min_cover]]

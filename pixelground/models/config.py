@@ -205,14 +205,20 @@ class SegModelConfig:
             squares"), splitting the answer into instances and sorting them (ordinals.py);
             when the set is refused or has fewer instances than the rank, the model answers
             the expression itself. False: the model answers every expression itself.
-        colour_sets: when the model refuses an attribute expression naming one colour and
-            other words its phrase-word heads know ("the large red star"), ask for the
-            colour's set ("all red shapes") and for the rest's ("all large stars"), take the
-            instance of the latter most inside the former (colour_sets.py), and answer it if
-            the phrase-word head gives each of the expression's words at least this
-            probability on it. None: a refusal stands.
+        set_fallback: when the model refuses an attribute expression naming one colour
+            ("the large red star") or a relation ("the green triangle left of the red
+            circle"), answer it from sets the model was asked for in training: the colour's
+            ("all red shapes") and the rest's ("all large stars"), taking the instance of the
+            latter most inside the former (colour_sets.py); or the subject's instances and
+            the one on the named side of the anchor (relations.py). The instance is answered
+            when the phrase-word head gives each of the expression's words (the subject's, for
+            a relation) at least this probability on it. None: a refusal stands.
         set_noun: the noun of a set named by its colour alone ("all red shapes"), for
-            ``colour_sets``.
+            ``set_fallback``.
+        relation_check: the answer to a relation expression ("the circle left of the red
+            square") is refused when the centre of its box is not on the named side of the
+            centre of the anchor's answer (the largest instance of the model's answer to
+            "the red square"; relations.py). False: the answer stands.
         max_length: training sequences are cut to this many tokens.
         vision_config: resolved transformers config of the tower (filled when built).
         lm_config: resolved transformers config of the LM (filled when built).
@@ -283,8 +289,9 @@ class SegModelConfig:
     target_decision: tuple[float, ...] | None = None
     phrase_words: tuple[str, ...] = ()
     ordinal_by_instances: bool = False
-    colour_sets: float | None = None
+    set_fallback: float | None = None
     set_noun: str = "shape"
+    relation_check: bool = False
     max_length: int = 192
     vision_config: dict[str, Any] | None = None
     lm_config: dict[str, Any] | None = None
@@ -324,8 +331,10 @@ class SegModelConfig:
             raise InputError("video_memory must be >= 0 and memory_layers >= 1")
         if self.min_mask_island < 0:
             raise InputError(f"min_mask_island must be >= 0, got {self.min_mask_island}")
-        if self.colour_sets is not None and not 0 < self.colour_sets < 1:
-            raise InputError(f"colour_sets must be a probability in (0, 1), got {self.colour_sets}")
+        if self.set_fallback is not None and not 0 < self.set_fallback < 1:
+            raise InputError(
+                f"set_fallback must be a probability in (0, 1), got {self.set_fallback}"
+            )
         if self.context_layers < 0:
             raise InputError(f"context_layers must be >= 0, got {self.context_layers}")
         if self.fusion_layers < 0 or self.fusion_text_tokens < 1:

@@ -1,5 +1,6 @@
-"""``colour_sets``: a refused "the large red star" answered from "all red shapes" and "all
-large stars" when the instance in both reads as its words."""
+"""``set_fallback``: a refused "the large red star" answered from "all red shapes" and "all
+large stars", and a refused "the red square left of the circle" from the red squares and the
+circle, when the instance found reads as the words."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 
 from pixelground.core.errors import InputError
 from pixelground.models.backend import SegTokenModelBackend
-from pixelground.models.colour_sets import ColourSplit, parse_colour_split, pick_in_both
+from pixelground.models.colour_sets import ColourSplit, instances_in_both, parse_colour_split
 from pixelground.models.config import SegModelConfig
 
 KNOWN = ("large", "small", "striped", "red", "green", "blue", "star", "square", "triangle")
@@ -71,39 +72,43 @@ def test_the_set_noun_is_the_checkpoints():
     assert split.rest_set == "all boxes"
 
 
-def test_the_instance_of_the_rest_inside_the_colour_is_picked():
+def test_the_instances_of_the_rest_inside_the_colour_are_kept_most_inside_first():
     star, other, third = _box(2, 2), _box(2, 20), _box(25, 10)
     rest = star | other | third  # one mask: split into its pieces
-    colour = _box(0, 0, size=9) | _box(24, 9, size=3)  # all of star, a corner of third
-    assert np.array_equal(pick_in_both(colour, rest), star)
+    colour = _box(0, 0, size=9) | _box(24, 9, size=5)  # all of star, 16 of third's 36 pixels
+    kept = instances_in_both(colour, rest)
+    assert len(kept) == 1 and np.array_equal(kept[0], star)
+    colour |= _box(24, 9, size=7)  # 25 of 36: third is kept too, after star
+    kept = instances_in_both(colour, rest)
+    assert len(kept) == 2 and np.array_equal(kept[0], star) and np.array_equal(kept[1], third)
     # several masks of the colour's set are one set; several of the rest's, one instance each
-    picked = pick_in_both(np.stack([_box(24, 9, size=8), _box(30, 30)]), np.stack([star, third]))
-    assert np.array_equal(picked, third)
+    kept = instances_in_both(np.stack([_box(24, 9, size=8), _box(30, 30)]), np.stack([star, third]))
+    assert len(kept) == 1 and np.array_equal(kept[0], third)
 
 
-def test_nothing_is_picked_when_no_instance_is_mostly_of_the_colour():
+def test_nothing_is_kept_when_no_instance_is_mostly_of_the_colour():
     star = _box(2, 2)
     colour = _box(2, 2, size=2)  # 4 of its 36 pixels
-    assert pick_in_both(colour, star) is None
-    assert pick_in_both(colour, np.zeros((40, 40), bool)) is None
+    assert instances_in_both(colour, star).shape == (0, 40, 40)
+    assert instances_in_both(colour, np.zeros((40, 40), bool)).shape == (0, 40, 40)
 
 
 def test_the_threshold_must_be_a_probability():
-    with pytest.raises(InputError, match="colour_sets"):
-        SegModelConfig(colour_sets=1.5)
-    assert SegModelConfig(colour_sets=0.25).colour_sets == 0.25
+    with pytest.raises(InputError, match="set_fallback"):
+        SegModelConfig(set_fallback=1.5)
+    assert SegModelConfig(set_fallback=0.25).set_fallback == 0.25
 
 
 @pytest.fixture
 def colour_backend(seeded_model, tmp_path) -> SegTokenModelBackend:
-    model = seeded_model(word_loss_weight=0.5, phrase_words=["red", "square"], colour_sets=0.25)
+    model = seeded_model(word_loss_weight=0.5, phrase_words=["red", "square"], set_fallback=0.25)
     model.save_pretrained(tmp_path / "ckpt")
     return SegTokenModelBackend(tmp_path / "ckpt", device="cpu")
 
 
 def test_the_option_is_saved_with_the_checkpoint(colour_backend):
     config = json.loads((colour_backend.checkpoint / "config.json").read_text())
-    assert config["colour_sets"] == 0.25 and config["set_noun"] == "shape"
+    assert config["set_fallback"] == 0.25 and config["set_noun"] == "shape"
 
 
 def _fake_answers(backend, monkeypatch, fit: float, own: list[np.ndarray]) -> list[str]:
