@@ -24,12 +24,15 @@ from typing import Any, Literal
 import numpy as np
 
 from pixelground.core.errors import require
-from pixelground.core.masks import as_mask_stack, mask_pieces, masks_to_boxes
+from pixelground.core.masks import as_mask_stack, mask_pieces, masks_to_boxes, split_at_necks
 
 Direction = Literal["left", "right", "top", "bottom"]
 
 #: A piece of the set's mask smaller than this share of the image is not an instance.
 MIN_INSTANCE_FRACTION = 0.0005
+#: Touching instances are split where their piece narrows, eroding it by up to this share of
+#: the image's shorter side (4 pixels at 256; see ``core.masks.split_at_necks``).
+NECK_DEPTH_FRACTION = 0.015
 
 _SUPERLATIVES: dict[str, Direction] = {
     "leftmost": "left",
@@ -91,8 +94,10 @@ def split_instances(masks: np.ndarray, min_fraction: float = MIN_INSTANCE_FRACTI
     """The instances of a set given as masks.
 
     Several masks are taken as one instance each. A single mask (a model that answers a set
-    with one [SEG]) is split into its 8-connected pieces. Empty masks and pieces smaller than
-    ``min_fraction`` of the image are dropped.
+    with one [SEG]) is split into its 8-connected pieces, and a piece where it narrows (two
+    touching shapes; ``core.masks.split_at_necks``, eroding by up to
+    ``NECK_DEPTH_FRACTION`` of the shorter side, cores of at least the smallest instance).
+    Empty masks and pieces smaller than ``min_fraction`` of the image are dropped.
 
     Args:
         masks: (N, H, W) or (H, W) masks; nonzero is inside.
@@ -108,7 +113,11 @@ def split_instances(masks: np.ndarray, min_fraction: float = MIN_INSTANCE_FRACTI
         return stack[stack.sum(axis=(1, 2)) >= min_area]
     labels, areas = mask_pieces(stack[0])  # the background's area is 0: never kept
     kept = np.flatnonzero(areas >= min_area)  # specks are dropped before any mask is built
-    return labels[None] == kept[:, None, None]
+    depth = max(1, round(NECK_DEPTH_FRACTION * min(height, width)))
+    parts = [
+        part for label in kept for part in split_at_necks(labels == label, depth, int(min_area))
+    ]
+    return np.stack(parts) if parts else np.zeros((0, height, width), bool)
 
 
 def pick_ordinal(instances: np.ndarray, direction: Direction, rank: int) -> np.ndarray | None:

@@ -21,6 +21,7 @@ from pixelground.core.masks import (
     polygons_to_mask,
     resize_mask,
     small_pieces,
+    split_at_necks,
 )
 
 DAVIS = SHARED_DATA / "davis2016_blackswan"
@@ -338,3 +339,36 @@ def test_empty_stacks_have_empty_answers():
     assert mask_iou(none, some).shape == (0, 2)
     assert mask_iou(some, none).shape == (2, 0)
     assert encode_rle(none) == []
+
+
+def _disk(side: int, cy: float, cx: float, radius: float) -> np.ndarray:
+    rows, cols = np.indices((side, side))
+    return (rows - cy) ** 2 + (cols - cx) ** 2 <= radius**2
+
+
+def test_two_touching_disks_are_split_at_the_neck_into_the_whole_piece():
+    piece = _disk(64, 32, 18, 12) | _disk(64, 32, 45, 12)
+    piece[31:33, 28:36] = True  # a 2-pixel bridge
+    parts = split_at_necks(piece, depth=4, min_area=30)
+    assert len(parts) == 2
+    assert not (parts[0] & parts[1]).any() and np.array_equal(parts[0] | parts[1], piece)
+    left = parts[0] if parts[0][32, 18] else parts[1]
+    assert left[32, 10] and not left[32, 50]
+
+
+def test_one_shape_stays_whole_however_concave():
+    rows, cols = np.indices((64, 64))
+    angle, radius = np.arctan2(rows - 32, cols - 32), np.hypot(rows - 32, cols - 32)
+    star = radius <= 14 + 8 * np.cos(5 * angle)  # five arms that taper to their tips
+    assert [p.sum() for p in split_at_necks(star, depth=4, min_area=30)] == [star.sum()]
+    disk = _disk(64, 32, 32, 10)
+    assert len(split_at_necks(disk, depth=20, min_area=30)) == 1  # eroded away: whole
+
+
+def test_a_piece_is_not_split_into_cores_smaller_than_the_least_area():
+    piece = _disk(64, 32, 18, 12) | _disk(64, 32, 45, 3)
+    piece[31:33, 28:44] = True
+    assert len(split_at_necks(piece, depth=4, min_area=30)) == 1
+    piece = _disk(64, 32, 18, 12) | _disk(64, 32, 45, 12)
+    piece[28:37, 26:38] = True  # a neck as wide as the depth can reach: not split
+    assert len(split_at_necks(piece, depth=2, min_area=30)) == 1

@@ -71,6 +71,19 @@ def test_a_single_mask_is_split_into_its_pieces_and_specks_are_dropped():
     assert split_instances(np.zeros((40, 40), bool)).shape == (0, 40, 40)
 
 
+def test_two_touching_shapes_in_one_mask_are_two_instances():
+    first, second = _box(10, 4, size=10, side=64), _box(10, 15, size=10, side=64)
+    mask = first | second
+    mask[14:16, 14] = True  # they touch through a 2-pixel neck
+    instances = split_instances(mask)
+    assert len(instances) == 2
+    assert sum(int(m.sum()) for m in instances) == mask.sum()
+    assert {(bool(m[first].all()), bool(m[second].all())) for m in instances} == {
+        (True, False),
+        (False, True),
+    }
+
+
 def test_several_masks_are_one_instance_each_even_when_they_touch():
     touching = np.stack([_box(2, 2), _box(2, 8), np.zeros((40, 40), bool)])
     instances = split_instances(touching)
