@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from drawing import square
 
 from pixelground.core.errors import InputError
 from pixelground.models.backend import SegTokenModelBackend
@@ -17,12 +18,6 @@ from pixelground.models.colour_sets import ColourSplit, instances_in_both, parse
 from pixelground.models.config import SegModelConfig
 
 KNOWN = ("large", "small", "striped", "red", "green", "blue", "star", "square", "triangle")
-
-
-def _box(top: int, left: int, size: int = 6, side: int = 40) -> np.ndarray:
-    mask = np.zeros((side, side), bool)
-    mask[top : top + size, left : left + size] = True
-    return mask
 
 
 @pytest.mark.parametrize(
@@ -73,22 +68,23 @@ def test_the_set_noun_is_the_checkpoints():
 
 
 def test_the_instances_of_the_rest_inside_the_colour_are_kept_most_inside_first():
-    star, other, third = _box(2, 2), _box(2, 20), _box(25, 10)
+    star, other, third = square(2, 2), square(2, 20), square(25, 10)
     rest = star | other | third  # one mask: split into its pieces
-    colour = _box(0, 0, size=9) | _box(24, 9, size=5)  # all of star, 16 of third's 36 pixels
+    colour = square(0, 0, size=9) | square(24, 9, size=5)  # all of star, 16 of third's 36 pixels
     kept = instances_in_both(colour, rest)
     assert len(kept) == 1 and np.array_equal(kept[0], star)
-    colour |= _box(24, 9, size=7)  # 25 of 36: third is kept too, after star
+    colour |= square(24, 9, size=7)  # 25 of 36: third is kept too, after star
     kept = instances_in_both(colour, rest)
     assert len(kept) == 2 and np.array_equal(kept[0], star) and np.array_equal(kept[1], third)
     # several masks of the colour's set are one set; several of the rest's, one instance each
-    kept = instances_in_both(np.stack([_box(24, 9, size=8), _box(30, 30)]), np.stack([star, third]))
+    colours = np.stack([square(24, 9, size=8), square(30, 30)])
+    kept = instances_in_both(colours, np.stack([star, third]))
     assert len(kept) == 1 and np.array_equal(kept[0], third)
 
 
 def test_nothing_is_kept_when_no_instance_is_mostly_of_the_colour():
-    star = _box(2, 2)
-    colour = _box(2, 2, size=2)  # 4 of its 36 pixels
+    star = square(2, 2)
+    colour = square(2, 2, size=2)  # 4 of its 36 pixels
     assert instances_in_both(colour, star).shape == (0, 40, 40)
     assert instances_in_both(colour, np.zeros((40, 40), bool)).shape == (0, 40, 40)
 
@@ -112,8 +108,8 @@ def test_the_option_is_saved_with_the_checkpoint(colour_backend):
 
 
 def _fake_answers(backend, monkeypatch, fit: float, own: list[np.ndarray]) -> list[str]:
-    square, other = _box(10, 4, side=64), _box(12, 40, side=64)
-    answers = {"all red shapes": [square], "all squares": [square | other]}
+    red, other = square(10, 4, side=64), square(12, 40, side=64)
+    answers = {"all red shapes": [red], "all squares": [red | other]}
     asked: list[str] = []
 
     def answer(pixels, expression):
@@ -131,7 +127,7 @@ def test_a_refused_expression_is_answered_from_its_two_sets(colour_backend, monk
     asked = _fake_answers(colour_backend, monkeypatch, fit=math.log(0.3), own=[])
     masks = colour_backend.segment_expression(np.zeros((64, 64, 3), np.uint8), "the red square")
     assert asked == ["the red square", "all red shapes", "all squares"]
-    assert len(masks) == 1 and np.array_equal(masks[0], _box(10, 4, side=64))
+    assert len(masks) == 1 and np.array_equal(masks[0], square(10, 4, side=64))
 
 
 def test_the_refusal_stands_when_the_instance_does_not_read_as_the_words(

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from drawing import square
 
 from pixelground.models.backend import SegTokenModelBackend
 from pixelground.models.ordinals import (
@@ -16,12 +17,6 @@ from pixelground.models.ordinals import (
     pluralize,
     split_instances,
 )
-
-
-def _box(top: int, left: int, size: int = 6, side: int = 40) -> np.ndarray:
-    mask = np.zeros((side, side), bool)
-    mask[top : top + size, left : left + size] = True
-    return mask
 
 
 @pytest.mark.parametrize(
@@ -63,7 +58,7 @@ def test_pluralize_puts_the_last_word_in_the_plural():
 
 
 def test_a_single_mask_is_split_into_its_pieces_and_specks_are_dropped():
-    union = _box(2, 2) | _box(2, 20) | _box(30, 30, size=1)
+    union = square(2, 2) | square(2, 20) | square(30, 30, size=1)
     instances = split_instances(union, min_fraction=0.01)  # 16 of 1,600 pixels
     assert instances.shape == (2, 40, 40)
     assert sorted(int(m.sum()) for m in instances) == [36, 36]
@@ -72,7 +67,7 @@ def test_a_single_mask_is_split_into_its_pieces_and_specks_are_dropped():
 
 
 def test_two_touching_shapes_in_one_mask_are_two_instances():
-    first, second = _box(10, 4, size=10, side=64), _box(10, 15, size=10, side=64)
+    first, second = square(10, 4, size=10, side=64), square(10, 15, size=10, side=64)
     mask = first | second
     mask[14:16, 14] = True  # they touch through a 2-pixel neck
     instances = split_instances(mask)
@@ -85,14 +80,14 @@ def test_two_touching_shapes_in_one_mask_are_two_instances():
 
 
 def test_several_masks_are_one_instance_each_even_when_they_touch():
-    touching = np.stack([_box(2, 2), _box(2, 8), np.zeros((40, 40), bool)])
+    touching = np.stack([square(2, 2), square(2, 8), np.zeros((40, 40), bool)])
     instances = split_instances(touching)
     assert len(instances) == 2  # the empty one is dropped, the touching two are kept apart
     assert np.array_equal(instances[1], touching[1])
 
 
 def test_pick_ordinal_counts_from_the_named_side_by_box_centre():
-    left, middle, right = _box(30, 2), _box(2, 17), _box(16, 32)
+    left, middle, right = square(30, 2), square(2, 17), square(16, 32)
     instances = np.stack([middle, right, left])
     assert np.array_equal(pick_ordinal(instances, "left", 1), left)
     assert np.array_equal(pick_ordinal(instances, "left", 2), middle)
@@ -116,7 +111,7 @@ def test_the_option_is_saved_with_the_checkpoint(ordinal_backend):
 
 
 def test_an_ordinal_is_answered_from_the_instances_of_its_set(ordinal_backend, monkeypatch):
-    left, right = _box(10, 4, side=64), _box(12, 40, side=64)
+    left, right = square(10, 4, side=64), square(12, 40, side=64)
     asked: list[str] = []
 
     def answer(pixels, expression):
@@ -159,7 +154,7 @@ def test_the_real_model_answers_an_ordinal_with_image_sized_masks(ordinal_backen
 def test_a_triangle_is_placed_by_its_box_centre_not_its_centroid():
     rows, cols = np.indices((40, 40))
     triangle = (rows >= 10) & (rows < 30) & (abs(cols - 10) <= (rows - 10) / 2)  # apex up
-    small = _box(19, 30, size=4)  # box centre y 21: below the triangle's box centre (20)
+    small = square(19, 30, size=4)  # box centre y 21: below the triangle's box centre (20)
     instances = np.stack([small, triangle])
     assert np.nonzero(triangle)[0].mean() > 21  # its centroid lies below the small box
     assert np.array_equal(pick_ordinal(instances, "top", 1), triangle)

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from drawing import square
 
 from pixelground.models.backend import SegTokenModelBackend
 from pixelground.models.relations import (
@@ -18,10 +19,8 @@ from pixelground.models.relations import (
 )
 
 
-def _box(top: int, left: int, size: int = 6, side: int = 64) -> np.ndarray:
-    mask = np.zeros((side, side), bool)
-    mask[top : top + size, left : left + size] = True
-    return mask
+def _box(top: int, left: int, size: int = 6) -> np.ndarray:
+    return square(top, left, size, side=64)
 
 
 @pytest.mark.parametrize(
