@@ -23,20 +23,9 @@ from pixelground.backends.loading import load_pretrained, select_device, select_
 from pixelground.core.errors import CheckpointMissingError, InputError
 from pixelground.core.media import load_image
 from pixelground.models.checkpoints import find_checkpoint
-from pixelground.models.colour_sets import ColourSplit, instances_in_both, parse_colour_split
 from pixelground.models.config import REGION_TOKEN
-from pixelground.models.ordinals import (
-    parse_ordinal,
-    pick_ordinal,
-    pluralize,
-    split_instances,
-)
-from pixelground.models.relations import (
-    RelationExpression,
-    on_side,
-    parse_relation,
-    pick_related,
-)
+from pixelground.models.ordinals import parse_ordinal
+from pixelground.models.set_answers import SetAnswers
 from pixelground.video.frames import Frame, FrameSource
 
 logger = logging.getLogger(__name__)
@@ -96,99 +85,40 @@ class SegTokenModelBackend:
         """(H, W) bool masks of what ``expression`` refers to; [] when the model says none.
 
         With the config's ``ordinal_by_instances``, an ordinal expression is answered from
-        the instances of its set (see ordinals.py). With its ``set_fallback``, an attribute or
-        relation expression the model refuses is answered from the sets it names when the
-        instance found reads as its words (see colour_sets.py and relations.py).
+        the instances of its set (see ordinals.py). With ``relation_check``, a relation
+        answered off the named side of its anchor is refused; with ``set_fallback``, an
+        attribute or relation expression the model refuses is answered from the sets it
+        names when the instance found reads as its words (see set_answers.py).
         """
         text = _expression(expression)
         pixels = load_image(image).pixels
+        sets = self._set_answers(pixels)
         ordinal = parse_ordinal(text) if self.config.ordinal_by_instances else None
         if ordinal is not None:
-            members = self._answer_referring(pixels, ordinal.members)
-            if members:
-                instances = split_instances(np.stack(members))
-                picked = pick_ordinal(instances, ordinal.direction, ordinal.rank)
-                if picked is not None:
-                    return [picked]
-        answer = self._answer_referring(pixels, text)
-        if answer and self.config.relation_check and not self._relation_holds(pixels, text, answer):
+            picked = sets.ordinal(ordinal)
+            if picked is not None:
+                return [picked]
+        answer = sets.answer(text)
+        if answer and self.config.relation_check and not sets.relation_holds(text, answer):
             return []
         if answer or self.config.set_fallback is None or self.model.word_heads is None:
             return answer
-        found = self._answer_from_sets(pixels, text)
+        found = sets.from_sets(text)
         return answer if found is None else [found]
 
-    def _answer_from_sets(self, pixels: np.ndarray, expression: str) -> np.ndarray | None:
-        """The (H, W) answer to a refused attribute or relation expression from the sets it
-        names, when its region reads as the expression's words; else None (see
-        ``SegModelConfig.set_fallback``)."""
+    def _set_answers(self, pixels: np.ndarray) -> SetAnswers:
+        """The compositions of set_answers.py over this model's answers on ``pixels``."""
         from pixelground.models.target_decision import mask_word_fit
 
-        relation = parse_relation(expression)
-        if relation is None:
-            split = self._colour_split(expression)
-            found = self._in_colour_and_rest(pixels, split)[:1] if split is not None else []
-            words = expression
-        else:
-            found = self._related(pixels, relation)
-            words = f"the {relation.subject}"
-        if not len(found):
-            return None
-        fit = mask_word_fit(self.model, pixels, found[0], words)
-        return found[0] if fit >= math.log(self.config.set_fallback) else None
-
-    def _colour_split(self, expression: str) -> ColourSplit | None:
-        return parse_colour_split(expression, self.config.phrase_words, self.config.set_noun)
-
-    def _in_colour_and_rest(self, pixels: np.ndarray, split: ColourSplit) -> np.ndarray:
-        """(K, H, W) instances of the rest's set inside the colour's, most inside first."""
-        colour = self._answer_referring(pixels, split.colour_set)
-        rest = self._answer_referring(pixels, split.rest_set) if colour else []
-        if not rest:
-            return np.zeros((0, *pixels.shape[:2]), bool)
-        return instances_in_both(np.stack(colour), np.stack(rest))
-
-    def _related(self, pixels: np.ndarray, relation: RelationExpression) -> np.ndarray:
-        """(0 or 1, H, W): the one instance of the subject's set on the relation's side of the
-        anchor (the largest instance of the anchor's answer)."""
-        nothing = np.zeros((0, *pixels.shape[:2]), bool)
-        split = self._colour_split(f"the {relation.subject}")
-        if split is not None:
-            subjects = self._in_colour_and_rest(pixels, split)
-        elif all(
-            word in self.config.phrase_words or word == self.config.set_noun
-            for word in relation.subject.split()
-        ):
-            members = self._answer_referring(pixels, f"all {pluralize(relation.subject)}")
-            subjects = split_instances(np.stack(members)) if members else nothing
-        else:
-            return nothing
-        anchor = self._anchor(pixels, relation) if len(subjects) else None
-        if anchor is None:
-            return nothing
-        found = pick_related(subjects, anchor, relation.relation)
-        return nothing if found is None else found[None]
-
-    def _anchor(self, pixels: np.ndarray, relation: RelationExpression) -> np.ndarray | None:
-        """(H, W) the largest instance of the answer to the relation's anchor, or None."""
-        answer = self.segment_expression(pixels, relation.anchor)
-        anchors = split_instances(np.stack(answer)) if answer else []
-        if not len(anchors):
-            return None
-        return anchors[int(np.argmax(anchors.sum(axis=(1, 2))))]
-
-    def _relation_holds(
-        self, pixels: np.ndarray, expression: str, answer: list[np.ndarray]
-    ) -> bool:
-        """False when ``expression`` is a relation and its answer lies off the named side of
-        its anchor's answer; True otherwise, also when the anchor is not found (see
-        ``SegModelConfig.relation_check``)."""
-        relation = parse_relation(expression)
-        anchor = self._anchor(pixels, relation) if relation is not None else None
-        if anchor is None:
-            return True
-        answered = np.any(np.stack(answer), axis=0)
-        return bool(answered.any()) and bool(on_side(answered[None], anchor, relation.relation)[0])
+        floor = math.log(self.config.set_fallback) if self.config.set_fallback else 0.0
+        return SetAnswers(
+            answer=lambda expression: self._answer_referring(pixels, expression),
+            segment=lambda expression: self.segment_expression(pixels, expression),
+            reads_as=lambda mask, text: mask_word_fit(self.model, pixels, mask, text) >= floor,
+            known_words=self.config.phrase_words,
+            set_noun=self.config.set_noun,
+            size=(int(pixels.shape[0]), int(pixels.shape[1])),
+        )
 
     def _answer_referring(self, pixels: np.ndarray, expression: str) -> list[np.ndarray]:
         """The model's own masks for a cleaned ``expression`` on (H, W, 3) uint8 pixels."""
