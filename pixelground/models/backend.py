@@ -125,9 +125,10 @@ class SegTokenModelBackend:
         prompt = self.config.refer_template.format(expression=expression)
         if self.config.target_decision is None:
             return list(self.ground(pixels, prompt).masks)
-        from pixelground.models.target_decision import answer_referring
+        from pixelground.models.target_decision import referring_mask
 
-        return list(answer_referring(self.model, pixels, prompt).masks)
+        mask = referring_mask(self.model, pixels, prompt)
+        return [] if mask is None else [mask]
 
     def caption(self, image: np.ndarray, detailed: bool = False) -> str:
         """The image's caption (the grounded caption with its markup removed)."""

@@ -194,19 +194,22 @@ def has_target(weights: Sequence[float], evidence: TargetEvidence) -> bool:
 
 
 @torch.no_grad()
+def referring_mask(model: SegTokenModel, image: np.ndarray, prompt: str) -> np.ndarray | None:
+    """The (H, W) bool mask of the referring prompt's [SEG] when
+    ``model.config.target_decision`` finds a target, else None; no text is generated, as
+    :func:`answer_referring` does for a refusal."""
+    return _decide(model, image, prompt)[0]
+
+
+@torch.no_grad()
 def answer_referring(model: SegTokenModel, image: np.ndarray, prompt: str) -> GroundedText:
     """Answer a referring prompt with ``model.config.target_decision``: one [SEG] and its mask
     when the decision finds a target, else the LM's greedy answer with [SEG] barred (its
     "no such object"). See the module docstring."""
-    weights = model.config.target_decision
-    if weights is None:
-        raise InputError("the model has no target_decision; fit one with `pixelground calibrate`")
     size = (int(image.shape[0]), int(image.shape[1]))
-    features = model.encode_image(model.preprocess([image]))
-    evidence = _evidence(model, features, prompt)
-    if has_target(weights, evidence):
-        masks = bool_masks(evidence.mask_logits, 1, 1, size, model.config.min_mask_island)
-        return grounded_text(model.tokenizer, [model.ids.seg], [masks[0, 0]], size)
+    mask, features = _decide(model, image, prompt)
+    if mask is not None:
+        return grounded_text(model.tokenizer, [model.ids.seg], [mask], size)
     times = torch.full((1,), -1.0, device=model.device, dtype=model.dtype)
     ids = prompt_tensor(model, prompt, model.num_image_tokens)
     embeds = model.embed_inputs(ids, features, times)
@@ -214,6 +217,23 @@ def answer_referring(model: SegTokenModel, image: np.ndarray, prompt: str) -> Gr
         model, ids, embeds, model.config.max_new_tokens, also_banned=[model.ids.seg]
     )
     return grounded_text(model.tokenizer, generated, [], size)
+
+
+def _decide(
+    model: SegTokenModel, image: np.ndarray, prompt: str
+) -> tuple[np.ndarray | None, VisionFeatures]:
+    """The [SEG]'s (H, W) mask when the decision finds a target (else None), and the image's
+    features."""
+    weights = model.config.target_decision
+    if weights is None:
+        raise InputError("the model has no target_decision; fit one with `pixelground calibrate`")
+    size = (int(image.shape[0]), int(image.shape[1]))
+    features = model.encode_image(model.preprocess([image]))
+    evidence = _evidence(model, features, prompt)
+    if not has_target(weights, evidence):
+        return None, features
+    masks = bool_masks(evidence.mask_logits, 1, 1, size, model.config.min_mask_island)
+    return masks[0, 0], features
 
 
 @dataclass

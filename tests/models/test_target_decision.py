@@ -23,6 +23,7 @@ from pixelground.models.target_decision import (
     fit_target_decision,
     has_target,
     referring_lines,
+    referring_mask,
     target_evidence,
 )
 from pixelground.models.tokenizer import prompt_ids
@@ -117,9 +118,11 @@ def test_answer_referring_follows_the_decision(seeded_model, tiny_data):
             > 0
         ).numpy(),
     )
+    assert np.array_equal(referring_mask(yes, image, prompt), answer.masks[0])
     no = seeded_model(target_decision=[0.0, 0.0, -1.0]).eval()
     refused = answer_referring(no, image, prompt)
     assert refused.masks == [] and "[SEG]" not in refused.text
+    assert referring_mask(no, image, prompt) is None
     with pytest.raises(InputError, match="no target_decision"):
         answer_referring(seeded_model().eval(), image, prompt)
 
