@@ -335,6 +335,8 @@ class SegModelConfig:
             raise InputError(
                 f"set_fallback must be a probability in (0, 1), got {self.set_fallback}"
             )
+        if len(self.set_noun.split()) != 1:
+            raise InputError(f"set_noun must be one word, got {self.set_noun!r}")
         if self.context_layers < 0:
             raise InputError(f"context_layers must be >= 0, got {self.context_layers}")
         if self.fusion_layers < 0 or self.fusion_text_tokens < 1:

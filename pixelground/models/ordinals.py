@@ -94,8 +94,8 @@ def split_instances(masks: np.ndarray, min_fraction: float = MIN_INSTANCE_FRACTI
     """The instances of a set given as masks.
 
     Several masks are taken as one instance each. A single mask (a model that answers a set
-    with one [SEG]) is split into its 8-connected pieces, and a piece where it narrows (two
-    touching shapes; ``core.masks.split_at_necks``, eroding by up to
+    with one [SEG]) is split into its 8-connected pieces, and a piece is split again where it
+    narrows, as two touching shapes do (``core.masks.split_at_necks``, eroding by up to
     ``NECK_DEPTH_FRACTION`` of the shorter side, cores of at least the smallest instance).
     Empty masks and pieces smaller than ``min_fraction`` of the image are dropped.
 

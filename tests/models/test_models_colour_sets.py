@@ -89,10 +89,13 @@ def test_nothing_is_kept_when_no_instance_is_mostly_of_the_colour():
     assert instances_in_both(colour, np.zeros((40, 40), bool)).shape == (0, 40, 40)
 
 
-def test_the_threshold_must_be_a_probability():
+def test_the_threshold_must_be_a_probability_and_the_set_noun_one_word():
     with pytest.raises(InputError, match="set_fallback"):
         SegModelConfig(set_fallback=1.5)
     assert SegModelConfig(set_fallback=0.25).set_fallback == 0.25
+    for bad in ("", "red shape"):
+        with pytest.raises(InputError, match="set_noun must be one word"):
+            SegModelConfig(set_noun=bad)
 
 
 @pytest.fixture
