@@ -23,6 +23,12 @@ def box_area(boxes: np.ndarray) -> np.ndarray:
     return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
 
 
+def box_centres(boxes: np.ndarray) -> np.ndarray:
+    """Centre (x, y) of each box: (N, 4) -> (N, 2)."""
+    b = as_boxes(boxes)
+    return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], axis=1)
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of two box sets: (N, 4), (M, 4) -> (N, M); 0 where the union is empty."""
     a, b = as_boxes(a), as_boxes(b)

@@ -194,18 +194,15 @@ def split_at_necks(mask: np.ndarray, depth: int, min_area: int) -> list[np.ndarr
     eroded = piece
     for _ in range(depth):
         eroded = ndimage.binary_erosion(eroded, square)
-        labels, count = ndimage.label(eroded, structure=square)
-        areas = np.bincount(labels.ravel(), minlength=count + 1)
-        areas[0] = 0
+        labels, areas = mask_pieces(eroded)
+        if len(areas) == 1:  # eroded away
+            break
         cores = np.flatnonzero(areas >= min_area)
-        if len(cores) < 2:
-            if count == 0:
-                break
-            continue
-        seeds = np.where(np.isin(labels, cores), labels, 0)
-        _, (rows, cols) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
-        nearest = seeds[rows, cols]
-        return [piece & (nearest == core) for core in cores]
+        if len(cores) >= 2:
+            seeds = np.where(np.isin(labels, cores), labels, 0)
+            _, (rows, cols) = ndimage.distance_transform_edt(seeds == 0, return_indices=True)
+            nearest = seeds[rows, cols]
+            return [piece & (nearest == core) for core in cores]
     return [piece]
 
 

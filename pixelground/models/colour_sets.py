@@ -43,6 +43,11 @@ class ColourSplit:
     words: tuple[str, ...]
 
 
+def knows_words(words: Collection[str], known_words: Collection[str], set_noun: str) -> bool:
+    """Whether every word is one the phrase-word heads know, or the set noun."""
+    return all(word in known_words or word == set_noun for word in words)
+
+
 def parse_colour_split(
     expression: str, known_words: Collection[str], set_noun: str = "shape"
 ) -> ColourSplit | None:
@@ -60,7 +65,7 @@ def parse_colour_split(
     colours = [word for word in noun_phrase if word in COLOUR_WORDS]
     if len(colours) != 1 or noun_phrase[-1] in COLOUR_WORDS:
         return None
-    if any(word not in known_words and word != set_noun for word in noun_phrase):
+    if not knows_words(noun_phrase, known_words, set_noun):
         return None
     rest = [word for word in noun_phrase if word not in COLOUR_WORDS]
     return ColourSplit(

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from pixelground.core.boxes import box_centres
 from pixelground.core.errors import require
 from pixelground.core.masks import as_mask_stack, mask_pieces, masks_to_boxes, split_at_necks
 
@@ -133,8 +134,7 @@ def pick_ordinal(instances: np.ndarray, direction: Direction, rank: int) -> np.n
     """
     if rank > len(instances):
         return None
-    boxes = masks_to_boxes(instances)
-    centre_x, centre_y = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    centre_x, centre_y = box_centres(masks_to_boxes(instances)).T
     order_key = {"left": centre_x, "right": -centre_x, "top": centre_y, "bottom": -centre_y}
     order = np.argsort(order_key[direction], kind="stable")
     return np.asarray(instances[order[rank - 1]], dtype=bool)

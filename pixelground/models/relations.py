@@ -18,6 +18,7 @@ from typing import Literal
 
 import numpy as np
 
+from pixelground.core.boxes import box_centres
 from pixelground.core.masks import masks_to_boxes
 
 Relation = Literal["left of", "right of", "above", "below"]
@@ -52,11 +53,6 @@ def parse_relation(expression: str) -> RelationExpression | None:
     return RelationExpression(subject, relation, anchor)  # type: ignore[arg-type]
 
 
-def _box_centres(masks: np.ndarray) -> np.ndarray:
-    boxes = masks_to_boxes(masks)
-    return np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1)
-
-
 def on_side(masks: np.ndarray, anchor: np.ndarray, relation: Relation) -> np.ndarray:
     """(K,) bool: whether the centre of each mask's box is on the ``relation`` side of the
     centre of the anchor's box.
@@ -66,7 +62,8 @@ def on_side(masks: np.ndarray, anchor: np.ndarray, relation: Relation) -> np.nda
         anchor: (H, W) bool mask of the anchor, not empty.
         relation: the side, from the anchor.
     """
-    (anchor_x, anchor_y), centres = _box_centres(anchor[None])[0], _box_centres(masks)
+    anchor_x, anchor_y = box_centres(masks_to_boxes(anchor[None]))[0]
+    centres = box_centres(masks_to_boxes(masks))
     return {
         "left of": centres[:, 0] < anchor_x,
         "right of": centres[:, 0] > anchor_x,

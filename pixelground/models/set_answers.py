@@ -18,7 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pixelground.models.colour_sets import ColourSplit, instances_in_both, parse_colour_split
+from pixelground.models.colour_sets import (
+    ColourSplit,
+    instances_in_both,
+    knows_words,
+    parse_colour_split,
+)
 from pixelground.models.ordinals import OrdinalExpression, pick_ordinal, pluralize, split_instances
 from pixelground.models.relations import RelationExpression, on_side, parse_relation, pick_related
 
@@ -102,7 +107,7 @@ class SetAnswers:
         split = self._colour_split(f"the {subject}")
         if split is not None:
             return self._in_colour_and_rest(split)
-        if any(word not in self.known_words and word != self.set_noun for word in subject.split()):
+        if not knows_words(subject.split(), self.known_words, self.set_noun):
             return self._nothing()
         members = self.answer(f"all {pluralize(subject)}")
         return split_instances(np.stack(members)) if members else self._nothing()

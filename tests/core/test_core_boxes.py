@@ -11,6 +11,7 @@ from paths import SHARED_DATA
 from pixelground.core.boxes import (
     as_boxes,
     box_area,
+    box_centres,
     box_iou,
     clip_boxes,
     nms,
@@ -118,3 +119,10 @@ def test_nms_matches_a_loop_implementation_on_random_boxes():
     scores = rng.uniform(size=200)
     for threshold in (0.1, 0.3, 0.5, 0.8):
         assert nms(boxes, scores, threshold).tolist() == reference_nms(boxes, scores, threshold)
+
+
+def test_box_centres_are_the_middles_of_the_boxes():
+    boxes = np.array([[0, 0, 10, 4], [5, 6, 7, 20]], dtype=float)
+    assert box_centres(boxes).tolist() == [[5.0, 2.0], [6.0, 13.0]]
+    assert box_centres([1, 2, 3, 4]).tolist() == [[2.0, 3.0]]
+    assert box_centres(np.zeros((0, 4))).shape == (0, 2)
