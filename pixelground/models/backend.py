@@ -114,7 +114,9 @@ class SegTokenModelBackend:
         return SetAnswers(
             answer=lambda expression: self._answer_referring(pixels, expression),
             segment=lambda expression: self.segment_expression(pixels, expression),
-            reads_as=lambda mask, text: mask_word_fit(self.model, pixels, mask, text) >= floor,
+            reads_as=lambda mask, text: (
+                mask_word_fit(self.model, pixels, mask, text, self.config.hue_views) >= floor
+            ),
             known_words=self.config.phrase_words,
             set_noun=self.config.set_noun,
             size=(int(pixels.shape[0]), int(pixels.shape[1])),
@@ -125,9 +127,11 @@ class SegTokenModelBackend:
         prompt = self.config.refer_template.format(expression=expression)
         if self.config.target_decision is None:
             return list(self.ground(pixels, prompt).masks)
+        from pixelground.models.hue_views import views_for
         from pixelground.models.target_decision import referring_mask
 
-        mask = referring_mask(self.model, pixels, prompt)
+        views = views_for(expression, self.config.hue_views, self.config.set_noun)
+        mask = referring_mask(self.model, pixels, prompt, views)
         return [] if mask is None else [mask]
 
     def caption(self, image: np.ndarray, detailed: bool = False) -> str:

@@ -219,6 +219,11 @@ class SegModelConfig:
             square") is refused when the centre of its box is not on the named side of the
             centre of the anchor's answer (the largest instance of the model's answer to
             "the red square"; relations.py). False: the answer stands.
+        hue_views: a referring expression that names no colour ("the large star", "all
+            squares", the sets above) is answered on the image and ``hue_views - 1`` copies
+            with its hue turned evenly round the colour wheel, the target decision's inputs
+            and the mask logits averaged; ``set_fallback``'s word check reads its words other
+            than colours the same way (hue_views.py). 1: the image alone.
         max_length: training sequences are cut to this many tokens.
         vision_config: resolved transformers config of the tower (filled when built).
         lm_config: resolved transformers config of the LM (filled when built).
@@ -292,6 +297,7 @@ class SegModelConfig:
     set_fallback: float | None = None
     set_noun: str = "shape"
     relation_check: bool = False
+    hue_views: int = 1
     max_length: int = 192
     vision_config: dict[str, Any] | None = None
     lm_config: dict[str, Any] | None = None
@@ -335,6 +341,8 @@ class SegModelConfig:
             raise InputError(
                 f"set_fallback must be a probability in (0, 1), got {self.set_fallback}"
             )
+        if self.hue_views < 1:
+            raise InputError(f"hue_views must be >= 1, got {self.hue_views}")
         if len(self.set_noun.split()) != 1:
             raise InputError(f"set_noun must be one word, got {self.set_noun!r}")
         if self.context_layers < 0:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ COLOUR_WORDS = frozenset(
     "colour color colours colors coloured colored".split()
 )
 
+_COLOUR_WORD = re.compile(rf"\b(?:{'|'.join(sorted(COLOUR_WORDS))})\b ?", re.IGNORECASE)
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
 
@@ -56,6 +58,12 @@ def names_colour(texts: Sequence[str]) -> bool:
     """True when any of ``texts`` contains a word of COLOUR_WORDS (case-insensitive)."""
     words = {w.strip(".,;:!?()[]'\"").lower() for text in texts for w in text.split()}
     return not words.isdisjoint(COLOUR_WORDS)
+
+
+def drop_colour_words(text: str) -> str:
+    """``text`` without its words of COLOUR_WORDS: "<p>a large red star</p>" -> "<p>a large
+    star</p>"."""
+    return _COLOUR_WORD.sub("", text)
 
 
 def rotate_hue(image: np.ndarray, angle: float) -> np.ndarray:
@@ -320,6 +328,10 @@ class SegDataset(torch.utils.data.Dataset):
             random hue whatever its text says; the item is then ``colour_blind`` and the
             phrase-word losses leave the colour words out of its targets. Only for training
             that reads no other target from the text (``first_words_only``).
+        colour_drop_hue: with ``train``, the probability of rotating a line's image(s) by a
+            random hue when its colour words are all in its answers (a grounded caption, a
+            region's description): they are dropped from the answers, which stay true of
+            the rotated image, and the item is ``colour_blind``.
     """
 
     def __init__(
@@ -330,6 +342,7 @@ class SegDataset(torch.utils.data.Dataset):
         train: bool = True,
         hue_augment: float = 0.0,
         colour_blind_hue: float = 0.0,
+        colour_drop_hue: float = 0.0,
     ):
         self.samples = list(samples)
         self.tokenizer = tokenizer
@@ -337,6 +350,7 @@ class SegDataset(torch.utils.data.Dataset):
         self.train = train
         self.hue_augment = hue_augment
         self.colour_blind_hue = colour_blind_hue
+        self.colour_drop_hue = colour_drop_hue
         self.ids = TokenIds.of(tokenizer)
 
     def __len__(self) -> int:
@@ -353,23 +367,36 @@ class SegDataset(torch.utils.data.Dataset):
             picks = sorted({int(round(v)) for v in np.linspace(0, total - 1, count)})
         return picks, [i / max(total - 1, 1) for i in picks]
 
-    def _hue_rotation(self, sample: Sample) -> tuple[bool, bool]:
-        """Whether to rotate the line's hue, and whether it is then colour-blind."""
+    def _hue_rotation(self, sample: Sample) -> tuple[bool, bool, bool]:
+        """Whether to rotate the line's hue, whether it is then colour-blind, and whether its
+        answers' colour words are dropped."""
         if not self.train:
-            return False, False
+            return False, False, False
         if self.colour_blind_hue > 0 and torch.rand(()) < self.colour_blind_hue:
-            return True, True
-        if self.hue_augment <= 0 or names_colour([t["content"] for t in sample.conversation]):
-            return False, False
-        return bool(torch.rand(()) < self.hue_augment), False
+            return True, True, False
+        if not names_colour([t["content"] for t in sample.conversation]):
+            rotates = self.hue_augment > 0 and bool(torch.rand(()) < self.hue_augment)
+            return rotates, False, False
+        questions = [t["content"] for t in sample.conversation if t["role"] != "assistant"]
+        if self.colour_drop_hue > 0 and not names_colour(questions):
+            drops = bool(torch.rand(()) < self.colour_drop_hue)
+            return drops, drops, drops
+        return False, False, False
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.samples[index]
         picks, times = self._pick_frames(sample)
+        rotates, colour_blind, drops_colours = self._hue_rotation(sample)
+        conversation = sample.conversation
+        if drops_colours:
+            conversation = [
+                {**t, "content": drop_colour_words(t["content"])} if t["role"] == "assistant" else t
+                for t in conversation
+            ]
         per_frame = (self.config.video_lm_grid if sample.video else self.config.lm_grid) ** 2
         input_ids, labels = encode_conversation(
             self.tokenizer,
-            sample.conversation,
+            conversation,
             per_frame * len(picks),
             self.config.image_after_question,
         )
@@ -383,7 +410,6 @@ class SegDataset(torch.utils.data.Dataset):
         rles = [per_seg[i] for per_seg in sample.masks[:seg_count] for i in picks]
         frames = [load_image(sample.frames[i]).pixels for i in picks]
         keys = [str(sample.frames[i]) for i in picks]
-        rotates, colour_blind = self._hue_rotation(sample)
         if rotates:
             angle = float(torch.rand(())) * 2 * np.pi
             frames = [rotate_hue(frame, angle) for frame in frames]

@@ -18,6 +18,11 @@ circle": small, green, triangle). A mask on a small green square, or on nothing 
 counts against the answer where the prior's peak alone may not. :func:`fit_target_decision`
 fits them by logistic regression on fine-tuning lines whose answers are a [SEG] or a refusal
 (a validation split), so the threshold is set on data the model was not trained on.
+
+With ``views`` > 1 (``SegModelConfig.hue_views``, for expressions that name no colour) the
+evidence is the mean of the evidence on the image and on hue-rotated copies of it
+(hue_views.py), mask logits included, and the word fit reads words other than colours the
+same way.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from pixelground.models.generation import (
     greedy,
     prompt_tensor,
 )
+from pixelground.models.hue_views import hue_views
 from pixelground.models.parts import VisionFeatures
 from pixelground.models.tokenizer import grounded_text
 
@@ -155,14 +161,24 @@ def _region_word_fit(
 ) -> float:
     """The lowest log-probability of ``words`` under the phrase-word head on the decoder
     embedding ``embed`` (d, g, g) averaged with ``weights`` (g, g)."""
+    return float(_region_word_log_probs(model, embed, weights, words).min())
+
+
+def _region_word_log_probs(
+    model: SegTokenModel, embed: torch.Tensor, weights: torch.Tensor, words: list[int]
+) -> torch.Tensor:
+    """(len(words),) log-probabilities of ``words`` under the phrase-word head on the decoder
+    embedding ``embed`` (d, g, g) averaged with ``weights`` (g, g)."""
     region = (embed.float() * weights).sum((1, 2)) / weights.sum()
     head = model.word_heads[0]
     logits = head(region.to(head.weight.dtype)).float()
-    return float(F.logsigmoid(logits[words]).min())
+    return F.logsigmoid(logits[words])
 
 
 @torch.no_grad()
-def mask_word_fit(model: SegTokenModel, image: np.ndarray, mask: np.ndarray, text: str) -> float:
+def mask_word_fit(
+    model: SegTokenModel, image: np.ndarray, mask: np.ndarray, text: str, views: int = 1
+) -> float:
     """The lowest log-probability the phrase-word head gives the words of ``text`` it knows
     (the first run of ``phrase_words``, as the decision reads them) on the region ``mask``.
 
@@ -171,6 +187,9 @@ def mask_word_fit(model: SegTokenModel, image: np.ndarray, mask: np.ndarray, tex
         image: (H, W, 3) uint8 pixels.
         mask: (H, W) bool region of ``image``, not empty.
         text: the words to read ("the large red star").
+        views: with more than 1, a word that is no colour is read on the image and
+            ``views - 1`` hue-rotated copies of it and its log-probabilities averaged; colour
+            words are read on the image alone.
 
     Returns:
         A log-probability (<= 0); 0 when the model reads no words or ``text`` has none it knows.
@@ -178,12 +197,18 @@ def mask_word_fit(model: SegTokenModel, image: np.ndarray, mask: np.ndarray, tex
     words = expression_words(model, text)
     if not words:
         return 0.0
-    embed = model.encode_image(model.preprocess([image])).embed[0]
-    region = torch.from_numpy(np.asarray(mask, dtype=np.float32)).to(embed.device)
-    weights = F.adaptive_avg_pool2d(region[None, None], embed.shape[-2:])[0, 0]
-    if float(weights.sum()) <= 0:
-        raise InputError("the region mask is empty; there is nothing to read words on")
-    return _region_word_fit(model, embed, weights, words)
+    region = torch.from_numpy(np.asarray(mask, dtype=np.float32))
+    per_view = []
+    for view in hue_views(image, views):
+        embed = model.encode_image(model.preprocess([view])).embed[0]
+        weights = F.adaptive_avg_pool2d(region[None, None].to(embed.device), embed.shape[-2:])
+        if float(weights.sum()) <= 0:
+            raise InputError("the region mask is empty; there is nothing to read words on")
+        per_view.append(_region_word_log_probs(model, embed, weights[0, 0], words))
+    log_probs = torch.stack(per_view)  # (views, words)
+    colours = model.colour_columns()[torch.tensor(words)].to(log_probs.device)
+    read = torch.where(colours, log_probs[0], log_probs.mean(0))
+    return float(read.min())
 
 
 def has_target(weights: Sequence[float], evidence: TargetEvidence) -> bool:
@@ -194,11 +219,15 @@ def has_target(weights: Sequence[float], evidence: TargetEvidence) -> bool:
 
 
 @torch.no_grad()
-def referring_mask(model: SegTokenModel, image: np.ndarray, prompt: str) -> np.ndarray | None:
+def referring_mask(
+    model: SegTokenModel, image: np.ndarray, prompt: str, views: int = 1
+) -> np.ndarray | None:
     """The (H, W) bool mask of the referring prompt's [SEG] when
     ``model.config.target_decision`` finds a target, else None; no text is generated, as
-    :func:`answer_referring` does for a refusal."""
-    return _decide(model, image, prompt)[0]
+    :func:`answer_referring` does for a refusal. With ``views`` > 1 the decision and the mask
+    are those of the mean evidence on the image and ``views - 1`` hue-rotated copies (only
+    for prompts that name no colour)."""
+    return _decide(model, image, prompt, views)[0]
 
 
 @torch.no_grad()
@@ -220,7 +249,7 @@ def answer_referring(model: SegTokenModel, image: np.ndarray, prompt: str) -> Gr
 
 
 def _decide(
-    model: SegTokenModel, image: np.ndarray, prompt: str
+    model: SegTokenModel, image: np.ndarray, prompt: str, views: int = 1
 ) -> tuple[np.ndarray | None, VisionFeatures]:
     """The [SEG]'s (H, W) mask when the decision finds a target (else None), and the image's
     features."""
@@ -228,12 +257,25 @@ def _decide(
     if weights is None:
         raise InputError("the model has no target_decision; fit one with `pixelground calibrate`")
     size = (int(image.shape[0]), int(image.shape[1]))
-    features = model.encode_image(model.preprocess([image]))
-    evidence = _evidence(model, features, prompt)
+    features = [model.encode_image(model.preprocess([view])) for view in hue_views(image, views)]
+    evidence = mean_evidence([_evidence(model, f, prompt) for f in features])
     if not has_target(weights, evidence):
-        return None, features
+        return None, features[0]
     masks = bool_masks(evidence.mask_logits, 1, 1, size, model.config.min_mask_island)
-    return masks[0, 0], features
+    return masks[0, 0], features[0]
+
+
+def mean_evidence(evidence: Sequence[TargetEvidence]) -> TargetEvidence:
+    """The field-wise mean of the evidence on several views of one image (mask logits
+    averaged place by place)."""
+    if len(evidence) == 1:
+        return evidence[0]
+    return TargetEvidence(
+        seg_log_odds=float(np.mean([e.seg_log_odds for e in evidence])),
+        prior_peak=float(np.mean([e.prior_peak for e in evidence])),
+        mask_logits=torch.stack([e.mask_logits for e in evidence]).mean(0),
+        word_fit=float(np.mean([e.word_fit for e in evidence])),
+    )
 
 
 @dataclass

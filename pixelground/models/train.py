@@ -108,6 +108,11 @@ class TrainConfig:
             leave the colour words out of that line's targets (``data.COLOUR_WORDS``), so the
             tower learns kind, size and texture apart from colour, where a fixed palette
             would let colour stand for kind.
+        hue_drop_colours: after any first phase, the probability of rotating the hue of a
+            line whose colour words are all in its answers (grounded captions, region
+            descriptions), dropping those words from the answers and from the phrase-word
+            targets (``data.SegDataset``'s ``colour_drop_hue``), so that kind is learnt apart
+            from colour where most phrase words come from.
         vision_lr_scale: the vision tower's learning rate as a multiple of ``lr`` (its
             schedule is the same). A tower trained from scratch may need a higher rate than
             the language model to learn what a shape is in the time budget.
@@ -146,6 +151,7 @@ class TrainConfig:
     vision_lr_scale: float = 1.0
     first_words_only: bool = False
     first_hue_augment: float = 0.0
+    hue_drop_colours: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.data, str):
@@ -176,6 +182,9 @@ class TrainConfig:
                 "first_hue_augment needs first_words_only: a rotated image's colour words "
                 "would be wrong for the language model"
             )
+        for name in ("hue_augment", "hue_drop_colours"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise InputError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not self.vision_lr_scale > 0:
             raise InputError(f"vision_lr_scale must be > 0, got {self.vision_lr_scale}")
         if self.precision not in PRECISIONS:
@@ -447,6 +456,7 @@ class Trainer:
             self.model.config,
             hue_augment=self.cfg.hue_augment,
             colour_blind_hue=self.cfg.first_hue_augment if mix is self.first else 0.0,
+            colour_drop_hue=0.0 if mix is self.first else self.cfg.hue_drop_colours,
         )
         groups = image_groups(mix.samples, self.cfg.group_by_image, mix.copies)
         for indices in _batch_stream(groups, self.cfg.batch_size, self.cfg.seed, start):

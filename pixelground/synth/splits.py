@@ -6,6 +6,9 @@
 - ``test`` scenes contain at least one shape of a held-out combination, and every test
   expression with targets refers to at least one such shape. No-target test expressions are
   unrestricted.
+- ``val_heldout`` follows the test policy with samples of its own: a validation split of the
+  held-out combinations (as CLEVR CoGenT's valB), for choosing what generalises to them
+  without reading the test split.
 
 Each sample has its own generator seeded by (seed, task, split, index), so a sample does not
 depend on how many others were generated, and splits of one seed never share a sample.
@@ -21,7 +24,9 @@ import numpy as np
 
 from pixelground.synth.scene import COLOURS, KINDS, Pair, Shape
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+SPLITS: tuple[str, ...] = ("train", "val", "test", "val_heldout")
+#: Splits whose scenes must show a held-out combination.
+HELD_OUT_SPLITS: tuple[str, ...] = ("test", "val_heldout")
 TASKS: tuple[str, ...] = ("refer", "gcg", "region", "video")
 #: One held-out kind per colour and one colour per kind, so every colour and every kind is
 #: still seen in training, each with four other partners.
@@ -40,7 +45,7 @@ class SplitPolicy:
     """What a split may contain.
 
     Attributes:
-        name: "train", "val" or "test".
+        name: one of SPLITS.
         pairs: (colour, kind) combinations scenes are sampled from.
         required_pairs: every scene contains a shape of one of these (empty: no requirement).
         held_out: the held-out combinations.
@@ -82,7 +87,7 @@ def split_policy(
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     all_pairs = tuple((c, k) for c in colours for k in kinds)
     held = tuple(p for p in held_out if p in all_pairs)
-    if split == "test":
+    if split in HELD_OUT_SPLITS:
         return SplitPolicy(split, all_pairs, held, held)
     return SplitPolicy(split, tuple(p for p in all_pairs if p not in held), (), held)
 

@@ -143,7 +143,7 @@ def write_split(
     Args:
         root: output root; the split goes to ``root/<task>/<split>``.
         task: "refer", "gcg", "region" or "video".
-        split: "train", "val" or "test".
+        split: one of ``splits.SPLITS``.
         n: number of images (videos for task "video").
         seed: non-negative seed; same arguments -> byte-identical files.
         options: sizes and per-sample counts.

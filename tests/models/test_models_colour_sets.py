@@ -121,7 +121,8 @@ def _fake_answers(backend, monkeypatch, fit: float, own: list[np.ndarray]) -> li
 
     monkeypatch.setattr(backend, "_answer_referring", answer)
     monkeypatch.setattr(
-        "pixelground.models.target_decision.mask_word_fit", lambda model, image, mask, text: fit
+        "pixelground.models.target_decision.mask_word_fit",
+        lambda model, image, mask, text, views: fit,
     )
     return asked
 

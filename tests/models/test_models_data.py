@@ -15,6 +15,7 @@ from pixelground.models.data import (
     DataLineError,
     SegDataset,
     collate,
+    drop_colour_words,
     names_colour,
     read_finetune_jsonl,
     rotate_hue,
@@ -206,3 +207,33 @@ def test_colour_blind_hue_rotates_every_line_and_marks_it(tiny_data, tiny_model)
     assert batch["colour_blind"].tolist() == [True, False]
     evaluation = SegDataset(samples, tiny_model.tokenizer, config, train=False, colour_blind_hue=1)
     assert not evaluation[0]["colour_blind"]
+
+
+def test_drop_colour_words_keeps_the_rest_of_the_text():
+    caption = "The image shows <p>a large striped Red ellipse</p> [SEG] on a grey background."
+    assert drop_colour_words(caption) == (
+        "The image shows <p>a large striped ellipse</p> [SEG] on a background."
+    )
+    assert drop_colour_words("the reddish credible star") == "the reddish credible star"
+
+
+def test_colour_drop_hue_rotates_lines_whose_colours_are_all_in_the_answers(tiny_data, tiny_model):
+    samples = read_finetune_jsonl(tiny_data).samples[:4]  # red square, green star, GCG, region
+    config = tiny_model.config
+    plain = SegDataset(samples, tiny_model.tokenizer, config, train=True)
+    dropped = SegDataset(samples, tiny_model.tokenizer, config, train=True, colour_drop_hue=1.0)
+    for index in (0, 1):  # the question names the colour: the line is left alone
+        assert not dropped[index]["colour_blind"]
+        assert torch.equal(dropped[index]["pixel_values"], plain[index]["pixel_values"])
+    for index in (2, 3):
+        item = dropped[index]
+        assert item["colour_blind"]
+        assert not torch.equal(item["pixel_values"], plain[index]["pixel_values"])
+        text = tiny_model.tokenizer.decode(item["input_ids"])
+        assert not names_colour([text]) and names_colour(
+            [tiny_model.tokenizer.decode(plain[index]["input_ids"])]
+        )
+        assert torch.equal(item["gt_masks"], plain[index]["gt_masks"])
+    assert "<p> a square </p>" in tiny_model.tokenizer.decode(dropped[2]["input_ids"])
+    evaluation = SegDataset(samples, tiny_model.tokenizer, config, train=False, colour_drop_hue=1)
+    assert not evaluation[2]["colour_blind"]

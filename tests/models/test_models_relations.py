@@ -92,7 +92,7 @@ def test_a_refused_relation_is_answered_from_its_subjects_and_anchor(fallback_ba
         asked.append(expression)
         return answers.get(expression, [])
 
-    def fit(model, image, mask, text):
+    def fit(model, image, mask, text, views):
         fits.append(text)
         return math.log(0.3)
 

@@ -293,6 +293,9 @@ def test_first_words_only_trains_the_image_features_alone_then_everything(
         )
     with pytest.raises(Exception, match="first_hue_augment must be in"):
         _config(tiny_data, tmp_path / "bad", **words_cfg, first_hue_augment=1.5)
+    for name in ("hue_augment", "hue_drop_colours"):
+        with pytest.raises(Exception, match=f"{name} must be in"):
+            _config(tiny_data, tmp_path / "bad", **{name: -0.1})
     with pytest.raises(Exception, match="word_loss_weight"):
         Trainer(_config(tiny_data, tmp_path / "no_heads", **words_cfg), tiny_overrides)
 

@@ -128,3 +128,14 @@ def test_split_pairs_respect_held_out_combinations():
     for index in range(30):
         assert not any(s.pair in held for s in _scene(1, index, "train").shapes)
         assert any(s.pair in held for s in _scene(1, index, "test").shapes)
+        assert any(s.pair in held for s in _scene(1, index, "val_heldout").shapes)
+
+
+def test_val_heldout_follows_the_test_policy_with_scenes_of_its_own():
+    test, val_heldout = split_policy("test"), split_policy("val_heldout")
+    assert (val_heldout.pairs, val_heldout.required_pairs) == (test.pairs, test.required_pairs)
+    assert val_heldout.is_test and not split_policy("val").is_test
+    assert all(
+        _scene(0, index, "val_heldout").to_dict() != _scene(0, index, "test").to_dict()
+        for index in range(5)
+    )

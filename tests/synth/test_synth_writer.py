@@ -155,8 +155,13 @@ def test_cli_writes_every_split(tmp_path, capsys):
     ]
     assert _cli([*argv, "--json"]) == 0
     infos = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(i["split"], i["n"]) for i in infos] == [("train", 5), ("val", 1), ("test", 1)]
-    for split in ("train", "val", "test"):
+    assert [(i["split"], i["n"]) for i in infos] == [
+        ("train", 5),
+        ("val", 1),
+        ("test", 1),
+        ("val_heldout", 1),
+    ]
+    for split in ("train", "val", "test", "val_heldout"):
         folder = tmp_path / "refer" / split
         assert {"annotations.jsonl", "finetune.jsonl", "scenes.jsonl", "info.json"} <= {
             p.name for p in folder.iterdir()

@@ -1,11 +1,12 @@
 """``pixelground synth``: write splits of the procedural grounding benchmark.
 
     pixelground synth DIR --task refer|gcg|region|video --n N --seed S
-                      [--split train|val|test|all] [--size 256] [--frames 8]
+                      [--split train|val|test|val_heldout|all] [--size 256] [--frames 8]
                       [--n-eval M] [--image-format png|jpg] [--overwrite]
 
 Writes ``DIR/<task>/<split>/`` (see docs/synth.md). With ``--split all`` the train split gets
-N samples and val and test get ``--n-eval`` (default N // 5, at least 1) each.
+N samples and val, test and val_heldout get ``--n-eval`` (default N // 5, at least 1) each.
+val_heldout is a validation split of the held-out colour/kind pairs (see docs/synth.md).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--split", default="train", choices=(*SPLITS, "all"))
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     parser.add_argument("--frames", type=int, default=8, help="frames per clip (video; default 8)")
-    parser.add_argument("--n-eval", type=int, default=None, help="val/test size with --split all")
+    parser.add_argument(
+        "--n-eval", type=int, default=None, help="val/test/val_heldout size with --split all"
+    )
     parser.add_argument("--image-format", default="png", choices=("png", "jpg"))
     parser.add_argument("--overwrite", action="store_true", help="replace existing split folders")
     parser.add_argument("--json", action="store_true", help="print each split's info.json")
@@ -49,7 +52,7 @@ def plan(split: str, n: int, n_eval: int | None) -> list[tuple[str, int]]:
     if split != "all":
         return [(split, n)]
     small = n_eval if n_eval is not None else max(1, n // 5)
-    return [("train", n), ("val", small), ("test", small)]
+    return [("train", n), ("val", small), ("test", small), ("val_heldout", small)]
 
 
 def run(args: argparse.Namespace) -> int:
