@@ -168,6 +168,14 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def tiny_image(tiny_data: Path):
+    """The tiny data's first image: (64, 64, 3) uint8 pixels."""
+    from pixelground.core.media import load_image
+
+    return load_image(tiny_data.parent / "images" / "000.png").pixels
+
+
+@pytest.fixture
 def seeded_model(tiny_data: Path, tiny_overrides: dict[str, Any]):
     """Build a tiny SegTokenModel with options on top of the tiny architecture (seed 0; its
     word-level tokenizer from the tiny data): ``seeded_model(motion_query=True)``."""

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 from pixelground.core.errors import InputError
-from pixelground.core.media import load_image
 from pixelground.models.backend import SegTokenModelBackend
 from pixelground.models.config import SegModelConfig
 from pixelground.models.data import rotate_hue
@@ -26,18 +25,15 @@ from pixelground.models.target_decision import (
 )
 
 
-def _image(tiny_data) -> np.ndarray:
-    return load_image(tiny_data.parent / "images" / "000.png").pixels
-
-
-def test_views_are_the_image_and_rotations_evenly_round_the_wheel(tiny_data):
+def test_views_are_the_image_and_rotations_evenly_round_the_wheel(tiny_image):
     assert view_angles(4) == pytest.approx([0, math.pi / 2, math.pi, 3 * math.pi / 2])
-    image = _image(tiny_data)
-    views = hue_views(image, 3)
-    assert len(views) == 3 and views[0] is image
+    views = hue_views(tiny_image, 3)
+    assert len(views) == 3 and views[0] is tiny_image
     for view, angle in zip(views[1:], view_angles(3)[1:], strict=True):
-        assert np.array_equal(view, rotate_hue(image, angle)) and not np.array_equal(view, image)
-    assert hue_views(image, 1) == [image]
+        assert np.array_equal(view, rotate_hue(tiny_image, angle)) and not np.array_equal(
+            view, tiny_image
+        )
+    assert hue_views(tiny_image, 1) == [tiny_image]
     with pytest.raises(InputError, match="hue views must be >= 1"):
         view_angles(0)
 
@@ -77,34 +73,32 @@ def test_mean_evidence_averages_every_input_and_the_mask_logits():
     assert mean_evidence([one]) is one
 
 
-def test_referring_mask_on_views_is_the_mask_of_the_mean_logits(seeded_model, tiny_data):
-    image = _image(tiny_data)
+def test_referring_mask_on_views_is_the_mask_of_the_mean_logits(seeded_model, tiny_image):
     prompt = "Please segment the square."
     model = seeded_model(target_decision=[0.0, 0.0, 1.0]).eval()
     logits = torch.stack(
-        [target_evidence(model, view, prompt).mask_logits for view in hue_views(image, 3)]
+        [target_evidence(model, view, prompt).mask_logits for view in hue_views(tiny_image, 3)]
     ).mean(0)
-    expected = bool_masks(logits, 1, 1, image.shape[:2], model.config.min_mask_island)[0, 0]
-    assert np.array_equal(referring_mask(model, image, prompt, views=3), expected)
+    expected = bool_masks(logits, 1, 1, tiny_image.shape[:2], model.config.min_mask_island)[0, 0]
+    assert np.array_equal(referring_mask(model, tiny_image, prompt, views=3), expected)
     assert np.array_equal(
-        referring_mask(model, image, prompt),
-        bool_masks(target_evidence(model, image, prompt).mask_logits, 1, 1, image.shape[:2], 0)[
-            0, 0
-        ],
+        referring_mask(model, tiny_image, prompt),
+        bool_masks(
+            target_evidence(model, tiny_image, prompt).mask_logits, 1, 1, tiny_image.shape[:2], 0
+        )[0, 0],
     )
 
 
 def test_the_word_check_reads_colours_on_the_image_and_other_words_on_every_view(
-    seeded_model, tiny_data
+    seeded_model, tiny_image
 ):
     model = seeded_model(word_loss_weight=0.5, phrase_words=["red", "square"]).eval()
-    image = _image(tiny_data)
-    mask = np.zeros(image.shape[:2], bool)
-    mask[: image.shape[0] // 2, : image.shape[1] // 2] = True
+    mask = np.zeros(tiny_image.shape[:2], bool)
+    mask[: tiny_image.shape[0] // 2, : tiny_image.shape[1] // 2] = True
     red, square = model.tokenizer.convert_tokens_to_ids(["red", "square"])
     per_view = []
     with torch.no_grad():
-        for view in hue_views(image, 3):
+        for view in hue_views(tiny_image, 3):
             embed = model.encode_image(model.preprocess([view])).embed[0]
             weights = F.adaptive_avg_pool2d(
                 torch.from_numpy(mask.astype(np.float32))[None, None], embed.shape[-2:]
@@ -112,9 +106,9 @@ def test_the_word_check_reads_colours_on_the_image_and_other_words_on_every_view
             region = (embed * weights).sum((1, 2)) / weights.sum()
             per_view.append(F.logsigmoid(model.word_heads[0](region)))
     expected = min(float(per_view[0][red]), float(torch.stack(per_view)[:, square].mean()))
-    fit = mask_word_fit(model, image, mask, "the red square", views=3)
+    fit = mask_word_fit(model, tiny_image, mask, "the red square", views=3)
     assert fit == pytest.approx(expected, abs=1e-4)
-    averaged = mask_word_fit(model, image, mask, "the square", views=3)
+    averaged = mask_word_fit(model, tiny_image, mask, "the square", views=3)
     assert averaged == pytest.approx(float(torch.stack(per_view)[:, square].mean()), abs=1e-4)
     assert averaged != pytest.approx(float(per_view[0][square]), abs=1e-4)
 

@@ -30,10 +30,6 @@ from pixelground.models.tokenizer import prompt_ids
 from pixelground.serve.cli import main
 
 
-def _image(tiny_data) -> np.ndarray:
-    return load_image(tiny_data.parent / "images" / "000.png").pixels
-
-
 def test_target_decision_must_be_three_or_four_finite_numbers(tiny_overrides):
     assert SegModelConfig.from_dict({**tiny_overrides, "target_decision": [1, 2, 3]})
     assert SegModelConfig.from_dict({**tiny_overrides, "target_decision": [1, 2, 3, 4]})
@@ -64,11 +60,10 @@ def test_the_expressions_words_are_its_first_run_of_phrase_words(seeded_model):
     assert expression_words(seeded_model(phrase_words=["red"]), prompt) == []  # no word heads
 
 
-def test_the_word_fit_reads_the_phrase_word_head_on_the_masks_region(seeded_model, tiny_data):
+def test_the_word_fit_reads_the_phrase_word_head_on_the_masks_region(seeded_model, tiny_image):
     model = seeded_model(word_loss_weight=0.5, phrase_words=["red", "square"]).eval()
-    image = _image(tiny_data)
-    evidence = target_evidence(model, image, "Please segment the red square.")
-    features = model.encode_image(model.preprocess([image]))
+    evidence = target_evidence(model, tiny_image, "Please segment the red square.")
+    features = model.encode_image(model.preprocess([tiny_image]))
     embed = features.embed[0]  # (d, g, g)
     weights = torch.nn.functional.adaptive_avg_pool2d(
         torch.sigmoid(evidence.mask_logits)[None], embed.shape[-2:]
@@ -79,16 +74,15 @@ def test_the_word_fit_reads_the_phrase_word_head_on_the_masks_region(seeded_mode
     words = model.tokenizer.convert_tokens_to_ids(["red", "square"])
     assert evidence.word_fit == pytest.approx(float(log_p[words].min()), abs=1e-4)
     assert evidence.word_fit < 0
-    assert target_evidence(model, image, "Please segment the thing.").word_fit == 0.0
+    assert target_evidence(model, tiny_image, "Please segment the thing.").word_fit == 0.0
 
 
-def test_evidence_is_the_lm_first_token_and_the_forced_seg(seeded_model, tiny_data):
+def test_evidence_is_the_lm_first_token_and_the_forced_seg(seeded_model, tiny_image):
     model = seeded_model().eval()
-    image = _image(tiny_data)
     prompt = "Please segment the red square."
-    evidence = target_evidence(model, image, prompt)
+    evidence = target_evidence(model, tiny_image, prompt)
     # the odds of [SEG] where the answer starts, from the prompt alone
-    features = model.encode_image(model.preprocess([image]))
+    features = model.encode_image(model.preprocess([tiny_image]))
     ids = torch.tensor([prompt_ids(model.tokenizer, prompt, model.num_image_tokens, False)])
     with torch.no_grad():
         embeds = model.embed_inputs(ids, features, torch.full((1,), -1.0))
@@ -99,32 +93,31 @@ def test_evidence_is_the_lm_first_token_and_the_forced_seg(seeded_model, tiny_da
     assert math.isfinite(evidence.prior_peak)
     assert evidence.mask_logits.shape == (1, model.config.mask_grid, model.config.mask_grid)
     with pytest.raises(InputError, match="prompt is empty"):
-        target_evidence(model, image, "   ")
+        target_evidence(model, tiny_image, "   ")
 
 
-def test_answer_referring_follows_the_decision(seeded_model, tiny_data):
-    image = _image(tiny_data)
+def test_answer_referring_follows_the_decision(seeded_model, tiny_image):
     prompt = "Please segment the red square."
     yes = seeded_model(target_decision=[0.0, 0.0, 1.0]).eval()
-    answer = answer_referring(yes, image, prompt)
-    assert len(answer.masks) == 1 and answer.masks[0].shape == image.shape[:2]
-    evidence = target_evidence(yes, image, prompt)
+    answer = answer_referring(yes, tiny_image, prompt)
+    assert len(answer.masks) == 1 and answer.masks[0].shape == tiny_image.shape[:2]
+    evidence = target_evidence(yes, tiny_image, prompt)
     assert np.array_equal(
         answer.masks[0],
         (
             torch.nn.functional.interpolate(
-                evidence.mask_logits[:, None], size=image.shape[:2], mode="bilinear"
+                evidence.mask_logits[:, None], size=tiny_image.shape[:2], mode="bilinear"
             )[0, 0]
             > 0
         ).numpy(),
     )
-    assert np.array_equal(referring_mask(yes, image, prompt), answer.masks[0])
+    assert np.array_equal(referring_mask(yes, tiny_image, prompt), answer.masks[0])
     no = seeded_model(target_decision=[0.0, 0.0, -1.0]).eval()
-    refused = answer_referring(no, image, prompt)
+    refused = answer_referring(no, tiny_image, prompt)
     assert refused.masks == [] and "[SEG]" not in refused.text
-    assert referring_mask(no, image, prompt) is None
+    assert referring_mask(no, tiny_image, prompt) is None
     with pytest.raises(InputError, match="no target_decision"):
-        answer_referring(seeded_model().eval(), image, prompt)
+        answer_referring(seeded_model().eval(), tiny_image, prompt)
 
 
 def test_fit_separates_the_fitting_lines_and_needs_both_kinds(seeded_model, tiny_data):
@@ -161,7 +154,9 @@ def test_the_fit_weighs_the_word_fit_when_the_model_knows_its_phrase_words(seede
     assert fit.t_acc == pytest.approx(np.mean(said[0::2]))
 
 
-def test_calibrate_writes_the_decision_the_backend_then_uses(seeded_model, tiny_data, tmp_path):
+def test_calibrate_writes_the_decision_the_backend_then_uses(
+    seeded_model, tiny_data, tiny_image, tmp_path
+):
     model = seeded_model().eval()
     model.save_pretrained(tmp_path / "ckpt")
     assert main(["calibrate", str(tmp_path / "ckpt"), "--data", str(tiny_data)]) == 0
@@ -169,9 +164,8 @@ def test_calibrate_writes_the_decision_the_backend_then_uses(seeded_model, tiny_
     assert len(written) == 3
     backend = SegTokenModelBackend(tmp_path / "ckpt")
     assert backend.config.target_decision == tuple(written)
-    image = _image(tiny_data)
-    expected = answer_referring(backend.model, image, "Please segment the red square.").masks
-    masks = backend.segment_expression(image, "the red square")
+    expected = answer_referring(backend.model, tiny_image, "Please segment the red square.").masks
+    masks = backend.segment_expression(tiny_image, "the red square")
     assert len(masks) == len(expected)
     assert all(np.array_equal(a, b) for a, b in zip(masks, expected, strict=True))
     assert main(["calibrate", str(tmp_path / "nowhere"), "--data", str(tiny_data)]) != 0
