@@ -45,7 +45,7 @@ from pixelground.models.generation import (
     greedy,
     prompt_tensor,
 )
-from pixelground.models.hue_views import hue_views
+from pixelground.models.hue_views import hue_views, views_for
 from pixelground.models.parts import VisionFeatures
 from pixelground.models.tokenizer import grounded_text
 
@@ -257,12 +257,20 @@ def _decide(
     if weights is None:
         raise InputError("the model has no target_decision; fit one with `pixelground calibrate`")
     size = (int(image.shape[0]), int(image.shape[1]))
-    features = [model.encode_image(model.preprocess([view])) for view in hue_views(image, views)]
-    evidence = mean_evidence([_evidence(model, f, prompt) for f in features])
+    evidence, features = _views_evidence(model, image, prompt, views)
     if not has_target(weights, evidence):
-        return None, features[0]
+        return None, features
     masks = bool_masks(evidence.mask_logits, 1, 1, size, model.config.min_mask_island)
-    return masks[0, 0], features[0]
+    return masks[0, 0], features
+
+
+@torch.no_grad()
+def _views_evidence(
+    model: SegTokenModel, image: np.ndarray, prompt: str, views: int
+) -> tuple[TargetEvidence, VisionFeatures]:
+    """The mean evidence on ``views`` hue views of the image, and the image's own features."""
+    features = [model.encode_image(model.preprocess([view])) for view in hue_views(image, views)]
+    return mean_evidence([_evidence(model, f, prompt) for f in features]), features[0]
 
 
 def mean_evidence(evidence: Sequence[TargetEvidence]) -> TargetEvidence:
@@ -340,7 +348,9 @@ def fit_target_decision(
     for sample, _ in lines:
         question = sample.conversation[0]["content"]
         image = load_image(sample.frames[0]).pixels
-        rows.append(target_evidence(model, image, question).features()[:inputs])
+        views = views_for(question, model.config.hue_views, model.config.set_noun)
+        evidence, _ = _views_evidence(model, image, question, views)
+        rows.append(evidence.features()[:inputs])
     features = torch.tensor(rows, dtype=torch.float32).clamp(min=-50.0)
     weights = torch.zeros(inputs + 1, requires_grad=True)
     optimizer = torch.optim.LBFGS([weights], max_iter=200, line_search_fn="strong_wolfe")

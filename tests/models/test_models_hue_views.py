@@ -3,6 +3,7 @@ image and hue-rotated copies of it; the word check reads non-colour words the sa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -132,3 +133,27 @@ def test_the_backend_answers_colour_free_expressions_on_views(seeded_model, tmp_
         (template.format(expression="the red square"), 1),
         (template.format(expression="all large shapes"), 1),
     ]
+
+
+def test_the_decision_is_fitted_on_the_evidence_it_will_weigh(seeded_model, tiny_data, monkeypatch):
+    from pixelground.models import target_decision
+    from pixelground.models.data import read_finetune_jsonl
+
+    model = seeded_model(hue_views=3).eval()
+    asked: list[tuple[str, int]] = []
+    evidence = target_decision._views_evidence
+
+    def recorded(model, image, prompt, views):
+        asked.append((prompt, views))
+        return evidence(model, image, prompt, views)
+
+    monkeypatch.setattr(target_decision, "_views_evidence", recorded)
+    samples = read_finetune_jsonl(tiny_data).samples  # every question names a colour
+    turns = [
+        {"role": "user", "content": "Please segment the square."},
+        {"role": "assistant", "content": "[SEG]"},
+    ]
+    samples.append(dataclasses.replace(samples[0], conversation=turns))
+    target_decision.fit_target_decision(model, samples)
+    assert asked and all(views == views_for(prompt, 3, "shape") for prompt, views in asked)
+    assert {views for _, views in asked} == {1, 3}  # colour-free questions on three views
