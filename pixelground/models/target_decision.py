@@ -153,14 +153,6 @@ def _word_fit(
     if float(weights.sum()) < 1e-3:
         pooled_logits = F.adaptive_max_pool2d(mask_logits.float()[None, None], grid)[0, 0]
         weights = (pooled_logits == pooled_logits.max()).float()
-    return _region_word_fit(model, embed, weights, words)
-
-
-def _region_word_fit(
-    model: SegTokenModel, embed: torch.Tensor, weights: torch.Tensor, words: list[int]
-) -> float:
-    """The lowest log-probability of ``words`` under the phrase-word head on the decoder
-    embedding ``embed`` (d, g, g) averaged with ``weights`` (g, g)."""
     return float(_region_word_log_probs(model, embed, weights, words).min())
 
 
@@ -197,15 +189,14 @@ def mask_word_fit(
     words = expression_words(model, text)
     if not words:
         return 0.0
-    region = torch.from_numpy(np.asarray(mask, dtype=np.float32))
-    per_view = []
-    for view in hue_views(image, views):
-        embed = model.encode_image(model.preprocess([view])).embed[0]
-        weights = F.adaptive_avg_pool2d(region[None, None].to(embed.device), embed.shape[-2:])
-        if float(weights.sum()) <= 0:
-            raise InputError("the region mask is empty; there is nothing to read words on")
-        per_view.append(_region_word_log_probs(model, embed, weights[0, 0], words))
-    log_probs = torch.stack(per_view)  # (views, words)
+    if not np.any(mask):
+        raise InputError("the region mask is empty; there is nothing to read words on")
+    embeds = [model.encode_image(model.preprocess([v])).embed[0] for v in hue_views(image, views)]
+    region = torch.from_numpy(np.asarray(mask, dtype=np.float32)).to(embeds[0].device)
+    weights = F.adaptive_avg_pool2d(region[None, None], embeds[0].shape[-2:])[0, 0]
+    log_probs = torch.stack(  # (views, words)
+        [_region_word_log_probs(model, embed, weights, words) for embed in embeds]
+    )
     colours = model.colour_columns()[torch.tensor(words)].to(log_probs.device)
     read = torch.where(colours, log_probs[0], log_probs.mean(0))
     return float(read.min())
