@@ -224,6 +224,12 @@ class SegModelConfig:
             with its hue turned evenly round the colour wheel, the target decision's inputs
             and the mask logits averaged; ``set_fallback``'s word check reads its words other
             than colours the same way (hue_views.py). 1: the image alone.
+        mask_refine: a referring answer's mask probabilities, upsampled from ``mask_grid``,
+            are guided-filtered with the image as guide before the 0.5 threshold, so that
+            the mask's border follows the image's colour edges (core.guided_filter; window
+            radius this fraction of the image's shorter side, at least 1 pixel). None: the
+            upsampled logits above 0.
+        mask_refine_eps: the guided filter's regulariser (colours in [0, 1]).
         max_length: training sequences are cut to this many tokens.
         vision_config: resolved transformers config of the tower (filled when built).
         lm_config: resolved transformers config of the LM (filled when built).
@@ -298,6 +304,8 @@ class SegModelConfig:
     set_noun: str = "shape"
     relation_check: bool = False
     hue_views: int = 1
+    mask_refine: float | None = None
+    mask_refine_eps: float = 1e-3
     max_length: int = 192
     vision_config: dict[str, Any] | None = None
     lm_config: dict[str, Any] | None = None
@@ -341,6 +349,10 @@ class SegModelConfig:
             raise InputError(
                 f"set_fallback must be a probability in (0, 1), got {self.set_fallback}"
             )
+        if self.mask_refine is not None and not 0 < self.mask_refine <= 1:
+            raise InputError(f"mask_refine must be in (0, 1], got {self.mask_refine}")
+        if not self.mask_refine_eps > 0:
+            raise InputError(f"mask_refine_eps must be > 0, got {self.mask_refine_eps}")
         if self.hue_views < 1:
             raise InputError(f"hue_views must be >= 1, got {self.hue_views}")
         if len(self.set_noun.split()) != 1:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from pixelground.backends.base import GroundedText
 from pixelground.core.errors import InputError
+from pixelground.core.guided_filter import guided_filter
 from pixelground.core.masks import small_pieces
 from pixelground.models.memory import MemoryBank
 from pixelground.models.parts import ClipKeys, VisionFeatures
@@ -133,12 +134,29 @@ def bool_masks(
     Pieces of the m x m logits above 0 smaller than ``min_island`` cells (8-connected) are
     set below 0 first, so they and their upsampled borders leave the mask.
     """
+    full = _upsampled(logits, size, min_island)
+    return (full > 0).view(count, frames, *size).cpu().numpy()
+
+
+def guided_masks(
+    logits: torch.Tensor, image: np.ndarray, radius: int, eps: float, min_island: int = 0
+) -> np.ndarray:
+    """(N, H, W) bool masks of (N, m, m) mask logits on one RGB uint8 (H, W, 3) image: the
+    probabilities upsampled as in :func:`bool_masks`, then guided-filtered with the image as
+    guide (core.guided_filter) so that their borders follow its colour edges, above 0.5."""
+    full = torch.sigmoid(_upsampled(logits, image.shape[:2], min_island)).cpu().numpy()
+    return np.stack([guided_filter(image, p, radius, eps) > 0.5 for p in full])
+
+
+def _upsampled(logits: torch.Tensor, size: tuple[int, int], min_island: int) -> torch.Tensor:
+    """(N, H, W) float logits bilinearly upsampled from (N, m, m), pieces above 0 smaller than
+    ``min_island`` cells set below 0 first."""
     logits = logits.float()
     if min_island > 0:
         small = torch.from_numpy(small_pieces((logits > 0).cpu().numpy(), min_island))
         logits = logits.masked_fill(small.to(logits.device), -1.0)
-    full = F.interpolate(logits[:, None], size=size, mode="bilinear", align_corners=False)
-    return (full[:, 0] > 0).view(count, frames, *size).cpu().numpy()
+    size = (int(size[0]), int(size[1]))
+    return F.interpolate(logits[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
 @torch.no_grad()

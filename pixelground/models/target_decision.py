@@ -43,6 +43,7 @@ from pixelground.models.generation import (
     banned_tokens,
     bool_masks,
     greedy,
+    guided_masks,
     prompt_tensor,
 )
 from pixelground.models.hue_views import hue_views, views_for
@@ -247,12 +248,20 @@ def _decide(
     weights = model.config.target_decision
     if weights is None:
         raise InputError("the model has no target_decision; fit one with `pixelground calibrate`")
-    size = (int(image.shape[0]), int(image.shape[1]))
     evidence, features = _views_evidence(model, image, prompt, views)
     if not has_target(weights, evidence):
         return None, features
-    masks = bool_masks(evidence.mask_logits, 1, 1, size, model.config.min_mask_island)
-    return masks[0, 0], features
+    return answer_mask(model, evidence.mask_logits, image), features
+
+
+def answer_mask(model: SegTokenModel, logits: torch.Tensor, image: np.ndarray) -> np.ndarray:
+    """The (H, W) bool mask of a referring answer's (1, m, m) mask logits on its (H, W, 3)
+    image: guided by the image with ``mask_refine``, else the upsampled logits above 0."""
+    config = model.config
+    if config.mask_refine is None:
+        return bool_masks(logits, 1, 1, image.shape[:2], config.min_mask_island)[0, 0]
+    radius = max(1, round(config.mask_refine * min(image.shape[:2])))
+    return guided_masks(logits, image, radius, config.mask_refine_eps, config.min_mask_island)[0]
 
 
 @torch.no_grad()

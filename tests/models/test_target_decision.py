@@ -169,3 +169,18 @@ def test_calibrate_writes_the_decision_the_backend_then_uses(
     assert len(masks) == len(expected)
     assert all(np.array_equal(a, b) for a, b in zip(masks, expected, strict=True))
     assert main(["calibrate", str(tmp_path / "nowhere"), "--data", str(tiny_data)]) != 0
+
+
+def test_mask_refine_guides_the_answer_by_the_image(seeded_model, tiny_image):
+    from pixelground.models.generation import guided_masks
+
+    prompt = "Please segment the red square."
+    plain = seeded_model(target_decision=[0.0, 0.0, 1.0]).eval()
+    refined = seeded_model(target_decision=[0.0, 0.0, 1.0], mask_refine=0.0625).eval()
+    logits = target_evidence(refined, tiny_image, prompt).mask_logits
+    expected = guided_masks(logits, tiny_image, radius=4, eps=1e-3)[0]  # 0.0625 of 64 pixels
+    assert np.array_equal(referring_mask(refined, tiny_image, prompt), expected)
+    assert not np.array_equal(expected, referring_mask(plain, tiny_image, prompt))
+    for bad in ({"mask_refine": 0.0}, {"mask_refine": 1.5}, {"mask_refine_eps": 0.0}):
+        with pytest.raises(InputError, match="mask_refine"):
+            SegModelConfig(**bad)
