@@ -221,17 +221,16 @@ class SegTokenModelBackend:
         for frame in frames:
             batch.append(frame)
             if len(batch) == chunk:
-                yield self._decode_chunk(states, batch, times, size, memory, clip_keys)
+                yield self._decode_chunk(states, batch, times, memory, clip_keys)
                 batch = []
         if batch:
-            yield self._decode_chunk(states, batch, times, size, memory, clip_keys)
+            yield self._decode_chunk(states, batch, times, memory, clip_keys)
 
     def _decode_chunk(
         self,
         states: Any,
         batch: list[Frame],
         times: Any,
-        size: tuple[int, int],
         memory: Any,
         clip_keys: Any,
     ) -> tuple[list[int], np.ndarray]:
@@ -239,6 +238,6 @@ class SegTokenModelBackend:
 
         indices = [frame.index for frame in batch]
         masks = decode_video_frames(
-            self.model, states, [f.pixels for f in batch], times[indices], size, memory, clip_keys
+            self.model, states, [f.pixels for f in batch], times[indices], memory, clip_keys
         )
         return indices, masks

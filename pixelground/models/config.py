@@ -224,11 +224,12 @@ class SegModelConfig:
             with its hue turned evenly round the colour wheel, the target decision's inputs
             and the mask logits averaged; ``set_fallback``'s word check reads its words other
             than colours the same way (hue_views.py). 1: the image alone.
-        mask_refine: a referring answer's mask probabilities, upsampled from ``mask_grid``,
-            are guided-filtered with the image as guide before the 0.5 threshold, so that
-            the mask's border follows the image's colour edges (core.guided_filter; window
-            radius this fraction of the image's shorter side, at least 1 pixel). None: the
-            upsampled logits above 0.
+        mask_refine: every mask's probabilities (referring answers, grounded captions,
+            region prompts' answers, video frames), upsampled from ``mask_grid``, are
+            guided-filtered with their image as guide before the 0.5 threshold, so that the
+            mask's border follows the image's colour edges (core.guided_filter; window radius
+            this fraction of the image's shorter side, at least 1 pixel). None: the upsampled
+            logits above 0.
         mask_refine_eps: the guided filter's regulariser (colours in [0, 1]).
         max_length: training sequences are cut to this many tokens.
         vision_config: resolved transformers config of the tower (filled when built).

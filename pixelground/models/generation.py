@@ -114,16 +114,36 @@ def masks_at(
     states: torch.Tensor,
     features: VisionFeatures,
     times: torch.Tensor,
-    size: tuple[int, int],
+    pixels: Sequence[np.ndarray],
 ) -> np.ndarray:
-    """(S, F, H, W) bool masks of S [SEG] states on F frames."""
+    """(S, F, H, W) bool masks of S [SEG] states on F frames, whose RGB uint8 (H, W, 3)
+    ``pixels`` guide them with ``mask_refine`` (see :func:`frame_masks`)."""
     count, frames = len(states), len(times)
     state_index = torch.arange(count, device=model.device).repeat_interleave(frames)
     frame_index = torch.arange(frames, device=model.device).repeat(count)
     logits, _ = model.decode_masks(
         states[state_index], features.select(frame_index), times[frame_index]
     )
-    return bool_masks(logits, count, frames, size, model.config.min_mask_island)
+    return frame_masks(model, logits, count, pixels)
+
+
+def frame_masks(
+    model: SegTokenModel, logits: torch.Tensor, count: int, pixels: Sequence[np.ndarray]
+) -> np.ndarray:
+    """(count, F, H, W) bool masks of (count * F, m, m) state-major mask logits on F frames
+    (RGB uint8 (H, W, 3) ``pixels``): with the config's ``mask_refine`` guided by each frame
+    (:func:`guided_masks`), else :func:`bool_masks`."""
+    config = model.config
+    size = (int(pixels[0].shape[0]), int(pixels[0].shape[1]))
+    if config.mask_refine is None:
+        return bool_masks(logits, count, len(pixels), size, config.min_mask_island)
+    radius = max(1, round(config.mask_refine * min(size)))
+    by_frame = logits.view(count, len(pixels), *logits.shape[-2:])
+    masks = [
+        guided_masks(by_frame[:, f], frame, radius, config.mask_refine_eps, config.min_mask_island)
+        for f, frame in enumerate(pixels)
+    ]
+    return np.stack(masks, 1)
 
 
 def bool_masks(
@@ -198,7 +218,7 @@ def generate_grounded(
         states = _seg_states(model, hidden, positions)
         if model.needs_lm_states:
             features.lm_states = model.frame_lm_states(features, times, hidden, ids)
-        masks = list(masks_at(model, states, features, times, size)[:, 0])
+        masks = list(masks_at(model, states, features, times, [image])[:, 0])
     return grounded_text(model.tokenizer, generated, masks, size)
 
 
@@ -265,18 +285,17 @@ def decode_video_frames(
     states: torch.Tensor,
     frames: Sequence[np.ndarray],
     times: torch.Tensor,
-    size: tuple[int, int],
     memory: MemoryBank | None = None,
     keys: ClipKeys | None = None,
 ) -> np.ndarray:
-    """(S, t, H, W) bool masks of S [SEG] queries on t frames (encoded together).
+    """(S, t, H, W) bool masks of S [SEG] queries on t frames (encoded together), at the
+    frames' size.
 
     Args:
         model: the model (in eval mode).
         states: (S, D) queries from :func:`answer_video`.
         frames: t RGB uint8 (H, W, 3) frames, in time order.
         times: (t,) their normalised times in the clip.
-        size: (H, W) output size.
         memory: the tracks' memory (:func:`video_memory`) of the frames decoded before these;
             the frames are then decoded one after another and remembered. None decodes each
             frame on its own.
@@ -288,7 +307,7 @@ def decode_video_frames(
     if model.needs_lm_states:
         features.lm_states = model.frame_lm_states(features, times, None, None)
     if memory is None:
-        return masks_at(model, states, features, times, size)
+        return masks_at(model, states, features, times, frames)
     count = len(states)
     per_frame = []
     for t in range(len(frames)):
@@ -296,7 +315,7 @@ def decode_video_frames(
         logits, _ = model.decode_track_step(states, features.select(frame), times[frame], memory)
         per_frame.append(logits)
     logits = torch.stack(per_frame, 1).flatten(0, 1)
-    return bool_masks(logits, count, len(frames), size, model.config.min_mask_island)
+    return frame_masks(model, logits, count, frames)
 
 
 @torch.no_grad()
@@ -340,7 +359,6 @@ def generate_grounded_video(
                 states,
                 frames[start : start + chunk],
                 times[start : start + chunk],
-                size,
                 memory,
                 clip_keys,
             )

@@ -120,20 +120,20 @@ def _clip(count: int = 7) -> list[np.ndarray]:
 def test_decoding_in_chunks_carries_the_memory(memory_model):
     from pixelground.models.generation import decode_video_frames, video_memory, video_times
 
-    model, frames, size = memory_model, _clip(), (36, 44)
+    model, frames = memory_model, _clip()
     states = torch.randn(2, model.lm.config.hidden_size)
     times = video_times(len(frames), model.device, model.dtype)
-    whole = decode_video_frames(model, states, frames, times, size, video_memory(model))
+    whole = decode_video_frames(model, states, frames, times, video_memory(model))
     bank = video_memory(model)
     parts = [
-        decode_video_frames(model, states, frames[s : s + 3], times[s : s + 3], size, bank)
+        decode_video_frames(model, states, frames[s : s + 3], times[s : s + 3], bank)
         for s in range(0, len(frames), 3)
     ]
     np.testing.assert_array_equal(np.concatenate(parts, axis=1), whole)
     assert whole.shape == (2, 7, 36, 44) and len(bank) == 2
     # the last frame's mask depends on the frames before it
     earlier = [frames[5], frames[4], frames[3], frames[2], frames[1], frames[0], frames[6]]
-    other = decode_video_frames(model, states, earlier, times, size, video_memory(model))
+    other = decode_video_frames(model, states, earlier, times, video_memory(model))
     assert not np.array_equal(other[:, -1], whole[:, -1])
 
 

@@ -184,3 +184,18 @@ def test_mask_refine_guides_the_answer_by_the_image(seeded_model, tiny_image):
     for bad in ({"mask_refine": 0.0}, {"mask_refine": 1.5}, {"mask_refine_eps": 0.0}):
         with pytest.raises(InputError, match="mask_refine"):
             SegModelConfig(**bad)
+
+
+def test_captions_and_videos_guide_each_frames_masks_by_that_frame(seeded_model, tiny_image):
+    from pixelground.models.generation import bool_masks, frame_masks, guided_masks
+
+    frames = [tiny_image, tiny_image[::-1].copy()]
+    logits = torch.randn(2 * 2, 16, 16)  # two states on two frames, state-major
+    plain = seeded_model().eval()
+    assert np.array_equal(frame_masks(plain, logits, 2, frames), bool_masks(logits, 2, 2, (64, 64)))
+    refined = seeded_model(mask_refine=0.0625).eval()
+    masks = frame_masks(refined, logits, 2, frames)
+    assert masks.shape == (2, 2, 64, 64)
+    for f, frame in enumerate(frames):
+        expected = guided_masks(logits.view(2, 2, 16, 16)[:, f], frame, radius=4, eps=1e-3)
+        assert np.array_equal(masks[:, f], expected)
