@@ -41,9 +41,8 @@ from pixelground.core.errors import InputError
 from pixelground.core.media import load_image
 from pixelground.models.generation import (
     banned_tokens,
-    bool_masks,
+    frame_masks,
     greedy,
-    guided_masks,
     prompt_tensor,
 )
 from pixelground.models.hue_views import hue_views, views_for
@@ -251,17 +250,7 @@ def _decide(
     evidence, features = _views_evidence(model, image, prompt, views)
     if not has_target(weights, evidence):
         return None, features
-    return answer_mask(model, evidence.mask_logits, image), features
-
-
-def answer_mask(model: SegTokenModel, logits: torch.Tensor, image: np.ndarray) -> np.ndarray:
-    """The (H, W) bool mask of a referring answer's (1, m, m) mask logits on its (H, W, 3)
-    image: guided by the image with ``mask_refine``, else the upsampled logits above 0."""
-    config = model.config
-    if config.mask_refine is None:
-        return bool_masks(logits, 1, 1, image.shape[:2], config.min_mask_island)[0, 0]
-    radius = max(1, round(config.mask_refine * min(image.shape[:2])))
-    return guided_masks(logits, image, radius, config.mask_refine_eps, config.min_mask_island)[0]
+    return frame_masks(model, evidence.mask_logits, 1, [image])[0, 0], features
 
 
 @torch.no_grad()
