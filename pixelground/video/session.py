@@ -150,6 +150,8 @@ class TrackingSession:
             raise InputError(
                 f"memory_frames must be in [1, {config.num_maskmem}], got {memory_frames}"
             )
+        #: The model's memory bank size in this session (its ``num_maskmem`` while it steps).
+        self.memory_frames = memory_frames
         #: Non-conditioning frames whose memory features are kept, and whose pointers are kept.
         self.memory_window = memory_frames - 1
         self.pointer_window = max(self.memory_window, config.max_object_pointers_in_encoder - 1)
@@ -327,15 +329,20 @@ class TrackingSession:
         torch = require("torch", "models")
         inputs = self.tracker.processor(images=pixels, return_tensors="pt")
         frame_tensor = inputs["pixel_values"][0].to(self.tracker.device, self.tracker.dtype)
+        model = self.tracker.model
+        # SAM2 reads memory features from the last num_maskmem - 1 frames; a smaller bank is
+        # the same model with a smaller num_maskmem (pruned frames then keep pointers only).
+        full_bank, model.num_maskmem = model.num_maskmem, self.memory_frames
         try:
             with torch.inference_mode():
-                out = self.tracker.model(
+                out = model(
                     inference_session=self._state,
                     frame_idx=index,
                     frame=frame_tensor,
                     reverse=reverse,
                 )
         finally:
+            model.num_maskmem = full_bank
             self._drop_frame(index)
         masks = self.tracker.processor.post_process_masks(
             [out.pred_masks.float().cpu()],

@@ -136,3 +136,47 @@ def test_prompt_errors(tracker, swan_dir: Path):
         list(session.propagate("sideways"))
     with pytest.raises(InputError, match="memory_frames"):
         tracker.session(open_video(swan_dir), memory_frames=8)
+
+
+def _reference_masks(tracker, frames, memory_frames: int) -> dict[int, np.ndarray]:
+    """transformers' own session (keeps everything) with the model's bank set to the size."""
+    import torch
+
+    model, processor = tracker.model, tracker.processor
+    state = processor.init_video_session(inference_device="cpu", dtype=torch.float32)
+    processor.add_inputs_to_inference_session(
+        state,
+        frame_idx=0,
+        obj_ids=[1],
+        input_boxes=[[[200, 100, 500, 400]]],
+        original_size=SWAN_SIZE,
+    )
+    full, model.num_maskmem = model.num_maskmem, memory_frames
+    masks = {}
+    try:
+        for frame in frames:
+            pixels = processor(images=frame.pixels, return_tensors="pt")["pixel_values"][0]
+            with torch.inference_mode():
+                out = model(inference_session=state, frame=pixels, frame_idx=frame.index)
+            found = processor.post_process_masks([out.pred_masks], original_sizes=[SWAN_SIZE])[0]
+            masks[frame.index] = found[0, 0].numpy()
+    finally:
+        model.num_maskmem = full
+    return masks
+
+
+def test_every_memory_frames_value_tracks_the_real_clip(tracker, swan_dir: Path):
+    """Each accepted --memory-frames (1 .. num_maskmem) tracks the clip as SAM2 with that bank."""
+    frames = open_video(swan_dir, max_frames=10)
+    bank = tracker.model.config.num_maskmem
+    for memory_frames in range(1, bank + 1):
+        session = tracker.session(frames, memory_frames=memory_frames)
+        session.add_prompt(0, Prompt(box=SWAN_BOX))
+        ours = {o.index: o.tracks[1].mask for o in session.propagate("forward")}
+        assert sorted(ours) == list(range(10)), memory_frames
+        for track_stats in session.memory_stats()["tracks"].values():
+            assert track_stats["memory"] <= memory_frames - 1
+        theirs = _reference_masks(tracker, frames, memory_frames)
+        for index, mask in ours.items():
+            assert np.array_equal(mask, theirs[index]), (memory_frames, index)
+    assert tracker.model.num_maskmem == bank  # the shared model is left as it was
