@@ -20,10 +20,19 @@ from pixelground.backends.presets import (
     get_preset,
     package_checkpoint,
 )
+from pixelground.backends.registry import backend_class
+from pixelground.backends.tiny import ensure_tiny
 from pixelground.core.errors import CheckpointMissingError, InputError
 from pixelground.core.media import ImageSource
 from pixelground.core.prompts import Box, Point
 from pixelground.core.result import GroundedResult
+from pixelground.tasks.chat import Chat
+from pixelground.tasks.entity import EntitySegmentation
+from pixelground.tasks.gcg import GroundedCaptioning
+from pixelground.tasks.grounding import PhraseGrounding
+from pixelground.tasks.referring import ReferringSegmentation
+from pixelground.tasks.region import RegionUnderstanding
+from pixelground.tasks.semseg import OpenVocabSegmentation
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +40,12 @@ log = logging.getLogger(__name__)
 def build_part(part: Part, device: str | None = None, dtype: str | None = None) -> Any:
     """Instantiate one part: resolve ``tiny:NAME`` and ``package:NAME`` checkpoints, then call
     the backend class."""
-    from pixelground.backends.registry import backend_class
-
     cls = backend_class(part.backend)
     options = dict(part.options)
     if part.checkpoint is None:
         return cls(**options)
     checkpoint = part.checkpoint
     if checkpoint.startswith("tiny:"):
-        from pixelground.backends.tiny import ensure_tiny
-
         checkpoint = str(ensure_tiny(checkpoint.removeprefix("tiny:")))
     elif checkpoint.startswith(PACKAGE_PREFIX):
         checkpoint = str(package_checkpoint(checkpoint))
@@ -107,8 +112,6 @@ class Pipeline:
         threshold: float = 0.3,
         entity_options: dict[str, Any] | None = None,
     ):
-        from pixelground.tasks.grounding import PhraseGrounding
-
         return PhraseGrounding(
             entity_options=entity_options,
             segmenter=self.require("segmenter", "phrase grounding"),
@@ -132,8 +135,6 @@ class Pipeline:
 
     def segment(self, image: ImageSource, text: str, threshold: float = 0.3) -> GroundedResult:
         """Referring segmentation: masks of what ``text`` refers to (may be none or several)."""
-        from pixelground.tasks.referring import ReferringSegmentation
-
         grounding_model = self.backend("grounding_model")
         task = ReferringSegmentation(
             segmenter=None if grounding_model else self.require("segmenter", "segment"),
@@ -169,8 +170,6 @@ class Pipeline:
         strategy: str = "detector",
     ) -> GroundedResult:
         """A caption of the image; with ``grounded`` its phrases are tied to masks."""
-        from pixelground.tasks.gcg import GroundedCaptioning
-
         task = GroundedCaptioning(
             captioner=self.backend("captioner"),
             grounding=self._grounding(strategy)
@@ -190,8 +189,6 @@ class Pipeline:
         mask: np.ndarray | None = None,
     ) -> GroundedResult:
         """Region understanding: label, short caption and detailed caption of one region."""
-        from pixelground.tasks.region import RegionUnderstanding
-
         if box is not None and not isinstance(box, Box):
             box = Box(*box)
         if point is not None and not isinstance(point, Point):
@@ -205,8 +202,6 @@ class Pipeline:
 
     def entities(self, image: ImageSource, **options: Any) -> GroundedResult:
         """Entity segmentation: class-agnostic, non-overlapping masks of everything."""
-        from pixelground.tasks.entity import EntitySegmentation
-
         segmenter = self.require("segmenter", "entity segmentation")
         task = EntitySegmentation(segmenter, preset=self.preset.name, **options)
         return self._finish(task(image))
@@ -215,8 +210,6 @@ class Pipeline:
         self, image: ImageSource, classes: str | Sequence[str], mode: str = "dense"
     ) -> GroundedResult:
         """Open-vocabulary semantic segmentation into ``classes`` (one region per class present)."""
-        from pixelground.tasks.semseg import OpenVocabSegmentation
-
         task = OpenVocabSegmentation(
             scorer=self.require("scorer", "semantic segmentation"),
             segmenter=self.require("segmenter", "entity-mode semseg") if mode == "entity" else None,
@@ -233,8 +226,6 @@ class Pipeline:
         ground_answer: bool = True,
     ) -> GroundedResult:
         """Answer a question about the image; grounded phrases in the answer get masks."""
-        from pixelground.tasks.chat import Chat
-
         grounding_model = self.backend("grounding_model")
         task = Chat(
             vlm=None if grounding_model else self.backend("vlm"),

@@ -41,6 +41,7 @@ from pixelground.backends.florence2_parsing import (
 from pixelground.backends.loading import load_pretrained, select_device, select_dtype
 from pixelground.core.errors import InputError, PixelgroundError, require
 from pixelground.core.masks import polygons_to_mask
+from pixelground.core.media import load_image
 
 logger = logging.getLogger(__name__)
 
@@ -90,12 +91,6 @@ class PhraseBoxes:
     phrase: Phrase
     boxes: np.ndarray
     scores: np.ndarray
-
-
-def _image(image: Any) -> np.ndarray:
-    from pixelground.core.media import load_image
-
-    return load_image(image).pixels
 
 
 def _require_text(text: str, what: str) -> str:
@@ -204,7 +199,7 @@ class Florence2Backend:
             Generation with the decoded text (special tokens kept).
         """
         torch = require("torch", "models")
-        pixels = _image(image)
+        pixels = load_image(image).pixels
         from PIL import Image
 
         inputs = self.processor(
@@ -273,7 +268,7 @@ class Florence2Backend:
         Raises:
             InputError: a box that is malformed or has no area inside the image.
         """
-        pixels = _image(image)
+        pixels = load_image(image).pixels
         height, width = pixels.shape[:2]
         values = [float(v) for v in box]
         if len(values) != 4:
@@ -325,7 +320,7 @@ class Florence2Backend:
             corners written in either order are sorted; boxes without area (equal x or
             equal y bins) are dropped.
         """
-        pixels = _image(image)
+        pixels = load_image(image).pixels
         texts = [_require_text(q, "a detection query") for q in queries]
         found: list[Detection] = []
         if joined and texts:
@@ -354,7 +349,7 @@ class Florence2Backend:
             spans index ``caption``. Phrases Florence-2 wrote that are not in the
             caption (not even their last word) are dropped.
         """
-        pixels = _image(image)
+        pixels = load_image(image).pixels
         caption = _require_text(caption, "the caption")
         grouped: dict[tuple[str, int, int], list[tuple[Any, float]]] = {}
         cursor = 0
@@ -379,7 +374,7 @@ class Florence2Backend:
         Returns:
             One mask per object the model outlined; an empty list when it drew nothing.
         """
-        pixels = _image(image)
+        pixels = load_image(image).pixels
         expression = _require_text(expression, "the referring expression")
         height, width = pixels.shape[:2]
         generation = self.run(pixels, "<REFERRING_EXPRESSION_SEGMENTATION>", expression)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
+from pixelground.backends.loading import is_cached
+from pixelground.backends.registry import BACKENDS
 from pixelground.core.errors import InputError, UnknownNameError
 
 log = logging.getLogger(__name__)
@@ -93,8 +95,6 @@ class Preset:
 
 
 def _names_backend(source: str) -> bool:
-    from pixelground.backends.registry import BACKENDS
-
     head, sep, _ = source.partition(":")
     return bool(sep) and head in BACKENDS
 
@@ -204,8 +204,6 @@ def package_checkpoint(checkpoint: str) -> Path:
 
 def part_available(part: Part) -> bool:
     """Whether a part can be loaded without the network (tiny parts are built locally)."""
-    from pixelground.backends.loading import is_cached
-
     if part.checkpoint is None or part.checkpoint.startswith("tiny:"):
         return True
     if part.checkpoint.startswith(PACKAGE_PREFIX):

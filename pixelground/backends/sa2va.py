@@ -25,6 +25,7 @@ from pixelground.backends.base import GroundedText, Phrase
 from pixelground.backends.loading import load_pretrained, select_device, select_dtype
 from pixelground.backends.sa2va_parsing import extra_masks, masks_per_seg, parse_seg_answer
 from pixelground.core.errors import InputError, PixelgroundError, require
+from pixelground.core.media import load_image
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +35,6 @@ GCG_PROMPT = (
     "Could you please give me a brief description of the image? Please respond with "
     "interleaved segmentation masks for the corresponding parts of the answer."
 )
-
-
-def _image(image: Any) -> np.ndarray:
-    from pixelground.core.media import load_image
-
-    return load_image(image).pixels
 
 
 class Sa2VABackend:
@@ -135,7 +130,7 @@ class Sa2VABackend:
         torch = require("torch", "models")
         with torch.inference_mode():
             out = self.model.predict_forward(
-                image=Image.fromarray(_image(image)), text=text, **kwargs
+                image=Image.fromarray(load_image(image).pixels), text=text, **kwargs
             )
         if not isinstance(out, dict) or "prediction" not in out:
             raise PixelgroundError(
@@ -153,7 +148,7 @@ class Sa2VABackend:
             no phrase owns (e.g. "Sure, [SEG].") becomes a phrase with empty text and an
             empty span at the position where it stood, so no mask is lost.
         """
-        pixels = _image(image)
+        pixels = load_image(image).pixels
         height, width = pixels.shape[:2]
         out = self.predict(pixels, prompt)
         raw = str(out.get("prediction", ""))
@@ -196,7 +191,7 @@ class Sa2VABackend:
         """Masks for ``"Please segment {expression}."``: every [SEG]'s non-empty mask."""
         if not isinstance(expression, str) or not expression.strip():
             raise InputError("the referring expression is empty; e.g. 'the black swan'")
-        pixels = _image(image)
+        pixels = load_image(image).pixels
         height, width = pixels.shape[:2]
         out = self.predict(pixels, SEGMENT_PROMPT.format(expression=expression.strip()))
         parsed = parse_seg_answer(str(out.get("prediction", "")))

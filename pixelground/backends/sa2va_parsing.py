@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from pixelground.core.masks import resize_mask
+
 SEG_TOKEN = "[SEG]"
 _MARKUP = re.compile(r"<p>(.*?)</p>|\[SEG\]", re.DOTALL)
 _CHAT_TOKENS = re.compile(r"<\|[^|<>]{1,40}\|>|</?s>|<pad>|<unk>|<image>|<IMG_CONTEXT>")
@@ -168,8 +170,6 @@ def as_mask(mask: Any, height: int, width: int) -> np.ndarray:
     taken) or (H, W), bool/int (nonzero = inside) or float probabilities (> 0.5 = inside);
     a different size is resized (nearest). None gives an empty mask.
     """
-    from pixelground.core.masks import resize_mask
-
     if mask is None:
         return np.zeros((height, width), dtype=bool)
     if hasattr(mask, "detach"):

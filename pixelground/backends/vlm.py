@@ -20,6 +20,7 @@ from pixelground.core.errors import (
     PixelgroundError,
     require,
 )
+from pixelground.core.media import load_image
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +33,6 @@ REGION_PROMPTS = {
     False: "What is the main object in this image? Answer with a short noun phrase.",
     True: "Describe the main object in this image in detail.",
 }
-
-
-def _image(image: Any) -> np.ndarray:
-    from pixelground.core.media import load_image
-
-    return load_image(image).pixels
 
 
 class ChatVLM:
@@ -156,7 +151,7 @@ class ChatVLM:
             self.messages(question.strip(), history), add_generation_prompt=True
         )
         inputs = self.processor(
-            text=prompt, images=[Image.fromarray(_image(image))], return_tensors="pt"
+            text=prompt, images=[Image.fromarray(load_image(image).pixels)], return_tensors="pt"
         )
         return self._generate(inputs)
 
@@ -188,7 +183,7 @@ class ChatVLM:
         Raises:
             InputError: a box that is malformed or has no area inside the image.
         """
-        pixels = _image(image)
+        pixels = load_image(image).pixels
         height, width = pixels.shape[:2]
         values = [float(v) for v in box]
         if len(values) != 4:

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as coco_mask
 
+from pixelground.core.errors import require
+
 RLE = dict[str, Any]
 
 
@@ -161,8 +163,6 @@ def mask_pieces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         (H, W) int labels (0 outside, 1..K for the pieces) and (K + 1,) pixel counts per
         label, the background's (index 0) set to 0.
     """
-    from pixelground.core.errors import require
-
     ndimage: Any = require("scipy.ndimage", "models")
     labels, count = ndimage.label(np.asarray(mask, bool), structure=np.ones((3, 3), dtype=bool))
     areas = np.bincount(labels.ravel(), minlength=count + 1)
@@ -186,8 +186,6 @@ def split_at_necks(mask: np.ndarray, depth: int, min_area: int) -> list[np.ndarr
     Returns:
         The parts, (H, W) bool masks that cover the piece and do not overlap.
     """
-    from pixelground.core.errors import require
-
     ndimage: Any = require("scipy.ndimage", "models")
     piece = np.asarray(mask, bool)
     square = np.ones((3, 3), dtype=bool)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from pixelground.synth.render import shape_mask, visible_masks
+from pixelground.synth.geometry import shape_mask, visible_masks
 
 KINDS: tuple[str, ...] = ("circle", "square", "triangle", "star", "hexagon", "ellipse")
 COLOURS: dict[str, tuple[int, int, int]] = {

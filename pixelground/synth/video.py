@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from pixelground.synth.geometry import shape_mask, shape_polygon
 from pixelground.synth.language import SUBSETS, Desc, Expression, pick_desc
-from pixelground.synth.render import render_background, render_shapes, shape_mask, shape_polygon
+from pixelground.synth.render import render_background, render_shapes
 from pixelground.synth.scene import (
     Background,
     Pair,

@@ -15,20 +15,24 @@ Per clip ``NNNNN`` of a split directory:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from pixelground.core.masks import encode_rle
 from pixelground.core.result import Track, VideoInfo, VideoResult
 from pixelground.synth import finetune
+from pixelground.synth.output import GENERATOR, Progress, SplitWriter, SynthOptions
+from pixelground.synth.scene import SceneConfig
 from pixelground.synth.splits import SplitPolicy, expression_filter, sample_rng
-from pixelground.synth.video import Clip, ClipConfig, generate_motion_expressions, render_clip
+from pixelground.synth.video import (
+    Clip,
+    ClipConfig,
+    generate_motion_expressions,
+    render_clip,
+    sample_clip,
+)
 
-if TYPE_CHECKING:
-    from pixelground.synth.writer import Progress, SynthOptions, _Writer
-
-GENERATOR = "pixelground.synth"
 FRAMES = "JPEGImages"
 ANNOTATIONS = "Annotations"
 
@@ -49,7 +53,7 @@ def davis_palette() -> list[int]:
 
 
 def write_video(
-    writer: _Writer,
+    writer: SplitWriter,
     policy: SplitPolicy,
     n: int,
     seed: int,
@@ -57,9 +61,6 @@ def write_video(
     progress: Progress | None,
 ) -> dict[str, Any]:
     """Generate and write ``n`` clips of a split; returns counts for info.json."""
-    from pixelground.synth.scene import SceneConfig
-    from pixelground.synth.video import sample_clip
-
     config = ClipConfig(num_frames=options.num_frames, scene=SceneConfig(size=options.size))
     palette = davis_palette()
     meta: dict[str, Any] = {"videos": {}}
@@ -110,7 +111,7 @@ def write_video(
 
 
 def _write_frames(
-    writer: _Writer,
+    writer: SplitWriter,
     video: str,
     names: list[str],
     clip: Clip,
@@ -170,7 +171,7 @@ def clip_record(
 
 
 def _write_expression(
-    writer: _Writer,
+    writer: SplitWriter,
     video: str,
     paths: list[str],
     clip: Clip,

@@ -8,15 +8,12 @@ byte-identical output.
 
 from __future__ import annotations
 
-import json
 import shutil
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from pixelground.core.errors import InputError
 from pixelground.core.masks import encode_rle, masks_to_boxes
@@ -24,6 +21,7 @@ from pixelground.core.result import GroundedResult, ImageInfo, Region
 from pixelground.synth import finetune
 from pixelground.synth.captions import grounded_caption, region_caption
 from pixelground.synth.language import ExpressionConfig, generate_expressions
+from pixelground.synth.output import GENERATOR, Progress, SplitWriter, SynthOptions
 from pixelground.synth.render import Rendered, render_scene
 from pixelground.synth.scene import (
     COLOURS,
@@ -43,84 +41,15 @@ from pixelground.synth.splits import (
     sample_rng,
     split_policy,
 )
+from pixelground.synth.video_writer import write_video
 
 FORMAT_VERSION = 1
-GENERATOR = "pixelground.synth"
 VOCABULARY: dict[str, tuple[str, ...]] = {
     "size": SIZES,
     "texture": TEXTURES,
     "colour": tuple(COLOURS),
     "kind": KINDS,
 }
-Progress = Callable[[int], None]
-
-
-@dataclass(frozen=True)
-class SynthOptions:
-    """Generation parameters besides task, split, count and seed.
-
-    Attributes:
-        size: image side in pixels.
-        num_frames: frames per video clip.
-        expressions_per_image: referring expressions per image (fewer if the scene allows
-            fewer).
-        regions_per_image: region captions per image.
-        expressions_per_video: expressions per clip.
-        compress_level: PNG zlib level (0-9); output is identical for a given level.
-        image_format: "png" (lossless, default) or "jpg" (quality 95; the extension the
-            official MeViS / GranD-f layouts use) for images and video frames. Annotation PNGs
-            are always PNG.
-    """
-
-    size: int = 256
-    num_frames: int = 8
-    expressions_per_image: int = 4
-    regions_per_image: int = 2
-    expressions_per_video: int = 3
-    compress_level: int = 1
-    image_format: str = "png"
-
-
-class _Writer:
-    """Open JSONL files of one split directory, written line by line in sample order."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.files: dict[str, Any] = {}
-        self.written: set[str] = set()
-
-    def line(self, name: str, record: dict[str, Any]) -> None:
-        if name not in self.files:
-            self.files[name] = (self.directory / name).open("w", encoding="utf-8")
-            self.written.add(name)
-        self.files[name].write(json.dumps(record, separators=(",", ":")) + "\n")
-
-    def json(self, name: str, data: Any) -> None:
-        (self.directory / name).write_text(json.dumps(data, separators=(",", ":")) + "\n")
-        self.written.add(name)
-
-    def image(self, stem: str, pixels: np.ndarray, options: SynthOptions) -> str:
-        """Write (H, W, 3) uint8 pixels to ``stem`` + extension; returns the relative path."""
-        relative = f"{stem}.{options.image_format}"
-        path = self.directory / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if options.image_format == "jpg":
-            Image.fromarray(pixels).save(path, format="JPEG", quality=95, subsampling=0)
-        else:
-            Image.fromarray(pixels).save(path, format="PNG", compress_level=options.compress_level)
-        return relative
-
-    def palette_png(self, relative: str, ids: np.ndarray, palette: list[int], level: int) -> None:
-        """Write an (H, W) uint8 id map as a palette PNG."""
-        path = self.directory / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image = Image.fromarray(ids, mode="P")
-        image.putpalette(palette)
-        image.save(path, format="PNG", compress_level=level)
-
-    def close(self) -> None:
-        for handle in self.files.values():
-            handle.close()
 
 
 def split_dir(root: str | Path, task: str, split: str) -> Path:
@@ -168,11 +97,9 @@ def write_split(
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     policy = split_policy(split)
-    writer = _Writer(directory)
+    writer = SplitWriter(directory)
     try:
         if task == "video":
-            from pixelground.synth.video_writer import write_video
-
             counts = write_video(writer, policy, n, seed, options, progress)
         else:
             counts = _write_images(writer, task, policy, n, seed, options, progress)
@@ -231,7 +158,7 @@ def _validate(task: str, split: str, n: int, seed: int, options: SynthOptions) -
 
 
 def _write_images(
-    writer: _Writer,
+    writer: SplitWriter,
     task: str,
     policy: SplitPolicy,
     n: int,
@@ -316,7 +243,7 @@ def _shape_region(sample: _Sample, shape_id: int, **fields: Any) -> Region:
 
 
 def _refer(
-    writer: _Writer, sample: _Sample, policy: SplitPolicy, options: SynthOptions
+    writer: SplitWriter, sample: _Sample, policy: SplitPolicy, options: SynthOptions
 ) -> list[str]:
     shapes = sample.scene.shapes
     config = ExpressionConfig(
@@ -360,7 +287,7 @@ def _refer(
     return [e.type for e in expressions]
 
 
-def _gcg(writer: _Writer, sample: _Sample, coco: _CocoFiles) -> list[str]:
+def _gcg(writer: SplitWriter, sample: _Sample, coco: _CocoFiles) -> list[str]:
     caption = grounded_caption(sample.scene)
     regions = [_shape_region(sample, i, phrase=p, span=s) for p, s, i in caption.phrases]
     gt = GroundedResult(
@@ -400,7 +327,11 @@ def _gcg(writer: _Writer, sample: _Sample, coco: _CocoFiles) -> list[str]:
 
 
 def _region(
-    writer: _Writer, sample: _Sample, policy: SplitPolicy, options: SynthOptions, coco: _CocoFiles
+    writer: SplitWriter,
+    sample: _Sample,
+    policy: SplitPolicy,
+    options: SynthOptions,
+    coco: _CocoFiles,
 ) -> list[str]:
     scene, rendered = sample.scene, sample.rendered
     candidates = [s for s in scene.shapes if policy.accepts([s], [])]
@@ -482,7 +413,7 @@ class _CocoFiles:
             }
         )
 
-    def write(self, writer: _Writer, task: str, split: str) -> None:
+    def write(self, writer: SplitWriter, task: str, split: str) -> None:
         categories = [{"id": 1, "name": "object"}]
         if task == "gcg":
             writer.json(

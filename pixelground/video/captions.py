@@ -27,9 +27,9 @@ import numpy as np
 
 from pixelground.backends.base import VLM, Captioner, Detector, Parser, Phrase, Segmenter
 from pixelground.core.errors import InputError
+from pixelground.core.frames import FrameSource
 from pixelground.core.result import CaptionEvent, Track, VideoResult
 from pixelground.tasks.common import clean_text, model_info, parse_marked_phrases, wants_many
-from pixelground.video.frames import FrameSource
 from pixelground.video.keyframes import (
     KeyFrameGrounder,
     OnFrame,

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from pixelground.core.errors import InputError, require
-from pixelground.video.frames import FrameSource, Sampling, VideoMetadata
+from pixelground.core.frames import FrameSource, Sampling, VideoMetadata
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,13 @@ import numpy as np
 
 from pixelground.backends.base import Detection, Detector, Segmenter
 from pixelground.core.errors import InputError
+from pixelground.core.frames import FrameSource
 from pixelground.core.masks import mask_iou
 from pixelground.core.prompts import Box, Prompt
 from pixelground.core.result import Track, VideoResult
 from pixelground.tasks.common import boxes_to_masks, inside_detections, select_detections
-from pixelground.video.frames import FrameSource, open_video
+from pixelground.video.frames import open_video
+from pixelground.video.interactive import InteractiveVideoSegmentation
 from pixelground.video.session import FrameTracks
 
 log = logging.getLogger(__name__)
@@ -284,8 +286,6 @@ def run_session(session: Any, on_frame: OnFrame | None = None) -> list[Track]:
     Each Track's score is its mean presence score over the frames where it is visible
     (``attributes["prompt_frames"]`` lists where it was prompted).
     """
-    from pixelground.video.interactive import InteractiveVideoSegmentation
-
     return InteractiveVideoSegmentation(session).run("both", on_frame=on_frame).tracks
 
 

@@ -20,8 +20,9 @@ import numpy as np
 from PIL import Image
 
 from pixelground.core.errors import InputError, require
+from pixelground.core.frames import FrameSource
 from pixelground.core.result import VideoResult
-from pixelground.video.frames import FrameSource
+from pixelground.viz import render_video_frame
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,6 @@ def overlay_frames(
     result: VideoResult, frames: FrameSource, stop: int | None = None, alpha: float = 0.5
 ) -> Iterator[np.ndarray]:
     """Frames with the result's tracks drawn on them (RGB uint8 (H, W, 3)), streamed."""
-    from pixelground.viz import render_video_frame
-
     for frame in frames.frames(0, stop):
         yield render_video_frame(frame.pixels, result, frame.index, alpha=alpha)
 

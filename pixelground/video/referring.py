@@ -33,9 +33,10 @@ import numpy as np
 
 from pixelground.backends.base import Detector, Parser, Segmenter
 from pixelground.core.errors import InputError
+from pixelground.core.frames import FrameSource
+from pixelground.core.prompts import Prompt
 from pixelground.core.result import Track, VideoResult
 from pixelground.tasks.common import clean_text, model_info, wants_many
-from pixelground.video.frames import FrameSource
 from pixelground.video.keyframes import (
     Candidate,
     KeyFrameGrounder,
@@ -326,8 +327,6 @@ def track_mask_stacks(
         Tracks with ids 1, 2, ... in stack order (skipping empty stacks), score 1.0 and
         attributes ``origin`` = "sa2va", ``start_frame`` and ``presence``.
     """
-    from pixelground.core.prompts import Prompt
-
     usable = [s for s in stacks if np.asarray(s).any()]
     if not usable:
         return []

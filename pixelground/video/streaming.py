@@ -24,11 +24,11 @@ import numpy as np
 
 from pixelground.backends.base import VLM, Captioner
 from pixelground.core.errors import InputError
+from pixelground.core.frames import FrameSource
 from pixelground.core.prompts import Box, Point, Prompt
 from pixelground.core.result import CaptionEvent, Track, VideoResult
 from pixelground.tasks.association import mask_crops
 from pixelground.tasks.common import model_info
-from pixelground.video.frames import FrameSource
 from pixelground.video.keyframes import OnFrame, VideoSource, as_frames, finish_result, run_session
 from pixelground.video.keyframes import storyboard as tile
 

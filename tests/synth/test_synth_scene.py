@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pixelground.synth.render import SHADE, render_scene, shape_mask, visible_masks
+from pixelground.synth.geometry import shape_mask, visible_masks
+from pixelground.synth.render import SHADE, render_scene
 from pixelground.synth.scene import (
     COLOURS,
     Background,

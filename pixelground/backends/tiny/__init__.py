@@ -14,6 +14,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from pixelground.backends.tiny.language import TINY_LANGUAGE_BUILDERS
+from pixelground.backends.tiny.video import TINY_VIDEO_BUILDERS
+from pixelground.backends.tiny.vision import TINY_VISION_BUILDERS
 from pixelground.core.errors import UnknownNameError
 
 
@@ -32,11 +35,7 @@ def cache_root() -> Path:
 
 
 def builders() -> dict[str, Callable[[Path], Path]]:
-    """Every tiny builder by name (imports torch and transformers)."""
-    from pixelground.backends.tiny.language import TINY_LANGUAGE_BUILDERS
-    from pixelground.backends.tiny.video import TINY_VIDEO_BUILDERS
-    from pixelground.backends.tiny.vision import TINY_VISION_BUILDERS
-
+    """Every tiny builder by name."""
     return {**TINY_VISION_BUILDERS, **TINY_LANGUAGE_BUILDERS, **TINY_VIDEO_BUILDERS}
 
 
