@@ -207,14 +207,26 @@ class Pipeline:
         return self._finish(task(image))
 
     def semseg(
-        self, image: ImageSource, classes: str | Sequence[str], mode: str = "dense"
+        self,
+        image: ImageSource,
+        classes: str | Sequence[str | Sequence[str]],
+        mode: str = "dense",
+        setting: str | None = None,
     ) -> GroundedResult:
-        """Open-vocabulary semantic segmentation into ``classes`` (one region per class present)."""
+        """Open-vocabulary semantic segmentation into ``classes`` (one region per class present).
+
+        Args:
+            mode: ``"dense"``, ``"entity"`` or ``"cass"`` (needs the preset's ``dino`` part).
+            setting: cass mode's named setting (an official dataset config, e.g.
+                ``"voc21"``); classes ``"@NAME"`` use that setting's class-name file.
+        """
         task = OpenVocabSegmentation(
             scorer=self.require("scorer", "semantic segmentation"),
             segmenter=self.require("segmenter", "entity-mode semseg") if mode == "entity" else None,
             mode=mode,
             preset=self.preset.name,
+            dino=self.require("dino", "cass-mode semseg") if mode == "cass" else None,
+            cass_setting=setting,
         )
         return self._finish(task(image, classes))
 

@@ -12,6 +12,9 @@ Conventions: tokens are (T, width) with token 0 = CLS and patch tokens row-major
 [h * head_dim, (h + 1) * head_dim). DINO keys are (heads, tokens, head_dim) with
 ``prefix`` leading tokens (CLS, registers) that are dropped.
 
+torch (and scipy, for the assignment) are imported by the functions that use them, so
+importing this module costs nothing until CASS runs.
+
 Quirks of the official code kept on purpose (each is the default; see the functions):
 - only keys enter the graphs (key-key, no query);
 - min-max range matching uses one global min/max (over all heads, or the whole matrix);
@@ -28,12 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
-from pixelground.core.errors import InputError, require
-
-torch = require("torch", "models")
-F = torch.nn.functional
+from pixelground.core.errors import InputError
 
 #: Datasets whose singular values the official code leaves unscaled.
 UNSCALED_DATASETS = ("voc20", "city_scapes")
@@ -96,6 +95,8 @@ def resize_dino_keys(
     head_dim = CLIP heads x head_dim), as (H, hd, dino_rows, dino_cols), resized
     bilinearly (align_corners False, no antialias) to ``grid``, flattened row-major.
     """
+    from torch.nn import functional as F
+
     rows, cols = grid
     if dino_key.numel() != num_heads * head_dim * dino_grid[0] * dino_grid[1]:
         raise InputError(
@@ -124,6 +125,8 @@ def gaussian_prior(grid: tuple[int, int], std: float) -> Any:
     The official code builds it by convolving one-hot maps with a Gaussian window in
     float32; this closed form (float64, then float32) agrees to ~7e-8.
     """
+    import torch
+
     rows, cols = grid
     r, c = np.divmod(np.arange(rows * cols), cols)
     squared = (r[:, None] - r[None, :]) ** 2 + (c[:, None] - c[None, :]) ** 2
@@ -133,11 +136,15 @@ def gaussian_prior(grid: tuple[int, int], std: float) -> Any:
 
 def key_graph(keys: Any, scale: float) -> Any:
     """(H, N, hd) keys -> (H, N, N) key-key graph k kᵀ * scale (no query: official)."""
+    import torch
+
     return torch.bmm(keys, keys.transpose(1, 2)) * scale
 
 
 def head_spectra(graphs: Any, k_eigen: int) -> Any:
     """(H, N, N) graphs -> (H, k_eigen) float64 eigenvalues, largest first (symmetric solver)."""
+    import torch
+
     values = torch.linalg.eigvalsh(graphs.double())
     return torch.flip(values, dims=(-1,))[:, :k_eigen]
 
@@ -148,6 +155,9 @@ def spectral_cost(dino_spectra: Any, clip_spectra: Any) -> Any:
     Rows are DINO heads, columns CLIP heads. W1 is the official "Wasserstein distance":
     the *sum* of absolute differences of the sorted values.
     """
+    import torch
+    from torch.nn import functional as F
+
     dino = F.normalize(F.normalize(dino_spectra, p=2, dim=1), p=1, dim=1)
     clip = F.normalize(F.normalize(clip_spectra, p=2, dim=1), p=1, dim=1)
     dino_sorted = torch.sort(dino, dim=1).values
@@ -161,6 +171,8 @@ def assign_heads(cost: Any) -> tuple[np.ndarray, np.ndarray]:
 
     Minimising 1 - W1 pairs the most *dissimilar* spectra (official behaviour, kept).
     """
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(cost.detach().cpu().numpy())
     return rows, cols
 
@@ -171,6 +183,8 @@ def truncated_svd(graph: Any, rank: int, mode: str) -> tuple[Any, Any, Any]:
     Raises:
         InputError: a graph with fewer than ``rank`` rows (the official helper fails there).
     """
+    import torch
+
     if min(graph.shape) < rank:
         raise InputError(
             f"CASS needs at least {rank} patches per crop, got {min(graph.shape)}; "
@@ -195,6 +209,8 @@ def _low_rank_graphs(
     dino_graphs: Any, cols: np.ndarray, settings: SpectralSettings, stages: dict | None
 ) -> list[Any]:
     """Per idx, the rank-``settings.rank`` DINO graph of head cols[idx], diagonal zeroed (f64)."""
+    import torch
+
     out, kept = [], {"svd_s": [], "s_scaled": []}
     with torch.random.fork_rng(devices=[]):
         if settings.seed is not None:
@@ -224,6 +240,8 @@ def blend_graphs(
     official code thus uses the assignment with rows and columns exchanged (the cost's
     rows are DINO heads); kept as the default, it is what the published numbers used.
     """
+    import torch
+
     dino_spectra = head_spectra(dino_graphs, settings.k_eigen)
     clip_spectra = head_spectra(clip_graphs, settings.k_eigen)
     cost = spectral_cost(dino_spectra, clip_spectra)
@@ -297,6 +315,9 @@ def spectral_attention(
         (N, width) attention output after the output projection; no residual, no MLP,
         no CLS row (the official model sends it straight to the final LayerNorm).
     """
+    import torch
+    from torch.nn import functional as F
+
     settings = settings or SpectralSettings()
     num_heads = projections.num_heads
     head_dim = tokens.shape[1] // num_heads

@@ -1,7 +1,7 @@
 """Named compositions of backends, one per use: default, quality, sa2va-*, tiny, shapes.
 
 A preset maps roles (segmenter, detector, scorer, captioner, vlm, parser,
-grounding_model, video_segmenter) to a backend name and a checkpoint (hub id, local
+grounding_model, video_segmenter, dino) to a backend name and a checkpoint (hub id, local
 directory, ``tiny:NAME`` for a random-weight tiny model built on first use, or
 ``package:NAME`` for a checkpoint shipped inside the package, pixelground/checkpoints/NAME). Every
 part can be overridden by role. ``auto`` picks the best preset whose checkpoints are
@@ -30,7 +30,10 @@ ROLES = (
     "parser",
     "grounding_model",
     "video_segmenter",
+    "dino",
 )
+#: Roles only one mode needs (dino: ``semseg --mode cass``); ``auto`` does not wait for them.
+OPTIONAL_ROLES = ("dino",)
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ PRESETS: dict[str, Preset] = {
                 **_florence("florence-community/Florence-2-base"),
                 "segmenter": Part("sam2", "facebook/sam2.1-hiera-tiny"),
                 "scorer": Part("clip", "openai/clip-vit-base-patch16"),
+                "dino": Part("dino", "facebook/dino-vitb8"),
                 "vlm": Part("vlm", "HuggingFaceTB/SmolVLM-256M-Instruct"),
                 "parser": Part("textblob"),
                 "video_segmenter": Part("sam2-video", "facebook/sam2.1-hiera-tiny"),
@@ -128,6 +132,7 @@ PRESETS: dict[str, Preset] = {
                 "detector": Part("grounding-dino", "IDEA-Research/grounding-dino-base"),
                 "segmenter": Part("sam2", "facebook/sam2.1-hiera-large"),
                 "scorer": Part("clip", "openai/clip-vit-base-patch16"),
+                "dino": Part("dino", "facebook/dino-vitb8"),
                 "vlm": Part("vlm", "Qwen/Qwen2.5-VL-3B-Instruct"),
                 "parser": Part("textblob"),
                 "video_segmenter": Part("sam2-video", "facebook/sam2.1-hiera-large"),
@@ -168,6 +173,7 @@ PRESETS: dict[str, Preset] = {
                 **_florence("tiny:florence2"),
                 "segmenter": Part("sam2", "tiny:sam2"),
                 "scorer": Part("clip", "tiny:clip"),
+                "dino": Part("dino", "tiny:dino"),
                 "vlm": Part("vlm", "tiny:smolvlm"),
                 "parser": Part("textblob"),
                 "video_segmenter": Part("sam2-video", "tiny:sam2_video"),
@@ -212,10 +218,14 @@ def part_available(part: Part) -> bool:
 
 
 def resolve_auto() -> Preset:
-    """The first preset in AUTO_ORDER whose every checkpoint is present; logs which."""
+    """The first preset in AUTO_ORDER whose every checkpoint is present; logs which.
+
+    Parts of OPTIONAL_ROLES are not checked: a missing DINO only stops ``--mode cass``.
+    """
     for name in AUTO_ORDER:
         preset = PRESETS[name]
-        if all(part_available(p) for p in preset.parts.values()):
+        needed = [p for role, p in preset.parts.items() if role not in OPTIONAL_ROLES]
+        if all(part_available(p) for p in needed):
             level = logging.WARNING if not preset.meaningful else logging.INFO
             log.log(
                 level,

@@ -18,6 +18,7 @@ BACKENDS: dict[str, str] = {
     "owlv2": "pixelground.backends.owlv2:Owlv2Detector",
     "grounding-dino": "pixelground.backends.grounding_dino:GroundingDinoDetector",
     "clip": "pixelground.backends.clip:ClipScorer",
+    "dino": "pixelground.backends.dino:DinoKeys",
     "florence2": "pixelground.backends.florence2:Florence2Backend",
     "vlm": "pixelground.backends.vlm:ChatVLM",
     "sa2va": "pixelground.backends.sa2va:Sa2VABackend",

@@ -13,6 +13,7 @@ tensors; the functions are plain and stateless.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,18 +142,20 @@ def crop_logits(
 
 
 def predict_classes(
-    logits: np.ndarray, query_class: np.ndarray, logit_scale: float, prob_thd: float
+    planes: Iterable[np.ndarray], query_class: np.ndarray, logit_scale: float, prob_thd: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel classes from (C, H, W) query logits (official ``postprocess_result``).
+    """Per-pixel classes from query logit planes (official ``postprocess_result``).
 
-    softmax(logit_scale * logits) over queries, max over each class's names, argmax, and
-    class 0 where the best probability is below ``prob_thd``. Computed one plane at a
-    time: the best class is the one with the largest logit among its names, and its
-    probability is 1 / sum_q exp(scale * (logit_q - max)).
+    Official: softmax(logit_scale * logits) over queries, max over each class's names,
+    argmax, and class 0 where the best probability is below ``prob_thd``. Computed in one
+    streaming pass over the planes, never holding them all: the winning class is the
+    class of the query with the largest logit (queries are grouped by class in order, so
+    ties go to the lowest class as the official argmax), and its probability is
+    1 / sum_q exp(scale * (logit_q - max)), accumulated online.
 
     Args:
-        logits: (C, H, W) float32 logits, one plane per query name.
-        query_class: (C,) class index of each query name (classes 0..K-1).
+        planes: C (H, W) float32 logit planes, one per query name (e.g. a (C, H, W) array).
+        query_class: (C,) class index of each query name.
         logit_scale: softmax temperature (40 in CASS).
         prob_thd: probability threshold for class 0.
 
@@ -160,22 +163,19 @@ def predict_classes(
         (H, W) int class indices and (H, W) float32 probability of the winning class.
     """
     scale = np.float32(logit_scale)
-    best = logits[0].copy()
-    for plane in logits[1:]:
-        np.maximum(best, plane, out=best)
-    denominator = np.zeros(best.shape, dtype=np.float32)
-    for plane in logits:
-        denominator += np.exp((plane - best) * scale)
-    classes = int(query_class.max()) + 1
-    per_class = np.full((classes, *best.shape), -np.inf, dtype=np.float32)
-    for query, plane in enumerate(logits):
-        np.maximum(per_class[query_class[query]], plane, out=per_class[query_class[query]])
-    labels = np.zeros(best.shape, dtype=np.intp)
-    top = per_class[0].copy()
-    for c in range(1, classes):
-        better = per_class[c] > top
-        labels[better] = c
-        np.maximum(top, per_class[c], out=top)
-    probability = 1.0 / denominator
+    best = labels = denominator = None
+    for query, plane in enumerate(planes):
+        if best is None:
+            best = np.array(plane, dtype=np.float32)
+            labels = np.full(best.shape, query_class[0], dtype=np.intp)
+            denominator = np.ones(best.shape, dtype=np.float32)
+            continue
+        better = plane > best
+        new_best = np.where(better, plane, best)
+        denominator = denominator * np.exp((best - new_best) * scale)
+        denominator += np.exp((plane - new_best) * scale)
+        labels[better] = query_class[query]
+        best = new_best
+    probability = (1.0 / denominator).astype(np.float32)
     labels[probability < prob_thd] = 0
-    return labels, probability.astype(np.float32)
+    return labels, probability

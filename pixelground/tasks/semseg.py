@@ -1,11 +1,16 @@
 """Open-vocabulary semantic segmentation: class names in, a per-pixel label map out.
 
-Two modes:
+Three modes:
 - ``"entity"``: entity masks (EntitySegmentation) are each classified by region-text
   scores against the class names; pixels no entity covers stay unlabelled.
 - ``"dense"`` (training-free, as SCLIP/ClearCLIP/CASS): the scorer's dense patch
   embeddings are compared with the class-name embeddings at every patch, the (h, w, C)
   scores are upsampled bilinearly to (H, W) and the best class wins at each pixel.
+- ``"cass"`` (CASS, CVPR 2025, training-free): dense mode's CLIP with its last block's
+  attention rebuilt from CLIP's and DINO's key graphs (spectral object-level context
+  distillation) and class-name embeddings adjusted by CLIP's object-presence prior, by
+  sliding window; the official per-dataset settings are named settings
+  (pixelground.tasks.cass_settings). Needs a ``dino`` backend. See docs/cass.md.
 The result holds one region per class present (label = class name, mask = its pixels);
 ``result.label_map(classes)`` gives the (H, W) map.
 """
@@ -20,14 +25,17 @@ import numpy as np
 from PIL import Image
 
 from pixelground.backends.base import Scorer, Segmenter
+from pixelground.backends.cass import CassEncoder
 from pixelground.core.errors import InputError
 from pixelground.core.media import ImageSource
 from pixelground.core.result import GroundedResult, Region
 from pixelground.tasks.association import region_text_probabilities
+from pixelground.tasks.cass import CassSegmenter
+from pixelground.tasks.cass_settings import class_entries, get_setting
 from pixelground.tasks.common import image_info, load, model_info
 from pixelground.tasks.entity import EntitySegmentation
 
-MODES = ("entity", "dense")
+MODES = ("entity", "dense", "cass")
 MAX_CLASSES = 1000
 
 
@@ -102,8 +110,11 @@ class OpenVocabSegmentation:
     Attributes:
         scorer: image-text embeddings (CLIP, SigLIP).
         segmenter: for entity mode.
-        mode: ``"entity"`` or ``"dense"``.
+        mode: ``"entity"``, ``"dense"`` or ``"cass"``.
         entity_options: keyword arguments for EntitySegmentation.
+        dino: DINO keys backend, for cass mode.
+        cass_setting: named CASS setting (see cass_settings.SETTINGS); None = default.
+        cass_svd: ``"randomized"`` (official) or ``"exact"`` truncated SVD in cass mode.
     """
 
     scorer: Scorer
@@ -111,12 +122,18 @@ class OpenVocabSegmentation:
     mode: str = "dense"
     entity_options: dict[str, Any] | None = None
     preset: str | None = None
+    dino: Any = None
+    cass_setting: str | None = None
+    cass_svd: str = "randomized"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise InputError(f"unknown semseg mode {self.mode!r}; use one of {MODES}")
         if self.mode == "entity" and self.segmenter is None:
             raise InputError("entity-mode semantic segmentation needs a segmenter")
+        if self.mode == "cass" and self.dino is None:
+            raise InputError("cass-mode semantic segmentation needs a dino backend")
+        self._setting = get_setting(self.cass_setting)
 
     def __call__(self, image: ImageSource, classes: str | Sequence[str]) -> GroundedResult:
         """Segment ``image`` into ``classes``.
@@ -125,11 +142,14 @@ class OpenVocabSegmentation:
             GroundedResult (task "semseg") with one region per class present; the model
             field lists the classes in order so ``label_map`` can be rebuilt.
         """
-        names = parse_classes(classes)
         loaded = load(image)
+        if self.mode == "cass":
+            names, regions = self._cass(loaded.pixels, classes)
+        else:
+            names = parse_classes(classes)
         if self.mode == "dense":
             regions = self._dense(loaded.pixels, names)
-        else:
+        elif self.mode == "entity":
             regions = self._entity(loaded.pixels, names)
         return GroundedResult(
             task="semseg",
@@ -137,8 +157,28 @@ class OpenVocabSegmentation:
             text=", ".join(names),
             regions=regions,
             model=model_info(self.preset, scorer=self.scorer, segmenter=self.segmenter)
-            | {"semseg_mode": self.mode, "classes": names},
+            | {"semseg_mode": self.mode, "classes": names}
+            | ({"cass_setting": self._setting.name} if self.mode == "cass" else {}),
         )
+
+    def _cass(
+        self, pixels: np.ndarray, classes: str | Sequence[str | Sequence[str]]
+    ) -> tuple[list[str], list[Region]]:
+        """CASS: class names (first synonym, or "background") and regions."""
+        entries = class_entries(classes, self._setting)
+        if len(entries) > MAX_CLASSES:
+            raise InputError(f"{len(entries)} class names given; the limit is {MAX_CLASSES}")
+        background = list(self._setting.background)
+        names = ["background" if e == background else e[0] for e in entries]
+        segmenter = CassSegmenter(CassEncoder(self.scorer, self.dino), self._setting, self.cass_svd)
+        prediction = segmenter(pixels, entries)
+        regions = []
+        for c, name in enumerate(names):
+            mask = prediction.labels == c
+            if mask.any():
+                score = float(prediction.confidence[mask].mean(dtype=np.float64))
+                regions.append(Region(mask=mask, label=name, phrase=name, score=score))
+        return names, regions
 
     def _dense(self, pixels: np.ndarray, names: list[str]) -> list[Region]:
         height, width = pixels.shape[:2]

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from pixelground.backends.tiny.dino import TINY_DINO_BUILDERS
 from pixelground.backends.tiny.language import TINY_LANGUAGE_BUILDERS
 from pixelground.backends.tiny.video import TINY_VIDEO_BUILDERS
 from pixelground.backends.tiny.vision import TINY_VISION_BUILDERS
@@ -36,7 +37,12 @@ def cache_root() -> Path:
 
 def builders() -> dict[str, Callable[[Path], Path]]:
     """Every tiny builder by name."""
-    return {**TINY_VISION_BUILDERS, **TINY_LANGUAGE_BUILDERS, **TINY_VIDEO_BUILDERS}
+    return {
+        **TINY_VISION_BUILDERS,
+        **TINY_LANGUAGE_BUILDERS,
+        **TINY_VIDEO_BUILDERS,
+        **TINY_DINO_BUILDERS,
+    }
 
 
 def ensure_tiny(name: str) -> Path:

@@ -292,10 +292,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--classes", required=True, help='comma-separated class names, e.g. "sky,road,person"'
     )
-    p.add_argument("--mode", choices=("dense", "entity"), default="dense")
+    p.add_argument("--mode", choices=("dense", "entity", "cass"), default="dense")
+    p.add_argument(
+        "--setting",
+        default=None,
+        help="cass mode: an official dataset config (voc21, voc20, ade20k, city_scapes, "
+        "context60, context59, coco_object, coco_stuff164k); --classes @NAME uses its classes",
+    )
     p.set_defaults(
         handler=_handler(
-            lambda pl, path, a: pl.semseg(path, a.classes, a.mode),
+            lambda pl, path, a: pl.semseg(path, a.classes, a.mode, a.setting),
             lambda a: parse_classes(a.classes),
         )
     )
