@@ -149,7 +149,20 @@ class _PromptedSegmenter(ABC):
         pixels = as_rgb(image)
         prompts = list(prompts)
         validate_prompts(prompts, *pixels.shape[:2])
-        embedding = self.embed(pixels)
+        return self.segment_embedded(self.embed(pixels), prompts, multimask)
+
+    def segment_embedded(
+        self, embedding: ImageEmbedding, prompts: Sequence[Prompt], multimask: bool = False
+    ) -> list[MaskCandidates]:
+        """Like :meth:`segment` on an embedding from :meth:`embed`: the mask decoder only.
+
+        Interactive sessions keep embeddings of several images and call this per click.
+
+        Raises:
+            InputError: no prompt, or a prompt outside the embedded image.
+        """
+        prompts = list(prompts)
+        validate_prompts(prompts, *embedding.original_size)
         results: list[MaskCandidates | None] = [None] * len(prompts)
         for indices in _group_by_kind(prompts):
             for start in range(0, len(indices), self.batch_size):

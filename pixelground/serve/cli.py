@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "pixelground.serve.commands.eval",
     "pixelground.serve.commands.video",
     "pixelground.serve.commands.train",
+    "pixelground.serve.commands.serve",
 )
 
 log = logging.getLogger("pixelground")
