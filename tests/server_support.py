@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-from paths import REPO
+import numpy as np
+from paths import REPO, SHARED_DATA
 
 EXAMPLE = REPO / "examples" / "shapes.png"
 EXPRESSION = "the small green triangle"
@@ -68,3 +69,33 @@ def serve_process(args: list[str], env: dict | None = None, wait: float = 90.0) 
             process.wait(timeout=5)
         if process.stderr:
             process.stderr.close()
+
+
+def write_clip(path: Path, frames: list, fps: int = 12) -> Path:
+    """Encode RGB (H, W, 3) uint8 frames as an H.264 mp4 at ``path``."""
+    import av
+
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=fps)
+    stream.height, stream.width = frames[0].shape[:2]
+    stream.pix_fmt = "yuv420p"
+    stream.options = {"crf": "18", "preset": "ultrafast"}
+    for pixels in frames:
+        for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+def swan_clip(path: Path, count: int = 6, size: tuple[int, int] = (160, 96)) -> Path:
+    """The first ``count`` real DAVIS blackswan frames, resized to ``size``, as an mp4."""
+    from PIL import Image
+
+    folder = SHARED_DATA / "davis2016_blackswan" / "JPEGImages" / "480p" / "blackswan"
+    frames = [
+        np.asarray(Image.open(p).convert("RGB").resize(size))
+        for p in sorted(folder.glob("*.jpg"))[:count]
+    ]
+    return write_clip(path, frames)

@@ -7,6 +7,7 @@ at ``/openapi.json``.
 
 from __future__ import annotations
 
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ from fastapi.staticfiles import StaticFiles
 import pixelground
 from pixelground.backends.presets import PRESETS, part_available
 from pixelground.pipeline import load
-from pixelground.serve.app import image_routes, session_routes
+from pixelground.serve.app import image_routes, session_routes, video_routes
 from pixelground.serve.app.errors import install_error_handlers
+from pixelground.serve.app.job_runner import JobRunner
+from pixelground.serve.app.jobs import JobStore
 from pixelground.serve.app.limits import BodyLimit, Limiter
 from pixelground.serve.app.schemas import Health, PresetPart, Presets
 from pixelground.serve.app.security import check_api_key
@@ -76,19 +79,32 @@ def create_app(settings: ServerSettings | None = None, pipeline: Any = None) -> 
         docs_url=None,
         redoc_url=None,
     )
-    app.state.pixelground = ServerState(
-        settings=settings,
-        pipeline=pipeline,
-        limiter=Limiter(
-            settings.max_active, settings.max_queue, settings.request_timeout, settings.retry_after
-        ),
-        images=ImageStore(settings.cache_size),
-    )
+    app.state.pixelground = server_state(settings, pipeline)
     install_error_handlers(app)
     _add_routes(app, settings, pipeline)
     _add_middleware(app, settings)
     app.mount("/", StaticFiles(directory=web_dir(), html=True), name="web")
     return app
+
+
+def server_state(settings: ServerSettings, pipeline: Any) -> ServerState:
+    """The shared state: limiter, image cache, and the job store (recovered) with its worker."""
+    state = ServerState(
+        settings=settings, pipeline=pipeline, limiter=None, images=ImageStore(settings.cache_size)
+    )
+    state.limiter = Limiter(
+        settings.max_active,
+        settings.max_queue,
+        settings.request_timeout,
+        settings.retry_after,
+        lock=state.model_lock,
+    )
+    root = settings.jobs_dir or Path(tempfile.mkdtemp(prefix="pixelground-jobs-"))
+    state.jobs = JobStore(root, settings.job_ttl_hours, int(settings.jobs_quota_mb * 2**20))
+    state.jobs.recover()
+    state.jobs.expire()
+    state.runner = JobRunner(state.jobs, pipeline, state.model_lock, settings.max_video_frames)
+    return state
 
 
 def _add_routes(app: FastAPI, settings: ServerSettings, pipeline: Any) -> None:
@@ -98,6 +114,7 @@ def _add_routes(app: FastAPI, settings: ServerSettings, pipeline: Any) -> None:
     guarded = [Depends(api_key)]
     app.include_router(image_routes.router, dependencies=guarded)
     app.include_router(session_routes.router, dependencies=guarded)
+    app.include_router(video_routes.router, dependencies=guarded)
 
     @app.get("/healthz", response_model=Health, tags=["server"])
     def healthz() -> Health:

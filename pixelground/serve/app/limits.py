@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -34,9 +35,18 @@ class Limiter:
         max_queue: calls waiting beyond those.
         timeout: seconds a request waits and runs before a 504.
         retry_after: seconds suggested to a refused client.
+        lock: held around every call (shared with the video job worker, so requests and
+            jobs never run models at the same time); None: no lock.
     """
 
-    def __init__(self, max_active: int, max_queue: int, timeout: float, retry_after: int) -> None:
+    def __init__(
+        self,
+        max_active: int,
+        max_queue: int,
+        timeout: float,
+        retry_after: int,
+        lock: threading.Lock | None = None,
+    ) -> None:
         self.max_active = max(1, int(max_active))
         self.capacity = self.max_active + max(0, int(max_queue))
         self.timeout = float(timeout)
@@ -44,6 +54,7 @@ class Limiter:
         self.admitted = 0
         self.refused = 0
         self._slots: asyncio.Semaphore | None = None
+        self.lock = lock
 
     def _semaphore(self) -> asyncio.Semaphore:
         if self._slots is None:  # created inside the running event loop
@@ -77,7 +88,13 @@ class Limiter:
 
     async def _execute(self, function: Callable[..., T], *args: Any) -> T:
         async with self._semaphore():
-            return await run_in_threadpool(function, *args)
+            return await run_in_threadpool(self._locked, function, *args)
+
+    def _locked(self, function: Callable[..., T], *args: Any) -> T:
+        if self.lock is None:
+            return function(*args)
+        with self.lock:
+            return function(*args)
 
     def _release(self, task: asyncio.Future) -> None:
         self.admitted -= 1

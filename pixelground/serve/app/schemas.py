@@ -149,3 +149,30 @@ class PresetPart(BaseModel):
 class Presets(BaseModel):
     serving: str = Field(description="the preset this server runs")
     parts: list[PresetPart]
+
+
+class JobForm(BaseModel):
+    """A video job: ``track`` (text, or boxes / clicks on frames) or ``caption``."""
+
+    kind: Literal["track", "caption"] = "track"
+    text: str | None = Field(default=None, max_length=2000, description="track: what to follow")
+    box: list[str] = Field(default=[], max_length=32, description="X0,Y0,X1,Y1@FRAME[:ID]")
+    point: list[str] = Field(default=[], max_length=64, description="X,Y@FRAME[:ID]")
+    neg_point: list[str] = Field(default=[], max_length=64, description="X,Y@FRAME[:ID]")
+    grounded: bool = Field(default=True, description="caption: ground and track its phrases")
+    max_frames: int | None = Field(default=None, ge=1, description="use at most N frames")
+
+
+class JobInfo(BaseModel):
+    """A video job's state and progress."""
+
+    id: str
+    kind: str
+    state: str = Field(description="queued, running, done, failed, cancelled, interrupted")
+    done: int = Field(description="frames processed")
+    total: int = Field(description="frames planned (0 until known)")
+    progress: float
+    video: str
+    error: dict[str, str] | None = None
+    downloads: dict[str, str] = {}
+    events: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +22,9 @@ class ServerState:
         pipeline: the loaded Pipeline (backends load on first use).
         limiter: admission control for model calls.
         images: interactive sessions (LRU).
-        jobs: the video job store, or None when video jobs are off.
+        jobs: the video job store.
+        runner: the video job worker.
+        model_lock: held by model calls of requests and jobs alike.
     """
 
     settings: ServerSettings
@@ -29,7 +32,8 @@ class ServerState:
     limiter: Limiter
     images: ImageStore
     jobs: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    runner: Any = None
+    model_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def server_state(request: Request) -> ServerState:

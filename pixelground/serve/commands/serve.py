@@ -40,12 +40,11 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    require("fastapi", "serve")
     uvicorn = require("uvicorn", "serve")
-    from pixelground.serve.app.factory import create_app
-
+    # the app needs fastapi (the serve extra): imported only when serving, with a clear error
+    factory = require("pixelground.serve.app.factory", "serve")
     settings = settings_from_args(args)
-    app = create_app(settings)
+    app = factory.create_app(settings)
     pipeline = app.state.pixelground.pipeline
     print(
         f"pixelground: serving preset {pipeline.preset.name!r} on http://{args.host}:{args.port}"

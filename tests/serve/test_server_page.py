@@ -1,0 +1,109 @@
+"""The page in a real browser: Debian's headless Chromium driven by Playwright.
+
+Upload the bundled example, type the expression, see the mask drawn on the canvas,
+download the JSON and compare it with the CLI's; click a point and see the mask change;
+an API error shows as a readable message. Screenshots go to the test's temp folder.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from server_support import EXAMPLE, EXPRESSION, SHAPES_WITH_CLICKS, serve_process
+
+from pixelground.core.masks import decode_rle
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+MODEL_ARGS = [f"--model={role}={source}" for role, source in SHAPES_WITH_CLICKS.items()]
+
+COUNT_MASK_PIXELS = """(id) => {
+  const c = document.getElementById(id);
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+  return n;
+}"""
+MASK_SIGNATURE = """(id) => {
+  const c = document.getElementById(id);
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let h = 0; for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0) h = (h * 31 + i) % 1000000007;
+  return h;
+}"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium not installed at /usr/bin/chromium (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+def cli_segment(tmp_path: Path) -> dict:
+    """``pixelground segment`` run beside the example, with the server's preset and parts."""
+    out = tmp_path / "cli.json"
+    command = [sys.executable, "-m", "pixelground.serve.cli", "segment", EXAMPLE.name, EXPRESSION]
+    command += ["--preset", "shapes", *MODEL_ARGS, "-o", str(out)]
+    subprocess.run(command, cwd=EXAMPLE.parent, check=True, capture_output=True, timeout=300)
+    return json.loads(out.read_text())
+
+
+def wait_for_result(page, count: int) -> None:
+    # attribute selectors, not JS predicates: the page's CSP forbids eval
+    page.wait_for_selector(f'body[data-results="{count}"]', state="attached", timeout=120_000)
+
+
+def test_page_segments_clicks_and_downloads(browser, tmp_path):
+    expected = cli_segment(tmp_path)
+    with serve_process(["--preset", "shapes", *MODEL_ARGS]) as url:
+        page = browser.new_page(accept_downloads=True)
+        page.goto(url)
+        page.set_input_files("#image-file", str(EXAMPLE))
+        page.wait_for_selector("body[data-image-id]", state="attached", timeout=120_000)
+        page.fill("#text", EXPRESSION)
+        page.click("#run")
+        wait_for_result(page, 1)
+        page.screenshot(path=str(tmp_path / "segment.png"))
+        area = int(decode_rle(expected["regions"][0]["mask"]).sum())
+        assert area > 100
+        assert page.evaluate(COUNT_MASK_PIXELS, "mask-canvas") == area
+        assert "the small green triangle" in page.inner_text("#legend")
+
+        with page.expect_download() as download_info:
+            page.click("#download-json")
+        downloaded = json.loads(Path(download_info.value.path()).read_text())
+        assert downloaded == expected
+
+        before = page.evaluate(MASK_SIGNATURE, "mask-canvas")
+        box = page.locator("#prompt-canvas").bounding_box()
+        scale = box["width"] / 256
+        page.mouse.click(box["x"] + 200 * scale, box["y"] + 60 * scale)
+        wait_for_result(page, 2)
+        page.screenshot(path=str(tmp_path / "click.png"))
+        assert page.evaluate(MASK_SIGNATURE, "mask-canvas") != before
+        assert np.isfinite(float(page.inner_text("#legend").split("(")[-1].rstrip(")")))
+
+        page.fill("#text", "   ")
+        page.click("#run")
+        page.wait_for_selector("#error:not([hidden])", timeout=60_000)
+        message = page.inner_text("#error")
+        assert message.startswith("400:") and "expression" in message
+        page.screenshot(path=str(tmp_path / "error.png"))
+        page.close()
