@@ -153,7 +153,9 @@ async def entities(state: State, form: Annotated[EntitiesForm, Form()], file: Up
 async def semseg(state: State, form: Annotated[SemsegForm, Form()], file: Upload = None):
     """One region per class of ``classes`` present in the image."""
     parse_classes(form.classes)
-    return await run_task(state, form, file, lambda pl, im: pl.semseg(im, form.classes, form.mode))
+    return await run_task(
+        state, form, file, lambda pl, im: pl.semseg(im, form.classes, form.mode, form.setting)
+    )
 
 
 @router.post("/chat", responses=RESPONSES, summary="ask a question about an image")

@@ -96,7 +96,10 @@ class EntitiesForm(TaskForm):
 
 class SemsegForm(TaskForm):
     classes: str = Field(max_length=4000, description='comma-separated, e.g. "sky,road"')
-    mode: Literal["dense", "entity"] = "dense"
+    mode: Literal["dense", "entity", "cass"] = "dense"
+    setting: str | None = Field(
+        default=None, max_length=64, description="cass mode: an official dataset config"
+    )
 
 
 class ChatForm(TaskForm):
