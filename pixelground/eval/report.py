@@ -11,8 +11,8 @@ from typing import Any
 
 #: Keys holding bulk per-item data, left out of tables and of the summary JSON.
 BULK_KEYS = frozenset(
-    {"per_sample", "per_object", "per_frame", "per_expression", "per_sequence", "per_image",
-     "per_class", "objects", "sequences", "expressions"}
+    {"per_sample", "per_object", "per_proposal", "per_frame", "per_expression", "per_sequence",
+     "per_image", "per_class", "objects", "sequences", "expressions"}
 )  # fmt: skip
 #: Keys that hold counts (never shown as percentages).
 COUNT_KEYS = frozenset({"n", "tp", "fp", "fn", "tn"})

@@ -27,9 +27,12 @@ import numpy as np
 from PIL import Image
 
 from pixelground.core.errors import InputError
-
-VOID_LABEL = 255
-KINDS = ("auto", "davis2016", "davis2017")
+from pixelground.eval.datasets.mask_png import (
+    VOID_LABEL,
+    check_paths,
+    ordered_map,
+    read_label_frame,
+)
 
 
 @dataclass
@@ -105,35 +108,8 @@ def read_davis_frame(
     Returns:
         ``(labels, void)``: (H, W) unsigned object ids with void set to 0, and (H, W) bool void.
     """
-    if kind not in KINDS:
-        raise InputError(f"unknown DAVIS format {kind!r}: use one of {', '.join(KINDS)}")
-    try:
-        with Image.open(path) as image:
-            mode = image.mode
-            array = np.asarray(image)
-    except (OSError, ValueError) as error:
-        raise InputError(f"cannot read mask PNG {path}: {error}") from error
-    if array.ndim != 2:
-        raise InputError(
-            f"{path} is a {mode} image; DAVIS masks are palette or grayscale PNGs of object ids"
-        )
-    if array.dtype == bool:
-        array = array.astype(np.uint8)
-    if kind == "auto":
-        binary = mode in ("L", "1") and np.isin(array, (0, 255)).all()
-        kind = "davis2016" if binary else "davis2017"
-    if kind == "davis2016":
-        return (array != 0).astype(np.uint8), np.zeros(array.shape, dtype=bool)
-    if array.dtype.kind not in "ui":
-        raise InputError(f"{path} holds {array.dtype} values; object ids must be integers")
-    if array.dtype.kind == "i":
-        array = array.astype(np.int64)
-        if (array < 0).any():
-            raise InputError(f"{path} has negative values; object ids must be >= 0")
-    if void_label is None:
-        return array, np.zeros(array.shape, dtype=bool)
-    void = array == void_label
-    return np.where(void, 0, array).astype(array.dtype), void
+    frame = read_label_frame(path, kind, void_label)
+    return frame.cleared(), frame.void()
 
 
 def read_davis_sequence(
@@ -142,8 +118,12 @@ def read_davis_sequence(
     kind: str = "auto",
     void_label: int | None = VOID_LABEL,
     num_objects: int | None = None,
+    workers: int | None = None,
 ) -> VideoMasks:
-    """Read a sequence folder (one PNG per frame, sorted by name).
+    """Read a whole sequence folder (one PNG per frame, sorted by name) into memory.
+
+    The scorers do not call this (they stream frames chunk by chunk, see
+    :mod:`pixelground.eval.metrics.vos_folders`); it is for looking at a sequence.
 
     Args:
         folder: Folder of ``<frame>.png`` files.
@@ -152,6 +132,7 @@ def read_davis_sequence(
         void_label: 255 for ground truth; None for results (every value is an object id).
         num_objects: N; default the largest id in the frames read (how davis2017 counts the
             objects of a result; for ground truth it uses the first frame only).
+        workers: decoding threads (default :data:`DEFAULT_WORKERS`).
 
     Returns:
         The sequence as label maps.
@@ -162,20 +143,23 @@ def read_davis_sequence(
         if not paths:
             raise InputError(f"no PNG masks in {folder}")
     else:
-        paths = [folder / f"{frame}.png" for frame in frame_ids]
-        missing = [p.name for p in paths if not p.is_file()]
-        if missing:
+        paths = check_paths(folder, frame_ids)
+    labels, void, count = None, None, 0
+    frames = ordered_map(lambda p: read_label_frame(p, kind, void_label), paths, workers)
+    for index, frame in enumerate(frames):
+        if labels is None:
+            labels = np.empty((len(paths), *frame.labels.shape), dtype=frame.labels.dtype)
+            void = np.zeros(labels.shape, dtype=bool)
+        if frame.labels.shape != labels.shape[1:]:
             raise InputError(
-                f"{folder} lacks {len(missing)} frame(s) ({', '.join(missing[:3])}...): "
-                "a DAVIS result needs one PNG per annotated frame, named as the annotations"
+                f"frames of {folder} have different sizes: {labels.shape[1:]} and "
+                f"{frame.labels.shape} ({paths[index].name})"
             )
-    frames = [read_davis_frame(p, kind, void_label) for p in paths]
-    shapes = {f[0].shape for f in frames}
-    if len(shapes) != 1:
-        raise InputError(f"frames of {folder} have different sizes: {sorted(shapes)}")
-    labels = np.stack([f[0] for f in frames])
-    void = np.stack([f[1] for f in frames])
-    count = int(labels.max()) if num_objects is None else int(num_objects)
+        labels[index] = frame.cleared()
+        if frame.has_void:
+            void[index] = frame.void()
+        count = max(count, frame.max_id)
+    count = count if num_objects is None else int(num_objects)
     return VideoMasks(labels, void, [p.stem for p in paths], count, folder.name)
 
 

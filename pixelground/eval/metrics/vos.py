@@ -29,380 +29,32 @@ row offset by row offset: for offset dy the disk is the segment |dx| <= isqrt(r^
 ``np.searchsorted`` of the still unmatched pixels. J uses popcounts of the packed masks. The
 counts are integers equal to the official ones, so J and F are identical floats, about 5x
 faster than the official per-frame code with OpenCV (see ``benchmarks/eval_speed.py``).
-The protocols (DAVIS semi-supervised and unsupervised, MeViS), on arrays and on folders, are in
-:mod:`pixelground.eval.metrics.vos_protocols`, built on :func:`pairwise_scores`;
-:func:`evaluate_vos` is the folder-level entry point.
+
+Where things are: the counting core (and :func:`pairwise_scores`, :func:`region_similarity`,
+:func:`boundary_f_measure`, :func:`db_statistics`) in :mod:`pixelground.eval.metrics.jf`; the
+protocols on arrays in :mod:`pixelground.eval.metrics.vos_protocols`; over folders of PNGs,
+streamed chunk by chunk from a thread pool of decoders, in
+:mod:`pixelground.eval.metrics.vos_folders`. This module re-exports the core and holds
+:func:`evaluate_vos`, the folder-level entry point.
 """
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pixelground.core.errors import InputError
-
-BOUND_TH = 0.008
-MAX_PROPOSALS = 20
-
-_POPCOUNT_LUT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
-# _BIT_POSITIONS[v, k] = position of the k-th set bit of byte value v (lowest first)
-_BIT_POSITIONS = np.array(
-    [[k for k in range(8) if v >> k & 1] + [0] * (8 - bin(v).count("1")) for v in range(256)],
-    dtype=np.int64,
-)
-
-
-def boundary_map(masks: np.ndarray) -> np.ndarray:
-    """One-pixel boundaries of binary masks, as ``seg2bmap`` of davis2017-evaluation.
-
-    A pixel is on the boundary when its value differs from its east, south or south-east
-    neighbour; in the last row only the east neighbour counts, in the last column only the
-    south one, and the bottom-right pixel is never a boundary pixel.
-
-    Args:
-        masks: (..., H, W) masks, any dtype; nonzero means inside.
-
-    Returns:
-        Bool array of the same shape.
-    """
-    seg = np.asarray(masks).astype(bool)
-    bmap = np.empty_like(seg)
-    inner = seg[..., :-1, :-1]
-    bmap[..., :-1, :-1] = (inner ^ seg[..., :-1, 1:]) | (inner ^ seg[..., 1:, :-1])
-    bmap[..., :-1, :-1] |= inner ^ seg[..., 1:, 1:]
-    bmap[..., -1, :-1] = seg[..., -1, :-1] ^ seg[..., -1, 1:]  # last row: east only
-    bmap[..., :-1, -1] = seg[..., :-1, -1] ^ seg[..., 1:, -1]  # last column: south only
-    bmap[..., -1, -1] = False
-    return bmap
-
-
-def bound_radius(height: int, width: int, bound_th: float = BOUND_TH) -> int:
-    """Boundary tolerance in pixels: ``ceil(bound_th * hypot(H, W))``, or ``bound_th`` if >= 1.
-
-    Raises:
-        InputError: ``bound_th`` is >= 1 but not a whole number of pixels, or not positive.
-    """
-    if bound_th <= 0:
-        raise InputError(f"bound_th must be positive, got {bound_th}")
-    if bound_th >= 1:
-        if float(bound_th) != int(bound_th):
-            raise InputError(
-                f"a bound_th >= 1 is a radius in pixels; use a whole number, not {bound_th}"
-            )
-        return int(bound_th)
-    return int(np.ceil(bound_th * np.linalg.norm((height, width))))
-
-
-def as_video_masks(masks: np.ndarray, name: str = "masks") -> np.ndarray:
-    """(H, W) or (T, H, W) masks as a bool (T, H, W) array; ``name`` is for the error."""
-    array = np.asarray(masks)
-    if array.ndim == 2:
-        array = array[None]
-    if array.ndim != 3:
-        raise InputError(f"{name} must have shape (H, W) or (T, H, W), got {array.shape}")
-    return array.astype(bool, copy=False)
-
-
-@dataclass(frozen=True)
-class _Geometry:
-    """Sizes shared by all tracks of one evaluation, and the sort key of a boundary pixel.
-
-    A pixel (t, y, x) gets the key ``((t * frame_stride + y + r) * row_stride) + x + r``: keys
-    sort by frame, row, column, and the padding (r rows and columns) keeps every disk offset
-    (dy, dx) with |dy|, |dx| <= r inside the same frame and row of the key space.
-    """
-
-    frames: int
-    height: int
-    width: int
-    radius: int
-
-    @property
-    def words(self) -> int:  # 64-pixel words per row, with room for one replicated column
-        return self.width // 64 + 1
-
-    @property
-    def row_stride(self) -> int:
-        return self.width + 2 * self.radius + 1
-
-    @property
-    def frame_stride(self) -> int:
-        return self.height + 2 * self.radius + 1
-
-    @property
-    def chunk(self) -> int:  # frames processed together: ~4 Mpx keeps the work in cache
-        return max(1, min(self.frames, 2**22 // (self.height * self.width)))
-
-    @cached_property
-    def valid(self) -> np.ndarray:
-        """(chunk * (H + 1) * words,) uint64: the bits of real pixels (not padding)."""
-        bits = np.zeros((self.height + 1, self.words * 64), dtype=bool)
-        bits[: self.height, : self.width] = True
-        row_words = _little_words(np.packbits(bits, axis=-1, bitorder="little"))
-        return np.tile(row_words.reshape(-1), self.chunk)
-
-
-@dataclass
-class _Track:
-    """What the pairwise scores need from one object's (void-cut) masks over T frames."""
-
-    words: np.ndarray  # (T, (H + 1) * words) uint64 mask bits: pixel (y, x) is bit x % 64 of
-    #                    word y * words + x // 64; padding bits are 0
-    area: np.ndarray  # (T,) int64 pixel counts
-    keys: np.ndarray  # (K,) int64 sorted keys of the boundary pixels (see _Geometry)
-    frame: np.ndarray  # (K,) int64 frame of each boundary pixel
-    n_boundary: np.ndarray  # (T,) int64 boundary pixel counts
-
-
-_ONE, _SIXTY_THREE = np.uint64(1), np.uint64(63)
-
-
-def _popcount(words: np.ndarray) -> np.ndarray:
-    """Set bits per frame of (T, ...) uint64 words."""
-    flat = words.reshape(len(words), -1)
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(flat).sum(axis=1, dtype=np.int64)
-    return _POPCOUNT_LUT[flat.view(np.uint8)].sum(axis=1, dtype=np.int64)
-
-
-def _little_words(array: np.ndarray) -> np.ndarray:
-    """View uint8 bytes (last axis a multiple of 8) as uint64 words, byte 0 lowest."""
-    words = array.view("<u8")
-    return words if words.dtype.isnative else words.astype(np.uint64)
-
-
-def _pack(mask: np.ndarray, geometry: _Geometry) -> np.ndarray:
-    """(T, H, W) bool -> (T, H + 1, words) uint64 with column W and row H copying W-1, H-1."""
-    frames, height, width = mask.shape
-    buf = np.zeros((frames, height + 1, geometry.words * 8), dtype=np.uint8)
-    buf[:, :height, : (width + 7) // 8] = np.packbits(mask, axis=-1, bitorder="little")
-    (src_byte, src_bit), (dst_byte, dst_bit) = divmod(width - 1, 8), divmod(width, 8)
-    column = (buf[:, :height, src_byte] >> np.uint8(src_bit)) & np.uint8(1)
-    buf[:, :height, dst_byte] |= column << np.uint8(dst_bit)
-    buf[:, height] = buf[:, height - 1]
-    return _little_words(buf)
-
-
-def _set_pixels(words: np.ndarray) -> np.ndarray:
-    """Flat pixel indices (into (..., words * 64)) of the set bits of uint64 words, sorted."""
-    flat = words.reshape(-1)
-    word_cells = np.flatnonzero(flat)
-    as_bytes = flat[word_cells].astype("<u8").view(np.uint8)
-    byte_cells = np.flatnonzero(as_bytes)
-    values = as_bytes[byte_cells]
-    first_bit = (word_cells[byte_cells // 8] * 8 + byte_cells % 8) * 8
-    counts = _POPCOUNT_LUT[values]
-    owner = np.repeat(np.arange(len(values)), counts)
-    rank = np.arange(len(owner)) - (np.cumsum(counts, dtype=np.int64) - counts)[owner]
-    return first_bit[owner] + _BIT_POSITIONS[values[owner], rank]
-
-
-def _boundary_words(padded: np.ndarray, row_words: int) -> np.ndarray:
-    """Flat uint64 words of a packed stack -> words of the pixels differing from E, S or SE.
-
-    Works on the flat array so numpy runs long loops: the south neighbour is ``row_words``
-    words further, the east neighbour one bit further (carrying across words). What crosses a
-    row or frame end lands on padding bits, which the caller masks out.
-    """
-    east = padded >> _ONE
-    east[:-1] |= padded[1:] << _SIXTY_THREE
-    bmap = padded ^ east
-    bmap[:-row_words] |= padded[:-row_words] ^ padded[row_words:]
-    bmap[:-row_words] |= padded[:-row_words] ^ east[row_words:]
-    return bmap
-
-
-def _track_chunk(
-    mask: np.ndarray, geometry: _Geometry, first: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mask words, boundary keys and boundary frames of frames ``first..`` of a track."""
-    padded = _pack(mask, geometry).reshape(-1)
-    valid = geometry.valid[: padded.size]
-    bmap = _boundary_words(padded, geometry.words)
-    bmap &= valid
-    padded &= valid
-    row, x = np.divmod(_set_pixels(bmap), geometry.words * 64)
-    t, y = np.divmod(row, geometry.height + 1)
-    t += first
-    r = geometry.radius
-    keys = (t * geometry.frame_stride + y + r) * geometry.row_stride + x + r
-    return padded.reshape(len(mask), -1), keys.astype(np.int64), t.astype(np.int64)
-
-
-def _track(mask: np.ndarray, keep: np.ndarray | None, geometry: _Geometry) -> _Track:
-    """Summarise a (T, H, W) bool mask; ``keep`` is ``~void`` (or None).
-
-    The boundary is ``seg2bmap``'s, computed 64 pixels at a time: with the last column and row
-    replicated, "differs from its east, south or south-east neighbour" is exactly the official
-    rule, including its special last row, last column and bottom-right pixel.
-    """
-    parts = []
-    for first in range(0, geometry.frames, geometry.chunk):
-        piece = mask[first : first + geometry.chunk]
-        if keep is not None:
-            piece = piece & keep[first : first + geometry.chunk]
-        parts.append(_track_chunk(piece, geometry, first))
-    words = np.concatenate([part[0] for part in parts])
-    frame = np.concatenate([part[2] for part in parts])
-    return _Track(
-        words=words,
-        area=_popcount(words),
-        keys=np.concatenate([part[1] for part in parts]),
-        frame=frame,
-        n_boundary=np.bincount(frame, minlength=geometry.frames).astype(np.int64),
-    )
-
-
-def _matched(source: _Track, target: _Track, geometry: _Geometry) -> np.ndarray:
-    """Per frame, how many boundary pixels of ``source`` have one of ``target`` within r.
-
-    The disk x^2 + y^2 <= r^2 is, row by row, the segment |dx| <= isqrt(r^2 - dy^2); each row
-    offset is one ``searchsorted`` of the still unmatched pixels into the sorted target keys.
-    """
-    r = geometry.radius
-    hits = np.zeros(len(source.keys), dtype=bool)
-    remaining = np.arange(len(source.keys))
-    for dy in [0, *(d for k in range(1, r + 1) for d in (k, -k))]:
-        if not len(remaining) or not len(target.keys):
-            break
-        half = math.isqrt(r * r - dy * dy)
-        query = source.keys[remaining] + dy * geometry.row_stride
-        index = np.searchsorted(target.keys, query - half)
-        found = index < len(target.keys)
-        found[found] = target.keys[index[found]] <= query[found] + half
-        hits[remaining[found]] = True
-        remaining = remaining[~found]
-    return np.bincount(source.frame[hits], minlength=geometry.frames).astype(np.int64)
-
-
-def _j_from_counts(inter: np.ndarray, area_gt: np.ndarray, area_pred: np.ndarray) -> np.ndarray:
-    union = area_gt + area_pred - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        j = inter / union
-    j[union == 0] = 1.0
-    return j
-
-
-def _f_from_counts(
-    pred_match: np.ndarray, n_pred: np.ndarray, gt_match: np.ndarray, n_gt: np.ndarray
-) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(n_pred > 0, pred_match / n_pred.astype(np.float64), 1.0)
-        recall = np.where(n_gt > 0, gt_match / n_gt.astype(np.float64), 1.0)
-        total = precision + recall
-        f = 2 * precision * recall / np.where(total == 0, 1.0, total)
-    return np.where(total == 0, 0.0, f)
-
-
-def pairwise_scores(
-    gt_objects: Sequence[np.ndarray] | np.ndarray,
-    pred_objects: Sequence[np.ndarray] | np.ndarray,
-    void: np.ndarray | None = None,
-    bound_th: float = BOUND_TH,
-    pairs: str = "all",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame J and F of prediction objects against GT objects.
-
-    Args:
-        gt_objects: N GT objects, each (T, H, W) bool: an (N, T, H, W) array or any sequence
-            whose items are (T, H, W) masks (e.g. a lazy stack that builds ``labels == k``).
-        pred_objects: M predicted objects, same form.
-        void: Optional (T, H, W) bool void pixels, excluded from J and cut out before the
-            boundaries of F are extracted.
-        bound_th: Boundary tolerance, fraction of the image diagonal (or pixels if >= 1).
-        pairs: ``"all"`` for every (prediction, GT) pair, ``"diagonal"`` for prediction i vs
-            GT i only (needs M == N).
-
-    Returns:
-        ``(J, F)``, each (M, N, T) float64 for ``"all"`` or (N, T) for ``"diagonal"``.
-    """
-    num_gt, num_pred = len(gt_objects), len(pred_objects)
-    if not num_gt and not num_pred:
-        raise InputError("no masks to score: pass at least one GT or predicted object")
-    if pairs == "diagonal" and num_gt != num_pred:
-        raise InputError(f"diagonal pairs need as many predictions ({num_pred}) as GT ({num_gt})")
-    first = as_video_masks((gt_objects[0] if num_gt else pred_objects[0]), "masks")
-    num_frames, height, width = first.shape
-    geometry = _Geometry(num_frames, height, width, bound_radius(height, width, bound_th))
-    keep = None if void is None else ~as_video_masks(void, "void")
-    gts = [_track(_checked(m, first.shape, "GT"), keep, geometry) for m in gt_objects]
-    shape = (num_gt, num_frames) if pairs == "diagonal" else (num_pred, num_gt, num_frames)
-    j_out, f_out = np.zeros(shape), np.zeros(shape)
-    for p_index in range(num_pred):
-        pred = _track(_checked(pred_objects[p_index], first.shape, "prediction"), keep, geometry)
-        targets = [p_index] if pairs == "diagonal" else range(num_gt)
-        for g_index in targets:
-            gt = gts[g_index]
-            j = _j_from_counts(_popcount(gt.words & pred.words), gt.area, pred.area)
-            f = _f_from_counts(
-                _matched(pred, gt, geometry),
-                pred.n_boundary,
-                _matched(gt, pred, geometry),
-                gt.n_boundary,
-            )
-            index = g_index if pairs == "diagonal" else (p_index, g_index)
-            j_out[index], f_out[index] = j, f
-    return j_out, f_out
-
-
-def _checked(mask: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
-    video = as_video_masks(mask, name)
-    if video.shape != shape:
-        raise InputError(f"{name} masks have shape {video.shape}, expected {shape}")
-    return video
-
-
-def region_similarity(
-    gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None
-) -> np.ndarray | float:
-    """J per frame (``db_eval_iou``): (T, H, W) -> (T,) float64; (H, W) -> float."""
-    gts, preds = [as_video_masks(gt, "gt")], [as_video_masks(pred, "pred")]
-    j, _ = pairwise_scores(gts, preds, void, pairs="diagonal")
-    return float(j[0, 0]) if np.ndim(gt) == 2 else j[0]
-
-
-def boundary_f_measure(
-    gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None, bound_th: float = BOUND_TH
-) -> np.ndarray | float:
-    """F per frame (``db_eval_boundary``): (T, H, W) -> (T,) float64; (H, W) -> float."""
-    _, f = pairwise_scores(
-        [as_video_masks(gt, "gt")], [as_video_masks(pred, "pred")], void, bound_th, pairs="diagonal"
-    )
-    return float(f[0, 0]) if np.ndim(gt) == 2 else f[0]
-
-
-def db_statistics(per_frame: np.ndarray | Sequence[float]) -> tuple[float, float, float]:
-    """Mean, recall and decay of per-frame scores, as davis2017 ``utils.db_statistics``.
-
-    M = nanmean; R = nanmean(score > 0.5); D = nanmean(first bin) - nanmean(last bin) with the
-    frames cut into 4 bins at ``round(linspace(1, T, 5)) - 1`` (bins share their edge frames).
-    The official code casts the bin edges to uint8, which wraps for sequences longer than
-    256 frames; here they are plain integers (identical for every DAVIS sequence).
-
-    Args:
-        per_frame: (T,) scores, T >= 1.
-
-    Returns:
-        ``(mean, recall, decay)`` as Python floats.
-    """
-    values = np.asarray(per_frame, dtype=np.float64)
-    if values.ndim != 1 or len(values) == 0:
-        raise InputError(f"db_statistics needs a non-empty 1-D array, got shape {values.shape}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-        mean = np.nanmean(values)
-        recall = np.nanmean(values > 0.5)
-        ids = (np.round(np.linspace(1, len(values), 5) + 1e-10) - 1).astype(np.int64)
-        bins = [values[ids[i] : ids[i + 1] + 1] for i in range(4)]
-        decay = np.nanmean(bins[0]) - np.nanmean(bins[3])
-    return float(mean), float(recall), float(decay)
+from pixelground.eval.metrics.jf import BOUND_TH as BOUND_TH
+from pixelground.eval.metrics.jf import MAX_PROPOSALS as MAX_PROPOSALS
+from pixelground.eval.metrics.jf import as_video_masks as as_video_masks
+from pixelground.eval.metrics.jf import bound_radius as bound_radius
+from pixelground.eval.metrics.jf import boundary_f_measure as boundary_f_measure
+from pixelground.eval.metrics.jf import boundary_map as boundary_map
+from pixelground.eval.metrics.jf import db_statistics as db_statistics
+from pixelground.eval.metrics.jf import pairwise_scores as pairwise_scores
+from pixelground.eval.metrics.jf import region_similarity as region_similarity
+from pixelground.eval.metrics.vos_folders import DavisOptions, run_davis, run_mevis
 
 
 def evaluate_vos(
@@ -415,6 +67,7 @@ def evaluate_vos(
     exclude_void: bool = False,
     max_proposals: int = MAX_PROPOSALS,
     per_frame: bool = True,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Score a folder of predictions with a VOS protocol; returns a JSON-ready dict.
 
@@ -439,26 +92,20 @@ def evaluate_vos(
             False (default) reproduces that, True excludes them from J and F.
         max_proposals: Proposal limit of the unsupervised protocol.
         per_frame: Include per-frame J and F lists in the result.
+        workers: PNG decoding threads (default up to 4); frames are scored chunk by chunk as
+            they are decoded, so memory does not grow with the length of a sequence.
 
     Returns:
         ``{"protocol", "J", "F", "JF", ...}`` where J, F are means over objects (expressions for
         MeViS) and JF = (J + F) / 2, plus per-object (per-expression) entries; see
         :mod:`pixelground.eval.metrics.vos_protocols`.
     """
-    from pixelground.eval.metrics import vos_protocols
-
-    options = {"sequences": sequences, "bound_th": bound_th, "per_frame": per_frame}
-    if protocol in ("semi", "semi-supervised"):
-        return vos_protocols.run_davis(gt, pred, "semi", exclude_void=exclude_void, **options)
-    if protocol == "unsupervised":
-        return vos_protocols.run_davis(
-            gt,
-            pred,
-            "unsupervised",
-            exclude_void=exclude_void,
-            max_proposals=max_proposals,
-            **options,
-        )
     if protocol == "mevis":
-        return vos_protocols.run_mevis(gt, pred, **options)
-    raise InputError(f"unknown VOS protocol {protocol!r}: use semi, unsupervised or mevis")
+        return run_mevis(
+            gt, pred, sequences=sequences, bound_th=bound_th, per_frame=per_frame, workers=workers
+        )
+    task = {"semi": "semi", "semi-supervised": "semi", "unsupervised": "unsupervised"}.get(protocol)
+    if task is None:
+        raise InputError(f"unknown VOS protocol {protocol!r}: use semi, unsupervised or mevis")
+    options = DavisOptions(task, bound_th, exclude_void, max_proposals, workers)
+    return run_davis(gt, pred, options, sequences, per_frame)
