@@ -25,7 +25,7 @@ BACKENDS: dict[str, str] = {
     "textblob": "pixelground.backends.parser:TextBlobParser",
     "spacy": "pixelground.backends.parser:SpacyParser",
     "sam2-video": "pixelground.video.session:Sam2VideoTracker",
-    "segtoken": "pixelground.models.backend:SegTokenModelBackend",
+    "segtoken": "pixelground.backends.seg_token:SegTokenModelBackend",
 }
 
 ENTRY_POINT_GROUP = "pixelground.backends"

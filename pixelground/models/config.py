@@ -11,11 +11,20 @@ checkpoint rebuilds offline without the hub.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from pixelground.core.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+#: Options of inference rules that read the benchmark's own wordings (ordinals, sets,
+#: relations, hue views), removed in December 2026; checkpoints that name them still load.
+RETIRED_KEYS = frozenset(
+    {"ordinal_by_instances", "set_fallback", "set_noun", "relation_check", "hue_views"}
+)
 
 SEG_TOKEN = "[SEG]"
 PHRASE_OPEN = "<p>"
@@ -200,30 +209,6 @@ class SegModelConfig:
         phrase_words: the tokens the phrase-word heads were trained on (those inside the
             training lines' grounded phrases), recorded by training; the target decision
             reads the expression's words among them on the answered mask.
-        ordinal_by_instances: an ordinal referring expression ("the second square from the
-            top", "the leftmost blue shape") is answered by asking for its set ("all
-            squares"), splitting the answer into instances and sorting them (ordinals.py);
-            when the set is refused or has fewer instances than the rank, the model answers
-            the expression itself. False: the model answers every expression itself.
-        set_fallback: when the model refuses an attribute expression naming one colour
-            ("the large red star") or a relation ("the green triangle left of the red
-            circle"), answer it from sets the model was asked for in training: the colour's
-            ("all red shapes") and the rest's ("all large stars"), taking the instance of the
-            latter most inside the former (colour_sets.py); or the subject's instances and
-            the one on the named side of the anchor (relations.py). The instance is answered
-            when the phrase-word head gives each of the expression's words (the subject's, for
-            a relation) at least this probability on it. None: a refusal stands.
-        set_noun: the noun of a set named by its colour alone ("all red shapes"), for
-            ``set_fallback``.
-        relation_check: the answer to a relation expression ("the circle left of the red
-            square") is refused when the centre of its box is not on the named side of the
-            centre of the anchor's answer (the largest instance of the model's answer to
-            "the red square"; relations.py). False: the answer stands.
-        hue_views: a referring expression that names no colour ("the large star", "all
-            squares", the sets above) is answered on the image and ``hue_views - 1`` copies
-            with its hue turned evenly round the colour wheel, the target decision's inputs
-            and the mask logits averaged; ``set_fallback``'s word check reads its words other
-            than colours the same way (hue_views.py). 1: the image alone.
         mask_refine: every mask's probabilities (referring answers, grounded captions,
             region prompts' answers, video frames), upsampled from ``mask_grid``, are
             guided-filtered with their image as guide before the 0.5 threshold, so that the
@@ -300,11 +285,6 @@ class SegModelConfig:
     min_mask_island: int = 0
     target_decision: tuple[float, ...] | None = None
     phrase_words: tuple[str, ...] = ()
-    ordinal_by_instances: bool = False
-    set_fallback: float | None = None
-    set_noun: str = "shape"
-    relation_check: bool = False
-    hue_views: int = 1
     mask_refine: float | None = None
     mask_refine_eps: float = 1e-3
     max_length: int = 192
@@ -346,18 +326,10 @@ class SegModelConfig:
             raise InputError("video_memory must be >= 0 and memory_layers >= 1")
         if self.min_mask_island < 0:
             raise InputError(f"min_mask_island must be >= 0, got {self.min_mask_island}")
-        if self.set_fallback is not None and not 0 < self.set_fallback < 1:
-            raise InputError(
-                f"set_fallback must be a probability in (0, 1), got {self.set_fallback}"
-            )
         if self.mask_refine is not None and not 0 < self.mask_refine <= 1:
             raise InputError(f"mask_refine must be in (0, 1], got {self.mask_refine}")
         if not self.mask_refine_eps > 0:
             raise InputError(f"mask_refine_eps must be > 0, got {self.mask_refine_eps}")
-        if self.hue_views < 1:
-            raise InputError(f"hue_views must be >= 1, got {self.hue_views}")
-        if len(self.set_noun.split()) != 1:
-            raise InputError(f"set_noun must be one word, got {self.set_noun!r}")
         if self.context_layers < 0:
             raise InputError(f"context_layers must be >= 0, got {self.context_layers}")
         if self.fusion_layers < 0 or self.fusion_text_tokens < 1:
@@ -419,7 +391,12 @@ class SegModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SegModelConfig:
-        """Build from a dict; unknown keys are an InputError naming the valid ones."""
+        """Build from a dict; unknown keys are an InputError naming the valid ones, except
+        ``RETIRED_KEYS`` (options of inference rules since removed), which are ignored."""
+        retired = sorted(RETIRED_KEYS & set(data))
+        if retired:
+            logger.warning("ignoring retired model config keys %s", retired)
+            data = {k: v for k, v in data.items() if k not in RETIRED_KEYS}
         unknown = sorted(set(data) - cls.field_names())
         if unknown:
             raise InputError(

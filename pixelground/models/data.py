@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pixelground.core.colours import COLOUR_WORDS
 from pixelground.core.errors import InputError
 from pixelground.core.masks import decode_rle
 from pixelground.core.media import load_image
@@ -41,13 +42,8 @@ logger = logging.getLogger(__name__)
 
 ON_ERROR = ("skip", "raise")
 
-#: Colour names. A training line whose text names one is never hue-rotated (see SegDataset):
-#: rotating the hue of "the red triangle" would make its text wrong.
-COLOUR_WORDS = frozenset(
-    "red orange yellow green blue purple violet pink magenta cyan teal turquoise brown "
-    "beige gold golden silver grey gray black white navy maroon olive lime indigo "
-    "colour color colours colors coloured colored".split()
-)
+# A training line whose text names a colour (core.colours.COLOUR_WORDS) is never hue-rotated
+# (see SegDataset): rotating the hue of "the red triangle" would make its text wrong.
 
 _COLOUR_WORD = re.compile(rf"\b(?:{'|'.join(sorted(COLOUR_WORDS))})\b ?", re.IGNORECASE)
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])

@@ -19,10 +19,6 @@ counts against the answer where the prior's peak alone may not. :func:`fit_targe
 fits them by logistic regression on fine-tuning lines whose answers are a [SEG] or a refusal
 (a validation split), so the threshold is set on data the model was not trained on.
 
-With ``views`` > 1 (``SegModelConfig.hue_views``, for expressions that name no colour) the
-evidence is the mean of the evidence on the image and on hue-rotated copies of it
-(hue_views.py), mask logits included, and the word fit reads words other than colours the
-same way.
 """
 
 from __future__ import annotations
@@ -45,7 +41,6 @@ from pixelground.models.generation import (
     greedy,
     prompt_tensor,
 )
-from pixelground.models.hue_views import hue_views, views_for
 from pixelground.models.parts import VisionFeatures
 from pixelground.models.tokenizer import grounded_text
 
@@ -167,41 +162,6 @@ def _region_word_log_probs(
     return F.logsigmoid(logits[words])
 
 
-@torch.no_grad()
-def mask_word_fit(
-    model: SegTokenModel, image: np.ndarray, mask: np.ndarray, text: str, views: int = 1
-) -> float:
-    """The lowest log-probability the phrase-word head gives the words of ``text`` it knows
-    (the first run of ``phrase_words``, as the decision reads them) on the region ``mask``.
-
-    Args:
-        model: a model with phrase-word heads and ``phrase_words``.
-        image: (H, W, 3) uint8 pixels.
-        mask: (H, W) bool region of ``image``, not empty.
-        text: the words to read ("the large red star").
-        views: with more than 1, a word that is no colour is read on the image and
-            ``views - 1`` hue-rotated copies of it and its log-probabilities averaged; colour
-            words are read on the image alone.
-
-    Returns:
-        A log-probability (<= 0); 0 when the model reads no words or ``text`` has none it knows.
-    """
-    words = expression_words(model, text)
-    if not words:
-        return 0.0
-    if not np.any(mask):
-        raise InputError("the region mask is empty; there is nothing to read words on")
-    embeds = [model.encode_image(model.preprocess([v])).embed[0] for v in hue_views(image, views)]
-    region = torch.from_numpy(np.asarray(mask, dtype=np.float32)).to(embeds[0].device)
-    weights = F.adaptive_avg_pool2d(region[None, None], embeds[0].shape[-2:])[0, 0]
-    log_probs = torch.stack(  # (views, words)
-        [_region_word_log_probs(model, embed, weights, words) for embed in embeds]
-    )
-    colours = model.colour_columns()[torch.tensor(words)].to(log_probs.device)
-    read = torch.where(colours, log_probs[0], log_probs.mean(0))
-    return float(read.min())
-
-
 def has_target(weights: Sequence[float], evidence: TargetEvidence) -> bool:
     """The decision of ``target_decision`` weights on ``evidence``: (w_lm, w_prior, bias), or
     (w_lm, w_prior, w_words, bias) with the word heads' read of the mask."""
@@ -210,15 +170,11 @@ def has_target(weights: Sequence[float], evidence: TargetEvidence) -> bool:
 
 
 @torch.no_grad()
-def referring_mask(
-    model: SegTokenModel, image: np.ndarray, prompt: str, views: int = 1
-) -> np.ndarray | None:
+def referring_mask(model: SegTokenModel, image: np.ndarray, prompt: str) -> np.ndarray | None:
     """The (H, W) bool mask of the referring prompt's [SEG] when
     ``model.config.target_decision`` finds a target, else None; no text is generated, as
-    :func:`answer_referring` does for a refusal. With ``views`` > 1 the decision and the mask
-    are those of the mean evidence on the image and ``views - 1`` hue-rotated copies (only
-    for prompts that name no colour)."""
-    return _decide(model, image, prompt, views)[0]
+    :func:`answer_referring` does for a refusal."""
+    return _decide(model, image, prompt)[0]
 
 
 @torch.no_grad()
@@ -240,39 +196,18 @@ def answer_referring(model: SegTokenModel, image: np.ndarray, prompt: str) -> Gr
 
 
 def _decide(
-    model: SegTokenModel, image: np.ndarray, prompt: str, views: int = 1
+    model: SegTokenModel, image: np.ndarray, prompt: str
 ) -> tuple[np.ndarray | None, VisionFeatures]:
     """The [SEG]'s (H, W) mask when the decision finds a target (else None), and the image's
     features."""
     weights = model.config.target_decision
     if weights is None:
         raise InputError("the model has no target_decision; fit one with `pixelground calibrate`")
-    evidence, features = _views_evidence(model, image, prompt, views)
+    features = model.encode_image(model.preprocess([image]))
+    evidence = _evidence(model, features, prompt)
     if not has_target(weights, evidence):
         return None, features
     return frame_masks(model, evidence.mask_logits, 1, [image])[0, 0], features
-
-
-@torch.no_grad()
-def _views_evidence(
-    model: SegTokenModel, image: np.ndarray, prompt: str, views: int
-) -> tuple[TargetEvidence, VisionFeatures]:
-    """The mean evidence on ``views`` hue views of the image, and the image's own features."""
-    features = [model.encode_image(model.preprocess([view])) for view in hue_views(image, views)]
-    return mean_evidence([_evidence(model, f, prompt) for f in features]), features[0]
-
-
-def mean_evidence(evidence: Sequence[TargetEvidence]) -> TargetEvidence:
-    """The field-wise mean of the evidence on several views of one image (mask logits
-    averaged place by place)."""
-    if len(evidence) == 1:
-        return evidence[0]
-    return TargetEvidence(
-        seg_log_odds=float(np.mean([e.seg_log_odds for e in evidence])),
-        prior_peak=float(np.mean([e.prior_peak for e in evidence])),
-        mask_logits=torch.stack([e.mask_logits for e in evidence]).mean(0),
-        word_fit=float(np.mean([e.word_fit for e in evidence])),
-    )
 
 
 @dataclass
@@ -337,8 +272,7 @@ def fit_target_decision(
     for sample, _ in lines:
         question = sample.conversation[0]["content"]
         image = load_image(sample.frames[0]).pixels
-        views = views_for(question, model.config.hue_views, model.config.set_noun)
-        evidence, _ = _views_evidence(model, image, question, views)
+        evidence = target_evidence(model, image, question)
         rows.append(evidence.features()[:inputs])
     features = torch.tensor(rows, dtype=torch.float32).clamp(min=-50.0)
     weights = torch.zeros(inputs + 1, requires_grad=True)

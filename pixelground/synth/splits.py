@@ -9,6 +9,9 @@
 - ``val_heldout`` follows the test policy with samples of its own: a validation split of the
   held-out combinations (as CLEVR CoGenT's valB), for choosing what generalises to them
   without reading the test split.
+- ``paraphrase`` (referring only) holds test's scenes, queries and targets, worded by a second,
+  independent set of templates (``paraphrase.py``); it is never used for training (it has no
+  fine-tuning file) or for choosing options.
 
 Each sample has its own generator seeded by (seed, task, split, index), so a sample does not
 depend on how many others were generated, and splits of one seed never share a sample.
@@ -24,7 +27,11 @@ import numpy as np
 
 from pixelground.synth.scene import COLOURS, KINDS, Pair, Shape
 
-SPLITS: tuple[str, ...] = ("train", "val", "test", "val_heldout")
+SPLITS: tuple[str, ...] = ("train", "val", "test", "val_heldout", "paraphrase")
+#: Splits that word another split's samples anew -> that split.
+REWORDED_SPLITS: dict[str, str] = {"paraphrase": "test"}
+#: Tasks a reworded split exists for.
+REWORDED_TASKS: tuple[str, ...] = ("refer",)
 #: Splits whose scenes must show a held-out combination.
 HELD_OUT_SPLITS: tuple[str, ...] = ("test", "val_heldout")
 TASKS: tuple[str, ...] = ("refer", "gcg", "region", "video")
@@ -82,9 +89,11 @@ def split_policy(
     colours: Sequence[str] = tuple(COLOURS),
     held_out: Sequence[Pair] = HELD_OUT_PAIRS,
 ) -> SplitPolicy:
-    """The policy of a split; raises ValueError for an unknown split name."""
+    """The policy of a split (a reworded split's is that of the split it rewords, name
+    included, so that its samples are that split's); raises ValueError for an unknown split."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    split = REWORDED_SPLITS.get(split, split)
     all_pairs = tuple((c, k) for c in colours for k in kinds)
     held = tuple(p for p in held_out if p in all_pairs)
     if split in HELD_OUT_SPLITS:

@@ -22,6 +22,7 @@ from pixelground.synth import finetune
 from pixelground.synth.captions import grounded_caption, region_caption
 from pixelground.synth.language import ExpressionConfig, generate_expressions
 from pixelground.synth.output import GENERATOR, Progress, SplitWriter, SynthOptions
+from pixelground.synth.paraphrase import paraphrase
 from pixelground.synth.render import Rendered, render_scene
 from pixelground.synth.scene import (
     COLOURS,
@@ -34,6 +35,8 @@ from pixelground.synth.scene import (
 )
 from pixelground.synth.splits import (
     HELD_OUT_PAIRS,
+    REWORDED_SPLITS,
+    REWORDED_TASKS,
     SPLITS,
     TASKS,
     SplitPolicy,
@@ -102,7 +105,8 @@ def write_split(
         if task == "video":
             counts = write_video(writer, policy, n, seed, options, progress)
         else:
-            counts = _write_images(writer, task, policy, n, seed, options, progress)
+            reworded = split if split in REWORDED_SPLITS else None
+            counts = _write_images(writer, task, policy, n, seed, options, progress, reworded)
     finally:
         writer.close()
     info = _info(task, split, n, seed, options, counts, sorted({*writer.written, "info.json"}))
@@ -147,6 +151,10 @@ def _validate(task: str, split: str, n: int, seed: int, options: SynthOptions) -
         raise InputError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)} (or all)")
+    if split in REWORDED_SPLITS and task not in REWORDED_TASKS:
+        raise InputError(
+            f"the {split} split exists for {', '.join(REWORDED_TASKS)} only (got --task {task})"
+        )
     if n < 0 or seed < 0:
         raise InputError(f"--n and --seed must be >= 0 (got n={n}, seed={seed})")
     if options.size < 64:
@@ -165,7 +173,10 @@ def _write_images(
     seed: int,
     options: SynthOptions,
     progress: Progress | None,
+    reworded: str | None = None,
 ) -> dict[str, Any]:
+    """Write ``n`` images of ``policy``'s samples; a ``reworded`` split (``paraphrase``) words
+    their expressions with ``paraphrase.paraphrase`` and writes no fine-tuning lines."""
     config = SceneConfig(size=options.size)
     counts: dict[str, Any] = {"images": 0, "records": 0, "by_type": {}}
     coco = _CocoFiles() if task in ("gcg", "region") else None
@@ -176,6 +187,8 @@ def _write_images(
         image = writer.image(f"images/{index:05d}", rendered.image, options)
         writer.line("scenes.jsonl", scene_record(index, image, scene, rendered))
         sample = _Sample(index, image, scene, rendered, rng)
+        if reworded is not None:
+            sample.reword = sample_rng(seed, task, reworded, index)
         if task == "refer":
             records = _refer(writer, sample, policy, options)
         elif task == "gcg":
@@ -200,6 +213,7 @@ class _Sample:
     scene: Scene
     rendered: Rendered
     rng: np.random.Generator
+    reword: np.random.Generator | None = None  # words the expressions anew (paraphrase)
 
     def info(self) -> ImageInfo:
         return ImageInfo(width=self.scene.width, height=self.scene.height, path=self.image)
@@ -256,14 +270,15 @@ def _refer(
     )
     for j, expression in enumerate(expressions):
         record_id = f"{sample.index:05d}_{j}"
-        span = (0, len(expression.text))
-        regions = [
-            _shape_region(sample, i, phrase=expression.text, span=span) for i in expression.targets
-        ]
+        text = expression.text
+        if sample.reword is not None:
+            text = paraphrase(expression.query, len(expression.targets), sample.reword)
+        span = (0, len(text))
+        regions = [_shape_region(sample, i, phrase=text, span=span) for i in expression.targets]
         gt = GroundedResult(
             task="refer",
             image=sample.info(),
-            text=expression.text,
+            text=text,
             regions=regions,
             model={"generator": GENERATOR},
         )
@@ -272,7 +287,7 @@ def _refer(
             {
                 "id": record_id,
                 "image": sample.image,
-                "expression": expression.text,
+                "expression": text,
                 "targets": list(expression.targets),
                 "no_target": expression.no_target,
                 "type": expression.type,
@@ -280,10 +295,10 @@ def _refer(
                 "gt": gt.to_dict(),
             },
         )
+        if sample.reword is not None:
+            continue  # never a training line
         union = gt.union_mask() if regions else None
-        writer.line(
-            "finetune.jsonl", finetune.refer_record(record_id, sample.image, expression.text, union)
-        )
+        writer.line("finetune.jsonl", finetune.refer_record(record_id, sample.image, text, union))
     return [e.type for e in expressions]
 
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from pixelground.backends.base import GroundingModel, ReferringSegmenter
+from pixelground.backends.seg_token import SegTokenModelBackend
 from pixelground.core.errors import CheckpointMissingError, InputError
-from pixelground.models.backend import SegTokenModelBackend
 from pixelground.models.seg_model import SegTokenModel
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from pixelground.backends.seg_token import SegTokenModelBackend
 from pixelground.core.errors import InputError
-from pixelground.models.backend import SegTokenModelBackend
 from pixelground.models.memory import FrameMemory, MemoryBank
 from pixelground.video.frames import ArrayFrames
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from pixelground.backends.seg_token import SegTokenModelBackend
 from pixelground.core.errors import InputError
-from pixelground.models.backend import SegTokenModelBackend
 from pixelground.models.config import SegModelConfig
 from pixelground.models.parts import ClipKeys
 from pixelground.models.seg_model import mask_velocities, neighbour_keys

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pixelground.models.backend import SegTokenModelBackend
+from pixelground.backends.seg_token import SegTokenModelBackend
 from pixelground.models.checkpoints import STATE_NAME, find_checkpoint
 from pixelground.models.config import SegModelConfig
 from pixelground.models.seg_model import SegTokenModel

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pixelground.models.backend import SegTokenModelBackend
+from pixelground.backends.seg_token import SegTokenModelBackend
 from pixelground.video.frames import ArrayFrames
 from pixelground.video.referring import ReferringVideoSegmentation
 

@@ -9,9 +9,11 @@ seed 1, region 0 of seed 2 and the first four frames of clip 0 of seed 3.
 
 It checks, on the model's own paths (no rules of the referring task): greedy answers
 (texts and masks) of referring, grounded-caption and region prompts, the target decision's
-evidence and masks (on the image and on four hue views), the video answer's text and masks
+evidence and masks, the video answer's text and masks
 on every frame, and the training loss terms of one batch of the lines. Masks and texts must
-be identical; floats (evidence, losses) equal to 1e-5 relative.
+be identical; floats (evidence, losses) equal to 1e-5 relative. (The hue views the reference
+also held were deleted with hue_views; the decisions of the refitted ``target_decision`` on
+these lines are those of the reference's.)
 """
 
 from __future__ import annotations
@@ -82,9 +84,8 @@ def outputs(model: SegTokenModel) -> dict[str, Any]:
             continue
         evidence = target_evidence(model, pixels, question)
         record["evidence"] = evidence.features()
-        for views in (1, 4):
-            mask = referring_mask(model, pixels, question, views)
-            record[f"decision_views{views}"] = None if mask is None else _rles([mask])[0]
+        mask = referring_mask(model, pixels, question)
+        record["decision"] = None if mask is None else _rles([mask])[0]
         out["refer"].append(record)
     dataset = SegDataset(data.samples, model.tokenizer, config, train=False)
     batch = collate([dataset[i] for i in range(len(dataset))], model.ids.pad)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from pixelground.backends.seg_token import SegTokenModelBackend
 from pixelground.core.errors import InputError
 from pixelground.core.media import load_image
-from pixelground.models.backend import SegTokenModelBackend
 from pixelground.models.config import SegModelConfig
 from pixelground.models.data import read_finetune_jsonl
 from pixelground.models.generation import banned_tokens

@@ -1,12 +1,13 @@
 """``pixelground synth``: write splits of the procedural grounding benchmark.
 
     pixelground synth DIR --task refer|gcg|region|video --n N --seed S
-                      [--split train|val|test|val_heldout|all] [--size 256] [--frames 8]
+                      [--split train|val|test|val_heldout|paraphrase|all] [--size 256] [--frames 8]
                       [--n-eval M] [--image-format png|jpg] [--overwrite]
 
 Writes ``DIR/<task>/<split>/`` (see docs/synth.md). With ``--split all`` the train split gets
 N samples and val, test and val_heldout get ``--n-eval`` (default N // 5, at least 1) each.
-val_heldout is a validation split of the held-out colour/kind pairs (see docs/synth.md).
+val_heldout is a validation split of the held-out colour/kind pairs; paraphrase (refer only,
+never part of ``all``) is test's scenes and targets worded by other templates (docs/synth.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SegTokenModelBackend: our trained [SEG]-token model as a pixelground backend.
+"""SegTokenModelBackend: our trained [SEG]-token model (pixelground.models) as a backend.
 
 It implements GroundingModel (``ground``), ReferringSegmenter (``segment_expression``) and
 Captioner (``caption``, ``describe_region``), plus ``ground_video`` and
@@ -11,7 +11,6 @@ video methods send the prompts the checkpoint was trained with (stored in its co
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,15 @@ from pixelground.core.errors import CheckpointMissingError, InputError
 from pixelground.core.media import load_image
 from pixelground.models.checkpoints import find_checkpoint
 from pixelground.models.config import REGION_TOKEN
-from pixelground.models.ordinals import parse_ordinal
-from pixelground.models.set_answers import SetAnswers
+from pixelground.models.generation import (
+    answer_video,
+    decode_video_frames,
+    video_key_frames,
+    video_memory,
+    video_times,
+)
+from pixelground.models.seg_model import SegTokenModel
+from pixelground.models.target_decision import referring_mask
 from pixelground.video.frames import Frame, FrameSource
 
 logger = logging.getLogger(__name__)
@@ -50,8 +56,6 @@ class SegTokenModelBackend:
     def __init__(
         self, checkpoint_dir: str | Path, device: str | None = None, dtype: str | None = None
     ):
-        from pixelground.models.seg_model import SegTokenModel
-
         found = find_checkpoint(checkpoint_dir)
         if found is None:
             raise CheckpointMissingError(
@@ -84,54 +88,16 @@ class SegTokenModelBackend:
     def segment_expression(self, image: np.ndarray, expression: str) -> list[np.ndarray]:
         """(H, W) bool masks of what ``expression`` refers to; [] when the model says none.
 
-        With the config's ``ordinal_by_instances``, an ordinal expression is answered from
-        the instances of its set (see ordinals.py). With ``relation_check``, a relation
-        answered off the named side of its anchor is refused; with ``set_fallback``, an
-        attribute or relation expression the model refuses is answered from the sets it
-        names when the instance found reads as its words (see set_answers.py).
+        The model alone answers: with the config's ``target_decision`` one pass decides
+        whether there is a target and gives its mask (target_decision.py), else the LM
+        answers. Reasoning over instances (ordinals, relations, sets) is a strategy of the
+        referring task (tasks/compose.py), not of this backend.
         """
-        text = _expression(expression)
         pixels = load_image(image).pixels
-        sets = self._set_answers(pixels)
-        ordinal = parse_ordinal(text) if self.config.ordinal_by_instances else None
-        if ordinal is not None:
-            picked = sets.ordinal(ordinal)
-            if picked is not None:
-                return [picked]
-        answer = sets.answer(text)
-        if answer and self.config.relation_check and not sets.relation_holds(text, answer):
-            return []
-        if answer or self.config.set_fallback is None or self.model.word_heads is None:
-            return answer
-        found = sets.from_sets(text)
-        return answer if found is None else [found]
-
-    def _set_answers(self, pixels: np.ndarray) -> SetAnswers:
-        """The compositions of set_answers.py over this model's answers on ``pixels``."""
-        from pixelground.models.target_decision import mask_word_fit
-
-        floor = math.log(self.config.set_fallback) if self.config.set_fallback else 0.0
-        return SetAnswers(
-            answer=lambda expression: self._answer_referring(pixels, expression),
-            segment=lambda expression: self.segment_expression(pixels, expression),
-            reads_as=lambda mask, text: (
-                mask_word_fit(self.model, pixels, mask, text, self.config.hue_views) >= floor
-            ),
-            known_words=self.config.phrase_words,
-            set_noun=self.config.set_noun,
-            size=(int(pixels.shape[0]), int(pixels.shape[1])),
-        )
-
-    def _answer_referring(self, pixels: np.ndarray, expression: str) -> list[np.ndarray]:
-        """The model's own masks for a cleaned ``expression`` on (H, W, 3) uint8 pixels."""
-        prompt = self.config.refer_template.format(expression=expression)
+        prompt = self.config.refer_template.format(expression=_expression(expression))
         if self.config.target_decision is None:
             return list(self.ground(pixels, prompt).masks)
-        from pixelground.models.hue_views import views_for
-        from pixelground.models.target_decision import referring_mask
-
-        views = views_for(expression, self.config.hue_views, self.config.set_noun)
-        mask = referring_mask(self.model, pixels, prompt, views)
+        mask = referring_mask(self.model, pixels, prompt)
         return [] if mask is None else [mask]
 
     def caption(self, image: np.ndarray, detailed: bool = False) -> str:
@@ -179,8 +145,6 @@ class SegTokenModelBackend:
 
     def video_key_frames(self, total: int) -> list[int]:
         """Indices of the frames the LM sees of a ``total``-frame video."""
-        from pixelground.models.generation import video_key_frames
-
         return video_key_frames(self.model, total)
 
     def stream_video_expression(
@@ -202,8 +166,6 @@ class SegTokenModelBackend:
             (frame indices, (S, t, H, W) bool masks) per chunk of t frames; S is the number of
             objects (0 for "no target", then nothing is decoded and one empty chunk is yielded).
         """
-        from pixelground.models.generation import answer_video, video_memory, video_times
-
         prompt = self.config.video_template.format(expression=_expression(expression))
         total = len(frames)
         if total == 0:
@@ -234,8 +196,6 @@ class SegTokenModelBackend:
         memory: Any,
         clip_keys: Any,
     ) -> tuple[list[int], np.ndarray]:
-        from pixelground.models.generation import decode_video_frames
-
         indices = [frame.index for frame in batch]
         masks = decode_video_frames(
             self.model, states, [f.pixels for f in batch], times[indices], memory, clip_keys
