@@ -14,6 +14,7 @@ from pixelground.core.errors import (
     UnknownNameError,
 )
 from pixelground.core.result import GroundedResult, Region, VideoResult
+from pixelground.engine.api import annotate
 from pixelground.pipeline import Pipeline, load
 
 __version__ = "0.1.0"
@@ -27,5 +28,6 @@ __all__ = [
     "Region",
     "UnknownNameError",
     "VideoResult",
+    "annotate",
     "load",
 ]

@@ -18,5 +18,5 @@ fi
 python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 # torch is pinned: an unpinned torch makes pip download a multi-GB CUDA build.
 python -m pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v '^WARNING: Location' || true
-python -m pip install -q -e ".[all,test]" 2>&1 | grep -v '^WARNING: Location' || true
+python -m pip install -q -e ".[all,test,ray]" 2>&1 | grep -v '^WARNING: Location' || true
 python -c "import pixelground, torch, transformers; print('pixelground ready: torch', torch.__version__, 'transformers', transformers.__version__)"

@@ -1,7 +1,7 @@
 """Named compositions of backends, one per use: default, quality, sa2va-*, tiny, shapes.
 
 A preset maps roles (segmenter, detector, scorer, captioner, vlm, parser,
-grounding_model, video_segmenter, dino) to a backend name and a checkpoint (hub id, local
+grounding_model, video_segmenter, dino, depth) to a backend name and a checkpoint (hub id, local
 directory, ``tiny:NAME`` for a random-weight tiny model built on first use, or
 ``package:NAME`` for a checkpoint shipped inside the package, pixelground/checkpoints/NAME). Every
 part can be overridden by role. ``auto`` picks the best preset whose checkpoints are
@@ -31,9 +31,11 @@ ROLES = (
     "grounding_model",
     "video_segmenter",
     "dino",
+    "depth",
 )
-#: Roles only one mode needs (dino: ``semseg --mode cass``); ``auto`` does not wait for them.
-OPTIONAL_ROLES = ("dino",)
+#: Roles only one mode needs (dino: ``semseg --mode cass``; depth: the data engine's depth
+#: layers); ``auto`` does not wait for them.
+OPTIONAL_ROLES = ("dino", "depth")
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ PRESETS: dict[str, Preset] = {
                 "segmenter": Part("sam2", "facebook/sam2.1-hiera-tiny"),
                 "scorer": Part("clip", "openai/clip-vit-base-patch16"),
                 "dino": Part("dino", "facebook/dino-vitb8"),
+                "depth": Part("depth", "depth-anything/Depth-Anything-V2-Small-hf"),
                 "vlm": Part("vlm", "HuggingFaceTB/SmolVLM-256M-Instruct"),
                 "parser": Part("textblob"),
                 "video_segmenter": Part("sam2-video", "facebook/sam2.1-hiera-tiny"),
@@ -133,6 +136,7 @@ PRESETS: dict[str, Preset] = {
                 "segmenter": Part("sam2", "facebook/sam2.1-hiera-large"),
                 "scorer": Part("clip", "openai/clip-vit-base-patch16"),
                 "dino": Part("dino", "facebook/dino-vitb8"),
+                "depth": Part("depth", "depth-anything/Depth-Anything-V2-Base-hf"),
                 "vlm": Part("vlm", "Qwen/Qwen2.5-VL-3B-Instruct"),
                 "parser": Part("textblob"),
                 "video_segmenter": Part("sam2-video", "facebook/sam2.1-hiera-large"),
@@ -174,6 +178,7 @@ PRESETS: dict[str, Preset] = {
                 "segmenter": Part("sam2", "tiny:sam2"),
                 "scorer": Part("clip", "tiny:clip"),
                 "dino": Part("dino", "tiny:dino"),
+                "depth": Part("depth", "tiny:depth"),
                 "vlm": Part("vlm", "tiny:smolvlm"),
                 "parser": Part("textblob"),
                 "video_segmenter": Part("sam2-video", "tiny:sam2_video"),

@@ -19,6 +19,7 @@ BACKENDS: dict[str, str] = {
     "grounding-dino": "pixelground.backends.grounding_dino:GroundingDinoDetector",
     "clip": "pixelground.backends.clip:ClipScorer",
     "dino": "pixelground.backends.dino:DinoKeys",
+    "depth": "pixelground.backends.depth:DepthEstimator",
     "florence2": "pixelground.backends.florence2:Florence2Backend",
     "vlm": "pixelground.backends.vlm:ChatVLM",
     "sa2va": "pixelground.backends.sa2va:Sa2VABackend",

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "pixelground.serve.commands.video",
     "pixelground.serve.commands.train",
     "pixelground.serve.commands.serve",
+    "pixelground.serve.commands.annotate",
 )
 
 log = logging.getLogger("pixelground")

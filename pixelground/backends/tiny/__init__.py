@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from pixelground.backends.tiny.depth import TINY_DEPTH_BUILDERS
 from pixelground.backends.tiny.dino import TINY_DINO_BUILDERS
 from pixelground.backends.tiny.language import TINY_LANGUAGE_BUILDERS
 from pixelground.backends.tiny.video import TINY_VIDEO_BUILDERS
@@ -42,6 +43,7 @@ def builders() -> dict[str, Callable[[Path], Path]]:
         **TINY_LANGUAGE_BUILDERS,
         **TINY_VIDEO_BUILDERS,
         **TINY_DINO_BUILDERS,
+        **TINY_DEPTH_BUILDERS,
     }
 
 
