@@ -17,9 +17,12 @@ from paths import REPO, SHARED_DATA
 
 EXAMPLE = REPO / "examples" / "shapes.png"
 EXPRESSION = "the small green triangle"
-#: The shapes preset plus a tiny random-weight SAM2 for clicks (shapes has no prompted
-#: segmenter); referring segmentation still runs the shapes model alone.
-SHAPES_WITH_CLICKS = {"segmenter": "sam2:tiny:sam2"}
+#: The shapes preset plus tiny random-weight SAM2 models for clicks and video boxes (shapes
+#: has no prompted segmenter); referring segmentation still runs the shapes model alone.
+SHAPES_WITH_CLICKS = {
+    "segmenter": "sam2:tiny:sam2",
+    "video_segmenter": "sam2-video:tiny:sam2_video",
+}
 
 
 def free_port() -> int:

@@ -112,3 +112,17 @@ def test_bad_job_requests(client, clip, tmp_path):
     )
     response = full.post("/v1/jobs", files=video, data={"box": BOX})
     assert response.status_code == 507 and response.json()["error"]["code"] == "quota_exceeded"
+
+
+def test_describe_job_and_its_errors(client, clip):
+    video = {"file": ("swan.mp4", clip, "video/mp4")}
+    response = client.post("/v1/jobs", files=video, data={"kind": "describe"})
+    assert response.status_code == 400 and "needs one box" in response.text
+    bad_id = {"kind": "describe", "box": "40,30,120,80@0:2"}
+    assert client.post("/v1/jobs", files=video, data=bad_id).status_code == 400
+    data = {"kind": "describe", "box": "40,30,120,80@1", "max_frames": "4"}
+    job = client.post("/v1/jobs", files=video, data=data).json()
+    final = events(client, job["id"])[-1]
+    assert final["state"] == "done" and final["total"] == 4, final
+    result = client.get(f"/v1/jobs/{job['id']}/result.json").json()
+    assert result["task"] == "describe" and result["video"]["num_frames"] == 4

@@ -3,9 +3,10 @@
 ``track`` with a text calls :func:`pixelground.video.referring.segment_video`, with boxes
 or clicks (``X0,Y0,X1,Y1@FRAME``, ``X,Y@FRAME`` as ``pixelground track`` takes them) the
 interactive flow over the preset's video segmenter; ``caption`` calls
-:func:`pixelground.video.captions.caption_video`. Progress is saved to the job record as
-frames are done; a cancelled job stops at the next frame. Outputs are written atomically
-(temp name, then rename).
+:func:`pixelground.video.captions.caption_video` and ``describe``
+:func:`pixelground.video.streaming.describe_video`, with the CLI's defaults. Progress is
+saved to the job record as frames are done; a cancelled job stops at the next frame.
+Outputs are written atomically (temp name, then rename).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelground.core.errors import InputError, PixelgroundError
+from pixelground.core.prompts import Box, Point
 from pixelground.core.result import VideoResult
 from pixelground.serve.app.errors import error_code
 from pixelground.serve.app.jobs import JobRecord, JobStore, write_atomic
@@ -29,10 +31,12 @@ from pixelground.video.frames import FrameSource, open_video
 from pixelground.video.interactive import (
     InteractiveVideoSegmentation,
     merge_prompts,
+    parse_at,
     prompts_from_cli,
 )
 from pixelground.video.outputs import write_davis_masks, write_overlay_video
 from pixelground.video.referring import segment_video
+from pixelground.video.streaming import describe_video
 
 log = logging.getLogger("pixelground.server")
 #: Seconds between progress writes to job.json.
@@ -89,7 +93,37 @@ def run_caption(pipeline: Any, frames: FrameSource, params: dict, progress: Prog
     return caption_video(pipeline, frames, bool(params.get("grounded")), on_frame=progress)
 
 
-KINDS = {"track": run_track, "caption": run_caption}
+def describe_region(params: dict) -> tuple[Box | None, Point | None, int]:
+    """The one ``box`` or ``point`` (``VALUE@FRAME``) of a describe job, and its frame."""
+    given = [*params.get("box", []), *params.get("point", [])]
+    if len(given) != 1:
+        raise InputError("a describe job needs one box=X0,Y0,X1,Y1@FRAME or point=X,Y@FRAME")
+    value, frame, track_id = parse_at(given[0]) if "@" in given[0] else (given[0], 0, None)
+    if track_id is not None:
+        raise InputError(f"describe follows one region: drop the :ID from {given[0]!r}")
+    if params.get("box"):
+        return Box.parse(value), None, frame
+    return None, Point.parse(value), frame
+
+
+def run_describe(pipeline: Any, frames: FrameSource, params: dict, progress: Progress):
+    """``pixelground describe VIDEO --box X0,Y0,X1,Y1@FRAME [--stream]``."""
+    box, point, frame = describe_region(params)
+    if frame >= len(frames):
+        raise InputError(f"frame {frame} is outside the video's {len(frames)} frames")
+    clip_frames = 8 if params.get("stream") else None
+    return describe_video(
+        pipeline,
+        frames,
+        frame=frame,
+        box=box,
+        point=point,
+        clip_frames=clip_frames,
+        on_frame=progress,
+    )
+
+
+KINDS = {"track": run_track, "caption": run_caption, "describe": run_describe}
 
 
 def write_outputs(folder: Path, result: VideoResult, frames: FrameSource) -> None:

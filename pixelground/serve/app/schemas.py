@@ -155,14 +155,16 @@ class Presets(BaseModel):
 
 
 class JobForm(BaseModel):
-    """A video job: ``track`` (text, or boxes / clicks on frames) or ``caption``."""
+    """A video job: ``track`` (text, or boxes / clicks on frames), ``caption`` or ``describe``
+    (one box or point on a frame: the region's captions)."""
 
-    kind: Literal["track", "caption"] = "track"
+    kind: Literal["track", "caption", "describe"] = "track"
     text: str | None = Field(default=None, max_length=2000, description="track: what to follow")
     box: list[str] = Field(default=[], max_length=32, description="X0,Y0,X1,Y1@FRAME[:ID]")
     point: list[str] = Field(default=[], max_length=64, description="X,Y@FRAME[:ID]")
     neg_point: list[str] = Field(default=[], max_length=64, description="X,Y@FRAME[:ID]")
-    grounded: bool = Field(default=True, description="caption: ground and track its phrases")
+    grounded: bool = Field(default=False, description="caption: ground and track its phrases")
+    stream: bool = Field(default=False, description="describe: clip by clip (8 frames each)")
     max_frames: int | None = Field(default=None, ge=1, description="use at most N frames")
 
 

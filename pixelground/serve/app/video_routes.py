@@ -1,6 +1,7 @@
 """Video jobs: upload a video and start a track or caption job, follow it, download it.
 
-POST   /v1/jobs                     multipart: file (video) + kind, text | box/point
+POST   /v1/jobs                     multipart: file (video) + kind (track, caption,
+                                        describe), text | box/point
 GET    /v1/jobs/{id}                state and progress
 GET    /v1/jobs/{id}/events         server-sent events until the job ends
 GET    /v1/jobs/{id}/frames/{n}     frame n of the video (PNG), for scrubbing
@@ -20,6 +21,7 @@ from PIL import Image
 
 from pixelground.core.errors import InputError
 from pixelground.serve.app.image_routes import RESPONSES, read_upload
+from pixelground.serve.app.job_runner import describe_region
 from pixelground.serve.app.jobs import OUTPUTS, JobRecord
 from pixelground.serve.app.schemas import JobForm, JobInfo
 from pixelground.serve.app.security import safe_name, sniff_video
@@ -62,6 +64,8 @@ def job_params(form: JobForm) -> dict:
             params["text"] = clean_text(form.text, "expression")
         else:
             prompts_from_cli(form.box, form.point, form.neg_point)  # InputError if malformed
+    if form.kind == "describe":
+        describe_region(params)
     return params
 
 
