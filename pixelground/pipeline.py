@@ -1,17 +1,20 @@
 """The Python API: ``pixelground.load(preset)`` -> Pipeline with one method per task.
 
-Backends load lazily, on the first task that needs them, and parts of a preset that
-share a backend and checkpoint (Florence-2 as detector and captioner) share one instance.
+Image tasks return a GroundedResult, video tasks (``track``, ``segment_video``,
+``caption_video``, ``describe_video``) a VideoResult. Backends load lazily, on the first task
+that needs them, and parts of a preset that share a backend and checkpoint (Florence-2 as
+detector and captioner) share one instance.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from pixelground.backends.base import DETECTION_THRESHOLD, VideoStreamer
 from pixelground.backends.presets import (
     PACKAGE_PREFIX,
     ROLES,
@@ -24,8 +27,8 @@ from pixelground.backends.registry import backend_class
 from pixelground.backends.tiny import ensure_tiny
 from pixelground.core.errors import CheckpointMissingError, InputError
 from pixelground.core.media import ImageSource
-from pixelground.core.prompts import Box, Point
-from pixelground.core.result import GroundedResult
+from pixelground.core.prompts import Box, Point, Prompt
+from pixelground.core.result import GroundedResult, VideoResult
 from pixelground.tasks.chat import Chat
 from pixelground.tasks.entity import EntitySegmentation
 from pixelground.tasks.gcg import GroundedCaptioning
@@ -33,8 +36,22 @@ from pixelground.tasks.grounding import PhraseGrounding
 from pixelground.tasks.referring import ReferringSegmentation
 from pixelground.tasks.region import RegionUnderstanding
 from pixelground.tasks.semseg import OpenVocabSegmentation
+from pixelground.video.captions import VideoGroundedCaptioning
+from pixelground.video.interactive import VideoPrompt, segment_video_interactive
+from pixelground.video.keyframes import MATCH_IOU, OnFrame, VideoSource, as_frames
+from pixelground.video.referring import STRATEGIES, ReferringVideoSegmentation
+from pixelground.video.sa2va_video import supports_video
+from pixelground.video.streaming import OnEvent, StreamingRegionCaptioning
 
 log = logging.getLogger(__name__)
+
+
+def _as_box(box: Box | Sequence[float] | None) -> Box | None:
+    return box if box is None or isinstance(box, Box) else Box(*box)
+
+
+def _as_point(point: Point | Sequence[float] | None) -> Point | None:
+    return point if point is None or isinstance(point, Point) else Point(*point)
 
 
 def build_part(part: Part, device: str | None = None, dtype: str | None = None) -> Any:
@@ -59,12 +76,24 @@ class Pipeline:
         preset: a Preset (see pixelground.backends.presets).
         device: ``"auto"``/None (cuda, then mps, then cpu), ``"cpu"``, ``"cuda:0"``, ``"mps"``.
         dtype: ``"float32"``, ``"float16"``, ``"bfloat16"`` or None for the device default.
+        backends: role -> an already built backend object, used instead of building the
+            preset's part for that role (your own backend classes; fakes in unit tests).
     """
 
-    def __init__(self, preset: Preset, device: str | None = None, dtype: str | None = None):
+    def __init__(
+        self,
+        preset: Preset,
+        device: str | None = None,
+        dtype: str | None = None,
+        backends: Mapping[str, Any] | None = None,
+    ):
         self.preset = preset
         self.device = device
         self.dtype = dtype
+        self.given = dict(backends or {})
+        unknown = sorted(set(self.given) - set(ROLES))
+        if unknown:
+            raise InputError(f"unknown roles {unknown}; roles are: {', '.join(ROLES)}")
         self._instances: dict[tuple, Any] = {}
 
     def __repr__(self) -> str:
@@ -74,6 +103,8 @@ class Pipeline:
         """The loaded backend for ``role``, or None when the preset has no such part."""
         if role not in ROLES:
             raise InputError(f"unknown role {role!r}; roles are: {', '.join(ROLES)}")
+        if role in self.given:
+            return self.given[role]
         part = self.preset.parts.get(role)
         if part is None:
             return None
@@ -101,6 +132,10 @@ class Pipeline:
             return self.backend(name)
         raise AttributeError(name)
 
+    def has(self, role: str) -> bool:
+        """Whether the pipeline has a backend for ``role`` (without loading it)."""
+        return role in self.given or role in self.preset.parts
+
     @property
     def meaningful(self) -> bool:
         """False for random-weight presets (their output means nothing)."""
@@ -109,7 +144,7 @@ class Pipeline:
     def _grounding(
         self,
         strategy: str = "detector",
-        threshold: float = 0.3,
+        threshold: float = DETECTION_THRESHOLD,
         entity_options: dict[str, Any] | None = None,
     ):
         return PhraseGrounding(
@@ -127,13 +162,16 @@ class Pipeline:
             preset=self.preset.name,
         )
 
-    def _finish(self, result: GroundedResult) -> GroundedResult:
+    def _finish(self, result: Any) -> Any:
+        """Record the preset in a result's ``model`` (image or video); flag random weights."""
         result.model.setdefault("preset", self.preset.name)
         if not self.preset.meaningful:
             result.model["note"] = "random-weight models: this output is not meaningful"
         return result
 
-    def segment(self, image: ImageSource, text: str, threshold: float = 0.3) -> GroundedResult:
+    def segment(
+        self, image: ImageSource, text: str, threshold: float = DETECTION_THRESHOLD
+    ) -> GroundedResult:
         """Referring segmentation: masks of what ``text`` refers to (may be none or several)."""
         grounding_model = self.backend("grounding_model")
         task = ReferringSegmentation(
@@ -151,7 +189,7 @@ class Pipeline:
         image: ImageSource,
         caption: str,
         strategy: str = "detector",
-        threshold: float = 0.3,
+        threshold: float = DETECTION_THRESHOLD,
         entity_options: dict[str, Any] | None = None,
     ) -> GroundedResult:
         """Phrase grounding: each phrase of ``caption`` (``<p>``-marked or parsed) gets masks.
@@ -172,9 +210,7 @@ class Pipeline:
         """A caption of the image; with ``grounded`` its phrases are tied to masks."""
         task = GroundedCaptioning(
             captioner=self.backend("captioner"),
-            grounding=self._grounding(strategy)
-            if grounded and self.preset.parts.get("segmenter")
-            else None,
+            grounding=self._grounding(strategy) if grounded and self.has("segmenter") else None,
             grounding_model=self.backend("grounding_model") if grounded else None,
             detailed=detailed,
             preset=self.preset.name,
@@ -189,16 +225,12 @@ class Pipeline:
         mask: np.ndarray | None = None,
     ) -> GroundedResult:
         """Region understanding: label, short caption and detailed caption of one region."""
-        if box is not None and not isinstance(box, Box):
-            box = Box(*box)
-        if point is not None and not isinstance(point, Point):
-            point = Point(*point)
         task = RegionUnderstanding(
             captioner=self.require("captioner", "describe"),
             segmenter=self.backend("segmenter"),
             preset=self.preset.name,
         )
-        return self._finish(task(image, box=box, point=point, mask=mask))
+        return self._finish(task(image, box=_as_box(box), point=_as_point(point), mask=mask))
 
     def entities(self, image: ImageSource, **options: Any) -> GroundedResult:
         """Entity segmentation: class-agnostic, non-overlapping masks of everything."""
@@ -246,6 +278,218 @@ class Pipeline:
             preset=self.preset.name,
         )
         return self._finish(task(image, question, history, ground_answer=ground_answer))
+
+    # ------------------------------------------------------------------ video tasks
+    # ``video`` is a video file, a folder of frames, a sequence of RGB (H, W, 3) arrays or an
+    # opened FrameSource; ``**sampling`` (stride, fps, start, end, max_frames, frame_rate) picks
+    # the frames of a path or arrays. ``on_frame`` is called with each propagated FrameTracks.
+
+    def track(
+        self,
+        video: VideoSource,
+        prompts: VideoPrompt | Sequence[VideoPrompt] = (),
+        *,
+        box: Box | Sequence[float] | None = None,
+        point: Point | Sequence[float] | None = None,
+        mask: np.ndarray | None = None,
+        frame: int = 0,
+        direction: str = "both",
+        memory_frames: int | None = None,
+        on_frame: OnFrame | None = None,
+        **sampling: Any,
+    ) -> VideoResult:
+        """Interactive video segmentation: boxes, clicks or masks on any frames, tracked.
+
+        ``box``/``point``/``mask`` on ``frame`` is one more object (a shorthand for one
+        VideoPrompt). A track's earliest prompted frame defines it; its later prompts correct
+        it. ``direction``: "both", "forward" or "backward" from the prompts.
+
+        Returns:
+            VideoResult (task "track"), track ids as given (new objects 1, 2, ...).
+        """
+        tracker = self._tracker()
+        given = [prompts] if isinstance(prompts, VideoPrompt) else list(prompts)
+        if box is not None or point is not None or mask is not None:
+            prompt = Prompt(
+                points=()
+                if point is None
+                else (point if isinstance(point, Point) else Point(*point),),
+                box=None if box is None else box if isinstance(box, Box) else Box(*box),
+                mask=None if mask is None else np.asarray(mask, dtype=bool),
+            )
+            given.append(VideoPrompt(frame, prompt))
+        session = tracker.session(as_frames(video, **sampling), memory_frames=memory_frames)
+        return self._finish(segment_video_interactive(session, given, direction, on_frame))
+
+    def _tracker(self) -> Any:
+        tracker = self.backend("video_segmenter")
+        if tracker is None:
+            raise InputError(f"preset {self.preset.name!r} has no video segmenter")
+        return tracker
+
+    def _video_model(
+        self, strategy: str, usable: Callable[[Any], bool], kinds: str, wanted: bool = True
+    ) -> Any:
+        """The grounding model a video task's ``strategy`` picks (None: detector first)."""
+        if strategy not in STRATEGIES:
+            raise InputError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+        if strategy == "detector" or not wanted:
+            return None
+        model = self.backend("grounding_model")
+        if model is not None and not usable(model):
+            model = None
+        if model is None and strategy == "end-to-end":
+            raise InputError(f"preset {self.preset.name!r} has no end-to-end video model ({kinds})")
+        return model
+
+    def segment_video(
+        self,
+        video: VideoSource,
+        expression: str,
+        *,
+        key_frames: int = 5,
+        redetect_every: int | None = None,
+        threshold: float = DETECTION_THRESHOLD,
+        match_iou: float = MATCH_IOU,
+        strategy: str = "auto",
+        memory_frames: int | None = None,
+        on_frame: OnFrame | None = None,
+        **sampling: Any,
+    ) -> VideoResult:
+        """Referring video segmentation: every object ``expression`` names, tracked.
+
+        Args:
+            key_frames: frames sampled across the video to ground the expression on.
+            redetect_every: detect again every N frames for objects that appear later.
+            threshold: minimum detection score.
+            match_iou: mask IoU at which a new detection is an already tracked object.
+            strategy: "auto" (the preset's end-to-end video model when it has one: Sa2VA,
+                or pixelground's own [SEG] model), "detector" or "end-to-end".
+            memory_frames: memory bank size of the tracking session.
+
+        Returns:
+            VideoResult (task "segment"); see pixelground.video.referring.
+        """
+        model = self._video_model(
+            strategy,
+            lambda m: supports_video(m) or isinstance(m, VideoStreamer),
+            "Sa2VA or pixelground's own [SEG] model",
+        )
+        tracker = self.backend("video_segmenter")
+        if tracker is None and not isinstance(model, VideoStreamer):
+            raise InputError(f"preset {self.preset.name!r} has no video segmenter")
+        two_stage = model is None
+        task = ReferringVideoSegmentation(
+            tracker=tracker,
+            detector=self.backend("detector") if two_stage else None,
+            segmenter=self.backend("segmenter") if two_stage else None,
+            parser=self.backend("parser") if two_stage else None,
+            grounding_model=model,
+            key_frames=key_frames,
+            redetect_every=redetect_every,
+            threshold=threshold,
+            match_iou=match_iou,
+            memory_frames=memory_frames,
+            preset=self.preset.name,
+        )
+        return self._finish(task(as_frames(video, **sampling), expression, on_frame=on_frame))
+
+    def caption_video(
+        self,
+        video: VideoSource,
+        grounded: bool = True,
+        *,
+        caption: str | None = None,
+        sample_frames: int = 4,
+        merge: str = "consensus",
+        detailed: bool = False,
+        threshold: float = DETECTION_THRESHOLD,
+        strategy: str = "auto",
+        memory_frames: int | None = None,
+        on_frame: OnFrame | None = None,
+        **sampling: Any,
+    ) -> VideoResult:
+        """A caption of the video; with ``grounded`` its phrases are tracked through it.
+
+        Args:
+            caption: ground this caption (``<p>``-marked or plain) instead of writing one.
+            sample_frames: frames sampled across the video.
+            merge: how frame captions become one: "consensus" or "vlm".
+            detailed: detailed frame captions.
+            threshold: minimum detection score.
+            strategy: "auto" (Sa2VA end to end when the preset has it), "detector" or
+                "end-to-end".
+
+        Returns:
+            VideoResult (task "caption"); see pixelground.video.captions.
+        """
+        model = self._video_model(strategy, supports_video, "Sa2VA", grounded and caption is None)
+        two_stage = model is None
+        writes = two_stage and caption is None
+        needs_vlm = merge == "vlm" or not self.has("captioner")
+        task = VideoGroundedCaptioning(
+            tracker=self.backend("video_segmenter") if grounded else None,
+            captioner=self.backend("captioner") if writes else None,
+            vlm=self.backend("vlm") if writes and needs_vlm else None,
+            detector=self.backend("detector") if grounded and two_stage else None,
+            segmenter=self.backend("segmenter") if grounded and two_stage else None,
+            parser=self.backend("parser") if grounded and two_stage else None,
+            grounding_model=model,
+            sample_frames=sample_frames,
+            merge=merge,
+            detailed=detailed,
+            threshold=threshold,
+            memory_frames=memory_frames,
+            preset=self.preset.name,
+        )
+        frames = as_frames(video, **sampling)
+        return self._finish(task(frames, grounded=grounded, caption=caption, on_frame=on_frame))
+
+    def describe_video(
+        self,
+        video: VideoSource,
+        *,
+        frame: int = 0,
+        box: Box | Sequence[float] | None = None,
+        point: Point | Sequence[float] | None = None,
+        mask: np.ndarray | None = None,
+        clip_frames: int | None = 8,
+        views: int = 3,
+        on_frame: OnFrame | None = None,
+        on_event: OnEvent | None = None,
+        **sampling: Any,
+    ) -> VideoResult:
+        """Streaming region captions: one region (box, point or mask on ``frame``), tracked
+        and described clip by clip (the preset's VLM, else its captioner).
+
+        Args:
+            clip_frames: frames per clip (None: one caption for the whole video).
+            views: frames per clip shown to the model.
+            on_event: called with each CaptionEvent as its clip is described.
+
+        Returns:
+            VideoResult (task "describe") with one track and its caption events.
+        """
+        tracker = self._tracker()
+        vlm = self.backend("vlm")
+        task = StreamingRegionCaptioning(
+            tracker=tracker,
+            vlm=vlm,
+            captioner=self.backend("captioner") if vlm is None else None,
+            clip_frames=clip_frames,
+            views=views,
+            preset=self.preset.name,
+        )
+        result = task(
+            as_frames(video, **sampling),
+            frame=frame,
+            box=_as_box(box),
+            point=_as_point(point),
+            mask=mask,
+            on_frame=on_frame,
+            on_event=on_event,
+        )
+        return self._finish(result)
 
 
 def load(

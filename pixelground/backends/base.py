@@ -7,13 +7,18 @@ concrete model class.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from pixelground.core.frames import FrameSource
 from pixelground.core.prompts import Prompt
+
+#: The minimum detector score tasks keep unless told otherwise (image and video tasks, the
+#: Pipeline, the CLI and the evaluator all default to this one value).
+DETECTION_THRESHOLD = 0.3
 
 
 @dataclass
@@ -168,6 +173,75 @@ class ReferringSegmenter(Protocol):
     def segment_expression(self, image: np.ndarray, expression: str) -> list[np.ndarray]:
         """(H, W) bool masks of what the expression refers to (empty list: no target)."""
         ...
+
+
+# Optional capabilities: a backend that has one of these methods can do more. Tasks check
+# them with ``isinstance`` (the Protocols are runtime-checkable), never by attribute name.
+
+
+@runtime_checkable
+class MaskDescriber(Protocol):
+    """A captioner that describes a region given by its mask (pixelground's own model)."""
+
+    def describe_mask(self, image: np.ndarray, mask: np.ndarray) -> str:
+        """A short description of the object under the (H, W) bool ``mask``."""
+        ...
+
+
+@runtime_checkable
+class CaptionInstructed(Protocol):
+    """A grounding model with its own grounded-caption instruction (pixelground's own model)."""
+
+    @property
+    def gcg_prompt(self) -> str:
+        """The prompt to pass to ``ground`` for a grounded caption."""
+        ...
+
+
+@runtime_checkable
+class TemperedScorer(Protocol):
+    """A scorer whose image-text logits are cosine similarity times a learned scale (CLIP)."""
+
+    @property
+    def logit_scale(self) -> float:
+        """The model's logit scale (CLIP: about 100)."""
+        ...
+
+
+@runtime_checkable
+class VideoStreamer(Protocol):
+    """A grounding model that decodes every frame of a streamed video itself (our [SEG] model)."""
+
+    def stream_video_expression(
+        self, frames: FrameSource, expression: str, chunk: int = 8
+    ) -> Iterator[tuple[list[int], np.ndarray]]:
+        """Yield (frame indices, (S, t, H, W) bool masks of S objects) per chunk of t frames."""
+        ...
+
+
+@runtime_checkable
+class PredictForward(Protocol):
+    """Sa2VA's remote-code model: one call answers about an image or a list of video frames."""
+
+    def predict_forward(self, **inputs: Any) -> dict[str, Any]:
+        """``{"prediction": str, "prediction_masks": [one mask stack per [SEG]]}``."""
+        ...
+
+
+@runtime_checkable
+class WrapsModel(Protocol):
+    """A backend that exposes the model it wraps (Sa2VA's, to reach ``predict_forward``)."""
+
+    model: Any
+
+
+#: CLIP's logit scale, used for scorers that do not report their own.
+DEFAULT_LOGIT_SCALE = 100.0
+
+
+def logit_scale(scorer: Scorer) -> float:
+    """The scorer's logit scale when it has one (TemperedScorer), else DEFAULT_LOGIT_SCALE."""
+    return float(scorer.logit_scale) if isinstance(scorer, TemperedScorer) else DEFAULT_LOGIT_SCALE
 
 
 def describe_backend(backend: Any) -> dict[str, Any]:

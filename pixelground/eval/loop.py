@@ -18,8 +18,7 @@ two runs are never mixed.
 Which pipeline method answers each task: refer/grefer ``segment(image, expression)``, gcg
 ``caption(image, grounded=True)``, caption ``caption(image)``, png ``ground(image, caption with
 the ground-truth phrases marked <p>...</p>)``; rvos (alias vos: referring video segmentation)
-``pixelground.video.referring.segment_video`` per expression, see
-:mod:`pixelground.eval.video_loop`.
+``segment_video(frames, expression)`` per expression, see :mod:`pixelground.eval.video_loop`.
 """
 
 from __future__ import annotations

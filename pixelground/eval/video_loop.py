@@ -6,8 +6,7 @@
    Ref-YouTube-VOS (``refytvos:``);
 2. segments every expression whose id (``"<video>/<exp_id>"``) is not yet in
    ``OUT/predictions.jsonl``, over exactly the frames the dataset lists, with
-   :func:`pixelground.video.referring.segment_video` (or the pipeline's own ``segment_video``
-   method when it has one). The union of the predicted tracks on each frame is written as a
+   ``Pipeline.segment_video``. The union of the predicted tracks on each frame is written as a
    0/255 grayscale PNG to ``OUT/Annotations/<video>/<exp_id>/<frame>.png`` — the layout the
    MeViS and Ref-YouTube-VOS servers take (zip ``Annotations``) and ``pixelground score vos
    --protocol mevis`` reads — and then one line ``{"id", "result": <VideoResult JSON v1>}`` is
@@ -38,6 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from pixelground.backends.base import DETECTION_THRESHOLD
 from pixelground.core.errors import InputError
 from pixelground.core.masks import decode_rle
 from pixelground.core.media import load_image
@@ -49,7 +49,12 @@ TASK = "rvos"
 PROTOCOL = "mevis"
 MASKS_DIR = "Annotations"
 #: segment_video options ``pixelground eval rvos`` passes, with their defaults.
-VIDEO_OPTIONS = {"key_frames": 5, "redetect_every": None, "threshold": 0.3, "strategy": "auto"}
+VIDEO_OPTIONS = {
+    "key_frames": 5,
+    "redetect_every": None,
+    "threshold": DETECTION_THRESHOLD,
+    "strategy": "auto",
+}
 
 StepCallback = Callable[[str, int, int], None]
 
@@ -112,12 +117,7 @@ def video_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
 def predict_expression(pipeline: Any, sample: Any, options: Mapping[str, Any]) -> Any:
     """The VideoResult of one expression over the frames its dataset lists."""
     frames = ListedFrames(sample.frame_paths, sample.frame_dir)
-    method = getattr(pipeline, "segment_video", None)
-    if callable(method):
-        return method(frames, sample.text, **options)
-    from pixelground.video.referring import segment_video
-
-    return segment_video(pipeline, frames, sample.text, **options)
+    return pipeline.segment_video(frames, sample.text, **options)
 
 
 def union_masks(result: Mapping[str, Any], num_frames: int, sample_id: str) -> np.ndarray:

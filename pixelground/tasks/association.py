@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pixelground.backends.base import Scorer
+from pixelground.backends.base import Scorer, logit_scale
 from pixelground.core.masks import masks_to_boxes
 
 #: Texts that absorb regions belonging to no phrase (the "background" option).
@@ -77,7 +77,7 @@ def region_text_probabilities(
     options = [*texts, *BACKGROUND_TEXTS] if with_background else list(texts)
     image_embeddings = scorer.embed_images(mask_crops(pixels, masks))
     text_embeddings = scorer.embed_texts(options)
-    scale = float(getattr(scorer, "logit_scale", 100.0))
+    scale = logit_scale(scorer)
     probabilities = softmax(scale * image_embeddings @ text_embeddings.T, axis=1)
     return probabilities[:, : len(texts)].astype(np.float64)
 

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pixelground.backends.base import Captioner, GroundedText, GroundingModel
+from pixelground.backends.base import (
+    Captioner,
+    CaptionInstructed,
+    GroundedText,
+    GroundingModel,
+)
 from pixelground.core.errors import InputError
 from pixelground.core.media import ImageSource
 from pixelground.core.result import GroundedResult, Region
@@ -58,7 +63,11 @@ class GroundedCaptioning:
         """
         loaded = load(image)
         if grounded and self.grounding_model is not None:
-            prompt = getattr(self.grounding_model, "gcg_prompt", GCG_PROMPT)
+            prompt = (
+                self.grounding_model.gcg_prompt
+                if isinstance(self.grounding_model, CaptionInstructed)
+                else GCG_PROMPT
+            )
             answer = self.grounding_model.ground(loaded.pixels, prompt)
             return GroundedResult(
                 task="caption",

@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from pixelground.backends.base import Detector, Parser, Phrase, Scorer, Segmenter
+from pixelground.backends.base import (
+    DETECTION_THRESHOLD,
+    Detector,
+    Parser,
+    Phrase,
+    Scorer,
+    Segmenter,
+)
 from pixelground.core.errors import InputError
 from pixelground.core.media import ImageSource
 from pixelground.core.result import GroundedResult, Region
@@ -55,7 +62,7 @@ class PhraseGrounding:
     detector: Detector | None = None
     scorer: Scorer | None = None
     strategy: str = "detector"
-    threshold: float = 0.3
+    threshold: float = DETECTION_THRESHOLD
     entity_options: dict[str, Any] | None = None
     preset: str | None = None
 

@@ -13,7 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pixelground.backends.base import Detector, Parser, ReferringSegmenter, Segmenter
+from pixelground.backends.base import (
+    DETECTION_THRESHOLD,
+    Detector,
+    Parser,
+    ReferringSegmenter,
+    Segmenter,
+)
 from pixelground.core.errors import InputError
 from pixelground.core.media import ImageSource
 from pixelground.core.result import GroundedResult, Region
@@ -46,7 +52,7 @@ class ReferringSegmentation:
     detector: Detector | None = None
     referring_segmenter: ReferringSegmenter | None = None
     parser: Parser | None = None
-    threshold: float = 0.3
+    threshold: float = DETECTION_THRESHOLD
     preset: str | None = None
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pixelground.backends.base import Captioner, Segmenter
+from pixelground.backends.base import Captioner, MaskDescriber, Segmenter
 from pixelground.core.errors import InputError
 from pixelground.core.masks import masks_to_boxes
 from pixelground.core.media import ImageSource
@@ -67,7 +67,7 @@ class RegionUnderstanding:
         region_mask, quality = self._region_mask(pixels, prompt)
         region_box = tuple(float(v) for v in masks_to_boxes(region_mask)[0])
         label = self.captioner.describe_region(pixels, region_box, detailed=False).strip()
-        if callable(getattr(self.captioner, "describe_mask", None)):
+        if isinstance(self.captioner, MaskDescriber):
             # a region-prompted model (mask-pooled visual prompt) sees the whole image
             short = detailed = self.captioner.describe_mask(pixels, region_mask).strip()
         else:

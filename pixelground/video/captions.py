@@ -25,18 +25,26 @@ from typing import Any
 
 import numpy as np
 
-from pixelground.backends.base import VLM, Captioner, Detector, Parser, Phrase, Segmenter
+from pixelground.backends.base import (
+    DETECTION_THRESHOLD,
+    VLM,
+    Captioner,
+    Detector,
+    Parser,
+    Phrase,
+    Segmenter,
+)
 from pixelground.core.errors import InputError
 from pixelground.core.frames import FrameSource
 from pixelground.core.result import CaptionEvent, Track, VideoResult
 from pixelground.tasks.common import clean_text, model_info, parse_marked_phrases, wants_many
 from pixelground.video.keyframes import (
+    MATCH_IOU,
     KeyFrameGrounder,
     OnFrame,
     VideoSource,
     as_frames,
     candidates,
-    finish_result,
     key_frame_indices,
     read_frames,
     record_start,
@@ -45,7 +53,7 @@ from pixelground.video.keyframes import (
     unmatched,
 )
 from pixelground.video.referring import track_mask_stacks
-from pixelground.video.sa2va_video import VIDEO_GCG_PROMPT, ground_video, supports_video
+from pixelground.video.sa2va_video import VIDEO_GCG_PROMPT, ground_video
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +125,8 @@ class VideoGroundedCaptioning:
     sample_frames: int = 4
     merge: str = "consensus"
     detailed: bool = False
-    threshold: float = 0.3
-    match_iou: float = 0.3
+    threshold: float = DETECTION_THRESHOLD
+    match_iou: float = MATCH_IOU
     memory_frames: int | None = None
     preset: str | None = None
 
@@ -288,70 +296,3 @@ class VideoGroundedCaptioning:
                 video_segmenter=self.tracker,
             )
         return model_info(self.preset, **backends) | {"sample_frames": self.sample_frames}
-
-
-def caption_video(
-    pipeline: Any,
-    video: VideoSource,
-    grounded: bool = True,
-    *,
-    caption: str | None = None,
-    sample_frames: int = 4,
-    merge: str = "consensus",
-    detailed: bool = False,
-    threshold: float = 0.3,
-    strategy: str = "auto",
-    memory_frames: int | None = None,
-    on_frame: OnFrame | None = None,
-    **sampling: Any,
-) -> VideoResult:
-    """Video (grounded) captioning with a pipeline's backends.
-
-    Args:
-        pipeline: a Pipeline (``pixelground.load(preset)``).
-        video: video file, folder of frames, RGB frames, or a FrameSource.
-        grounded: ground and track the caption's phrases.
-        caption: ground this caption instead of writing one.
-        sample_frames: frames sampled across the video.
-        merge: how frame captions become one: "consensus" or "vlm".
-        detailed: detailed frame captions.
-        threshold: minimum detection score.
-        strategy: "auto" (Sa2VA end to end when the preset has it), "detector" or
-            "end-to-end".
-        memory_frames: memory bank size of the tracking session.
-        on_frame: progress callback.
-        **sampling: stride, fps, start, end, max_frames, frame_rate for a path or arrays.
-
-    Returns:
-        The VideoResult (see VideoGroundedCaptioning).
-    """
-    grounding_model = None
-    if grounded and caption is None and strategy != "detector":
-        grounding_model = pipeline.backend("grounding_model")
-        if grounding_model is not None and not supports_video(grounding_model):
-            grounding_model = None
-        if grounding_model is None and strategy == "end-to-end":
-            raise InputError(
-                f"preset {pipeline.preset.name!r} has no end-to-end video model (Sa2VA)"
-            )
-    two_stage = grounding_model is None
-    needs_vlm = merge == "vlm" or pipeline.preset.parts.get("captioner") is None
-    task = VideoGroundedCaptioning(
-        tracker=pipeline.backend("video_segmenter") if grounded else None,
-        captioner=pipeline.backend("captioner") if two_stage and caption is None else None,
-        vlm=pipeline.backend("vlm") if two_stage and caption is None and needs_vlm else None,
-        detector=pipeline.backend("detector") if grounded and two_stage else None,
-        segmenter=pipeline.backend("segmenter") if grounded and two_stage else None,
-        parser=pipeline.backend("parser") if grounded and two_stage else None,
-        grounding_model=grounding_model,
-        sample_frames=sample_frames,
-        merge=merge,
-        detailed=detailed,
-        threshold=threshold,
-        memory_frames=memory_frames,
-        preset=pipeline.preset.name,
-    )
-    result = task(
-        as_frames(video, **sampling), grounded=grounded, caption=caption, on_frame=on_frame
-    )
-    return finish_result(result, pipeline)

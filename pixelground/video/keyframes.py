@@ -19,18 +19,21 @@ from typing import Any
 
 import numpy as np
 
-from pixelground.backends.base import Detection, Detector, Segmenter
+from pixelground.backends.base import DETECTION_THRESHOLD, Detection, Detector, Segmenter
 from pixelground.core.errors import InputError
 from pixelground.core.frames import FrameSource
 from pixelground.core.masks import mask_iou
 from pixelground.core.prompts import Box, Prompt
-from pixelground.core.result import Track, VideoResult
+from pixelground.core.result import Track
 from pixelground.tasks.common import boxes_to_masks, inside_detections, select_detections
 from pixelground.video.frames import open_video
 from pixelground.video.interactive import InteractiveVideoSegmentation
 from pixelground.video.session import FrameTracks
 
 log = logging.getLogger(__name__)
+
+#: Mask IoU at or above which a detection is an object already tracked (or already kept).
+MATCH_IOU = 0.3
 
 VideoSource = str | Path | FrameSource | Sequence[np.ndarray]
 OnFrame = Callable[[FrameTracks], None]
@@ -148,7 +151,7 @@ class KeyFrameGrounder:
         detector: Detector,
         queries: Sequence[str],
         many: Sequence[bool],
-        threshold: float = 0.3,
+        threshold: float = DETECTION_THRESHOLD,
     ) -> None:
         if len(queries) != len(many):
             raise InputError("give one 'many' flag per query")
@@ -253,7 +256,7 @@ def box_mask(box: Sequence[float], height: int, width: int) -> np.ndarray:
 
 
 def unmatched(
-    found: Sequence[Candidate], existing: Sequence[np.ndarray], match_iou: float = 0.3
+    found: Sequence[Candidate], existing: Sequence[np.ndarray], match_iou: float = MATCH_IOU
 ) -> list[Candidate]:
     """The candidates that are new objects: IoU below ``match_iou`` with every existing mask.
 
@@ -307,16 +310,6 @@ def record_start(tracks: Sequence[Track], started: dict[int, Candidate], **extra
             }
         )
         track.score = candidate.score
-
-
-def finish_result(result: VideoResult, pipeline: Any = None) -> VideoResult:
-    """Record the pipeline's preset and flag random-weight output, as image tasks do."""
-    if pipeline is None:
-        return result
-    result.model.setdefault("preset", pipeline.preset.name)
-    if not pipeline.meaningful:
-        result.model["note"] = "random-weight models: this output is not meaningful"
-    return result
 
 
 def storyboard(

@@ -19,7 +19,7 @@ Two strategies, chosen by the backends given (as the image task does):
   ``stream_video_expression``) needs no tracker: each ``[SEG]`` it writes is one track,
   decoded chunk by chunk as the video streams.
 
-    result = segment_video(pixelground.load("default"), "clip.mp4", "the black swan")
+    result = pixelground.load("default").segment_video("clip.mp4", "the black swan")
 """
 
 from __future__ import annotations
@@ -31,20 +31,26 @@ from typing import Any
 
 import numpy as np
 
-from pixelground.backends.base import Detector, Parser, Segmenter
+from pixelground.backends.base import (
+    DETECTION_THRESHOLD,
+    Detector,
+    Parser,
+    Segmenter,
+    VideoStreamer,
+)
 from pixelground.core.errors import InputError
 from pixelground.core.frames import FrameSource
 from pixelground.core.prompts import Prompt
 from pixelground.core.result import Track, VideoResult
 from pixelground.tasks.common import clean_text, model_info, wants_many
 from pixelground.video.keyframes import (
+    MATCH_IOU,
     Candidate,
     KeyFrameGrounder,
     OnFrame,
     VideoSource,
     as_frames,
     candidates,
-    finish_result,
     key_frame_indices,
     masks_on,
     read_frames,
@@ -90,8 +96,8 @@ class ReferringVideoSegmentation:
     grounding_model: Any = None
     key_frames: int = 5
     redetect_every: int | None = None
-    threshold: float = 0.3
-    match_iou: float = 0.3
+    threshold: float = DETECTION_THRESHOLD
+    match_iou: float = MATCH_IOU
     memory_frames: int | None = None
     preset: str | None = None
 
@@ -307,7 +313,7 @@ class ReferringVideoSegmentation:
 
 def streams_video(backend: Any) -> bool:
     """Whether ``backend`` decodes every frame of a streamed video itself (our [SEG] model)."""
-    return callable(getattr(backend, "stream_video_expression", None))
+    return isinstance(backend, VideoStreamer)
 
 
 def track_mask_stacks(
@@ -343,72 +349,3 @@ def track_mask_stacks(
         )
         track.score = 1.0
     return tracks
-
-
-def segment_video(
-    pipeline: Any,
-    video: VideoSource,
-    expression: str,
-    *,
-    key_frames: int = 5,
-    redetect_every: int | None = None,
-    threshold: float = 0.3,
-    match_iou: float = 0.3,
-    strategy: str = "auto",
-    memory_frames: int | None = None,
-    on_frame: OnFrame | None = None,
-    **sampling: Any,
-) -> VideoResult:
-    """Referring video segmentation with a pipeline's backends.
-
-    Args:
-        pipeline: a Pipeline (``pixelground.load(preset)``); uses its video_segmenter, and
-            its grounding_model (Sa2VA) or detector + segmenter + parser.
-        video: video file, folder of frames, RGB frames, or a FrameSource.
-        expression: what to segment, e.g. "the black swan".
-        key_frames: frames sampled across the video to ground the expression on.
-        redetect_every: detect again every N frames for instances that appear later.
-        threshold: minimum detection score.
-        match_iou: mask IoU at which a new detection is an already tracked object.
-        strategy: "auto" (Sa2VA end to end when the preset has it, else detector first),
-            "detector" or "end-to-end".
-        memory_frames: memory bank size of the tracking session.
-        on_frame: progress callback, called with each propagated FrameTracks.
-        **sampling: stride, fps, start, end, max_frames, frame_rate for a path or arrays.
-
-    Returns:
-        The VideoResult (see ReferringVideoSegmentation).
-    """
-    if strategy not in STRATEGIES:
-        raise InputError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
-    tracker = pipeline.backend("video_segmenter")
-    grounding_model = None
-    if strategy != "detector":
-        grounding_model = pipeline.backend("grounding_model")
-        if grounding_model is not None and not (
-            supports_video(grounding_model) or streams_video(grounding_model)
-        ):
-            grounding_model = None
-        if grounding_model is None and strategy == "end-to-end":
-            raise InputError(
-                f"preset {pipeline.preset.name!r} has no end-to-end video model (Sa2VA or "
-                "pixelground's own [SEG] model)"
-            )
-    if tracker is None and not streams_video(grounding_model):
-        raise InputError(f"preset {pipeline.preset.name!r} has no video segmenter")
-    detector_first = grounding_model is None
-    task = ReferringVideoSegmentation(
-        tracker=tracker,
-        detector=pipeline.backend("detector") if detector_first else None,
-        segmenter=pipeline.backend("segmenter") if detector_first else None,
-        parser=pipeline.backend("parser") if detector_first else None,
-        grounding_model=grounding_model,
-        key_frames=key_frames,
-        redetect_every=redetect_every,
-        threshold=threshold,
-        match_iou=match_iou,
-        memory_frames=memory_frames,
-        preset=pipeline.preset.name,
-    )
-    result = task(as_frames(video, **sampling), expression, on_frame=on_frame)
-    return finish_result(result, pipeline)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from pixelground.backends.base import Phrase
+from pixelground.backends.base import Phrase, PredictForward, WrapsModel
 from pixelground.backends.sa2va_parsing import parse_seg_answer
 from pixelground.core.errors import InputError, PixelgroundError, require
 from pixelground.core.masks import resize_mask
@@ -59,7 +59,7 @@ class VideoGroundedText:
 
 def supports_video(backend: Any) -> bool:
     """Whether ``backend`` is a Sa2VA-style model (its ``model`` has ``predict_forward``)."""
-    return callable(getattr(getattr(backend, "model", None), "predict_forward", None))
+    return isinstance(backend, WrapsModel) and isinstance(backend.model, PredictForward)
 
 
 def predict_video(backend: Any, frames: Sequence[np.ndarray], prompt: str) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from pixelground.core.prompts import Box, Point, Prompt
 from pixelground.core.result import CaptionEvent, Track, VideoResult
 from pixelground.tasks.association import mask_crops
 from pixelground.tasks.common import model_info
-from pixelground.video.keyframes import OnFrame, VideoSource, as_frames, finish_result, run_session
+from pixelground.video.keyframes import OnFrame, VideoSource, as_frames, run_session
 from pixelground.video.keyframes import storyboard as tile
 
 log = logging.getLogger(__name__)
@@ -213,59 +213,3 @@ def _prompt_dict(box: Box | None, point: Point | None, mask: np.ndarray | None) 
     if point is not None:
         return {"point": [float(point.x), float(point.y)]}
     return {"mask": True}
-
-
-def describe_video(
-    pipeline: Any,
-    video: VideoSource,
-    *,
-    frame: int = 0,
-    box: Box | None = None,
-    point: Point | None = None,
-    mask: np.ndarray | None = None,
-    clip_frames: int | None = 8,
-    views: int = 3,
-    on_frame: OnFrame | None = None,
-    on_event: OnEvent | None = None,
-    **sampling: Any,
-) -> VideoResult:
-    """Streaming region captions with a pipeline's backends (its VLM, else its captioner).
-
-    Args:
-        pipeline: a Pipeline (``pixelground.load(preset)``).
-        video: video file, folder of frames, RGB frames, or a FrameSource.
-        frame: sampled frame index of the prompt.
-        box: xyxy box in pixels; or ``point``, or ``mask`` ((H, W) bool).
-        point: a click on the object.
-        mask: the object's mask.
-        clip_frames: frames per clip (None: one caption for the whole video).
-        views: frames per clip shown to the model.
-        on_frame: progress callback while tracking.
-        on_event: called after each described clip.
-        **sampling: stride, fps, start, end, max_frames, frame_rate for a path or arrays.
-
-    Returns:
-        The VideoResult (see StreamingRegionCaptioning).
-    """
-    tracker = pipeline.backend("video_segmenter")
-    if tracker is None:
-        raise InputError(f"preset {pipeline.preset.name!r} has no video segmenter")
-    vlm = pipeline.backend("vlm")
-    task = StreamingRegionCaptioning(
-        tracker=tracker,
-        vlm=vlm,
-        captioner=pipeline.backend("captioner") if vlm is None else None,
-        clip_frames=clip_frames,
-        views=views,
-        preset=pipeline.preset.name,
-    )
-    result = task(
-        as_frames(video, **sampling),
-        frame=frame,
-        box=box,
-        point=point,
-        mask=mask,
-        on_frame=on_frame,
-        on_event=on_event,
-    )
-    return finish_result(result, pipeline)

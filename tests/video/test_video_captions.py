@@ -27,7 +27,6 @@ from pixelground.video.captions import (
     MERGE_PROMPT,
     VIDEO_PROMPT,
     VideoGroundedCaptioning,
-    caption_video,
     consensus_caption,
 )
 from pixelground.video.sa2va_video import VIDEO_GCG_PROMPT
@@ -165,10 +164,10 @@ def test_caption_video_loads_only_what_it_needs():
         segmenter=FillSegmenter(),
         parser=ListParser(["a swan"]),
     )
-    plain = caption_video(pipeline, scene.frames(), grounded=False, sample_frames=2)
+    plain = pipeline.caption_video(scene.frames(), grounded=False, sample_frames=2)
     assert plain.text == "a swan" and plain.tracks == []
     assert pipeline.asked == ["captioner"]
-    grounded = caption_video(pipeline, scene.frames(), sample_frames=2)
+    grounded = pipeline.caption_video(scene.frames(), sample_frames=2)
     assert [t.phrase for t in grounded.tracks] == ["a swan"]
     assert "vlm" not in pipeline.asked and grounded.model["note"].startswith("random-weight")
 
@@ -180,8 +179,8 @@ def test_tiny_grounded_video_caption_on_an_mp4(swan_mp4: Path):
 
     pipeline = pixelground.load("tiny", device="cpu")
     caption = "<p>a black swan</p> swims on <p>the pond</p>"
-    result = caption_video(
-        pipeline, swan_mp4, caption=caption, sample_frames=2, threshold=0.0, stride=6, max_frames=8
+    result = pipeline.caption_video(
+        swan_mp4, caption=caption, sample_frames=2, threshold=0.0, stride=6, max_frames=8
     )
     assert result.text == "a black swan swims on the pond"
     assert result.video.num_frames == 8 and (result.video.height, result.video.width) == (480, 854)

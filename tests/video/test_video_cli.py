@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import types
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 
 from pixelground.core.errors import InputError
 from pixelground.core.result import Track, VideoResult
+from pixelground.pipeline import Pipeline
 from pixelground.serve.commands import video as video_commands
 from pixelground.video.interactive import prompts_from_cli
 from pixelground.video.outputs import read_davis_masks
@@ -104,7 +103,7 @@ def test_ctrl_c_writes_what_is_done(
         assert sum(1 for _ in container.decode(video=0)) <= 4
 
 
-def test_text_hook_calls_segment_video(swan_dir: Path, tmp_path: Path, monkeypatch):
+def test_text_tracking_calls_pipeline_segment_video(swan_dir: Path, tmp_path: Path, monkeypatch):
     calls = []
 
     def segment_video(pipeline, frames, text, on_frame=None, **options):
@@ -116,9 +115,7 @@ def test_text_hook_calls_segment_video(swan_dir: Path, tmp_path: Path, monkeypat
         track.add(0, mask)
         return VideoResult(task="refer", video=info, text=text, tracks=[track])
 
-    fake = types.ModuleType("pixelground.video.referring")
-    fake.segment_video = segment_video
-    monkeypatch.setitem(sys.modules, "pixelground.video.referring", fake)
+    monkeypatch.setattr(Pipeline, "segment_video", segment_video)
     out = tmp_path / "r.json"
     code = _run(["track", str(swan_dir), "the black swan", "--preset", "tiny", "--max-frames",
                  "5", "-o", str(out)])  # fmt: skip
@@ -147,9 +144,7 @@ def test_ctrl_c_during_text_tracking_writes_frames_done(
             on_frame(FrameTracks(index, index, {1: TrackMask(mask, 0.9)}))
         raise KeyboardInterrupt
 
-    fake = types.ModuleType("pixelground.video.referring")
-    fake.segment_video = segment_video
-    monkeypatch.setitem(sys.modules, "pixelground.video.referring", fake)
+    monkeypatch.setattr(Pipeline, "segment_video", segment_video)
     monkeypatch.setattr(video_commands, "progress_bar", counting_bar)
     out = tmp_path / "partial.json"
     code = _run(["track", str(swan_dir), "the  black swan", "--preset", "tiny", "--max-frames",

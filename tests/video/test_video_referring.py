@@ -26,7 +26,7 @@ from pixelground.backends.sa2va import Sa2VABackend
 from pixelground.core.errors import InputError
 from pixelground.core.result import VideoResult
 from pixelground.video.keyframes import Candidate, box_mask, key_frame_indices, unmatched
-from pixelground.video.referring import ReferringVideoSegmentation, segment_video
+from pixelground.video.referring import ReferringVideoSegmentation
 from pixelground.video.sa2va_video import mask_stack
 
 SWAN_SIZE = (480, 854)
@@ -202,14 +202,14 @@ def test_segment_video_picks_the_strategy_from_the_pipeline():
         detector=SceneDetector(scene, {"the swan": ["swan"]}),
         segmenter=FillSegmenter(),
     )
-    auto = segment_video(pipeline, scene.frames(), "the swan", key_frames=2)
+    auto = pipeline.segment_video(scene.frames(), "the swan", key_frames=2)
     assert auto.model["strategy"] == "end-to-end" and "detector" not in pipeline.asked
     assert auto.model["note"].startswith("random-weight") and auto.model["preset"] == "fake"
-    forced = segment_video(pipeline, scene.frames(), "the swan", strategy="detector", stride=2)
+    forced = pipeline.segment_video(scene.frames(), "the swan", strategy="detector", stride=2)
     assert forced.model["strategy"] == "detector" and forced.video.num_frames == 4
     assert forced.video.frame_indices == [0, 2, 4, 6]
     with pytest.raises(InputError, match="strategy"):
-        segment_video(pipeline, scene.frames(), "the swan", strategy="magic")
+        pipeline.segment_video(scene.frames(), "the swan", strategy="magic")
 
 
 # --------------------------------------------------------------------- tiny end to end
@@ -222,8 +222,8 @@ def tiny_run(swan_dir: Path):
     pipeline = pixelground.load("tiny", device="cpu")
     frames = open_video(swan_dir, stride=6, max_frames=8)
     seen = []
-    result = segment_video(
-        pipeline, frames, "the black swan", key_frames=2, threshold=0.0, on_frame=seen.append
+    result = pipeline.segment_video(
+        frames, "the black swan", key_frames=2, threshold=0.0, on_frame=seen.append
     )
     return result, frames, seen
 

@@ -24,7 +24,6 @@ from pixelground.video.streaming import (
     NEXT_PROMPT,
     StreamingRegionCaptioning,
     clip_ranges,
-    describe_video,
     spread,
 )
 
@@ -123,7 +122,7 @@ def test_describe_video_prefers_the_vlm_and_one_clip_without_streaming():
     mask[5:15, 2:12] = True
     vlm = FakeVLM(["A swan swims right."])
     pipeline = FakePipeline(video_segmenter=SceneTracker(scene), vlm=vlm, captioner=FakeCaptioner())
-    result = describe_video(pipeline, scene.frames(), mask=mask, clip_frames=None, views=4)
+    result = pipeline.describe_video(scene.frames(), mask=mask, clip_frames=None, views=4)
     assert [(e.start_frame, e.end_frame) for e in result.events] == [(0, 11)]
     assert "captioner" not in pipeline.asked and result.model["views"] == 4
     assert result.model["vlm"] == {"class": "FakeVLM"} and result.model["clip_frames"] is None
@@ -135,8 +134,7 @@ def test_tiny_streaming_captions_on_the_real_clip(swan_dir: Path):
 
     pipeline = pixelground.load("tiny", device="cpu")
     events = []
-    result = describe_video(
-        pipeline,
+    result = pipeline.describe_video(
         swan_dir,
         frame=3,
         box=Box(200, 100, 500, 400),

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from pixelground.backends.base import Detection, MaskCandidates
+from pixelground.backends.presets import Preset
 from pixelground.core.prompts import Prompt
+from pixelground.pipeline import Pipeline
 from pixelground.video.keyframes import box_mask
 from pixelground.video.session import FrameTracks, TrackMask
 
@@ -240,20 +242,14 @@ class ListParser:
         return out
 
 
-class _Preset:
-    def __init__(self, name: str, parts: dict):
-        self.name, self.parts, self.meaningful = name, parts, False
-
-
-class FakePipeline:
-    """The slice of Pipeline the video tasks use: backend(role), preset, meaningful."""
+class FakePipeline(Pipeline):
+    """A real Pipeline over fake backends (a random-weight preset named "fake") that records
+    which roles the video methods ask for."""
 
     def __init__(self, **backends):
-        self.backends = backends
-        self.preset = _Preset("fake", dict.fromkeys(backends, True))
-        self.meaningful = False
+        super().__init__(Preset("fake", "fake backends", meaningful=False), backends=backends)
         self.asked: list[str] = []
 
     def backend(self, role: str):
         self.asked.append(role)
-        return self.backends.get(role)
+        return super().backend(role)

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pixelground.backends.base import DETECTION_THRESHOLD
 from pixelground.core.errors import InputError
 from pixelground.serve.commands.image import add_model_option, model_overrides
 
@@ -232,7 +233,9 @@ def _add_eval(subparsers: Any) -> None:
     parser.add_argument("--limit", type=int, help="only the first N samples")
     parser.add_argument("--out", help="output folder (default pixelground-eval/TASK-PRESET)")
     parser.add_argument(
-        "--threshold", type=float, help="refer, grefer, rvos: minimum detection score (0.3)"
+        "--threshold",
+        type=float,
+        help=f"refer, grefer, rvos: minimum detection score ({DETECTION_THRESHOLD})",
     )
     parser.add_argument(
         "--key-frames", type=int, help="rvos: frames to ground the expression on (5)"

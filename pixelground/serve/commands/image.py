@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from pixelground.backends.base import DETECTION_THRESHOLD
 from pixelground.core.errors import InputError, PixelgroundError
 from pixelground.core.media import list_images, load_image
 from pixelground.core.prompts import Box, Point
@@ -235,7 +236,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("segment", help="referring segmentation: masks of what TEXT names")
     _add_common(p)
     p.add_argument("text", help='referring expression, e.g. "the man in the red jacket"')
-    p.add_argument("--threshold", type=float, default=0.3, help="minimum detector score")
+    p.add_argument("--threshold", type=float, default=DETECTION_THRESHOLD, help="minimum score")
     p.set_defaults(
         handler=_handler(
             lambda pl, path, a: pl.segment(path, a.text, a.threshold),

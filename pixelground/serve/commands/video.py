@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pixelground.backends.base import DETECTION_THRESHOLD
 from pixelground.core.errors import InputError
 from pixelground.core.result import Track, VideoResult
 from pixelground.video.frames import FrameSource, open_video
@@ -148,16 +149,13 @@ class FramesSoFar:
 
 
 def _referring(args: argparse.Namespace, frames: FrameSource) -> tuple[VideoResult, bool]:
-    """``track VIDEO TEXT`` (pixelground.video.referring.segment_video); returns the result and
-    whether it was interrupted (then: the masks of the frames done so far)."""
-    from pixelground.video.referring import segment_video
-
+    """``track VIDEO TEXT`` (Pipeline.segment_video); returns the result and whether it was
+    interrupted (then: the masks of the frames done so far)."""
     pipeline = _pipeline(args)
     with progress_bar(len(frames), "grounding and tracking") as advance:
         so_far = FramesSoFar(advance)
         try:
-            result = segment_video(
-                pipeline,
+            result = pipeline.segment_video(
                 frames,
                 args.text,
                 key_frames=args.key_frames,
@@ -272,5 +270,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--redetect-every", type=_positive_int, help="TEXT: look for new objects every N frames"
     )
-    p.add_argument("--threshold", type=float, default=0.3, help="TEXT: minimum detection score")
+    p.add_argument(
+        "--threshold", type=float, default=DETECTION_THRESHOLD, help="TEXT: minimum detection score"
+    )
     p.set_defaults(handler=_track)

@@ -21,6 +21,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from pixelground.backends.base import DETECTION_THRESHOLD
 from pixelground.core.errors import InputError
 from pixelground.core.prompts import Box, Point
 from pixelground.core.result import CaptionEvent, VideoResult
@@ -83,7 +84,9 @@ def add_caption_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--merge", choices=("consensus", "vlm"), help="how frame captions become one"
     )
-    group.add_argument("--threshold", type=float, help="minimum detection score (default 0.3)")
+    group.add_argument(
+        "--threshold", type=float, help=f"minimum detection score (default {DETECTION_THRESHOLD})"
+    )
 
 
 def add_describe_options(parser: argparse.ArgumentParser) -> None:
@@ -130,20 +133,18 @@ def _write(args: argparse.Namespace, result: VideoResult, frames: FrameSource) -
 def caption(args: argparse.Namespace) -> int:
     """``caption VIDEO [--grounded]``."""
     from pixelground.serve.commands.video import progress_bar
-    from pixelground.video.captions import caption_video
 
     frames = _open(args)
     pipeline = _pipeline(args)
     bar = progress_bar(len(frames), "tracking phrases") if args.grounded else nullcontext()
     with bar as advance:
-        result = caption_video(
-            pipeline,
+        result = pipeline.caption_video(
             frames,
             grounded=args.grounded,
             sample_frames=args.frames or 4,
             merge=args.merge or "consensus",
             detailed=args.detailed,
-            threshold=0.3 if args.threshold is None else args.threshold,
+            threshold=DETECTION_THRESHOLD if args.threshold is None else args.threshold,
             on_frame=advance,
         )
     return _write(args, result, frames)
@@ -172,7 +173,6 @@ def _region(args: argparse.Namespace) -> tuple[Box | None, Point | None, int]:
 def describe(args: argparse.Namespace) -> int:
     """``describe VIDEO --box X0,Y0,X1,Y1@FRAME [--stream]``."""
     from pixelground.serve.commands.video import progress_bar
-    from pixelground.video.streaming import describe_video
 
     box, point, frame = _region(args)
     frames = _open(args)
@@ -187,8 +187,7 @@ def describe(args: argparse.Namespace) -> int:
         )
 
     with progress_bar(len(frames), "tracking the region") as advance:
-        result = describe_video(
-            pipeline,
+        result = pipeline.describe_video(
             frames,
             frame=frame,
             box=box,
