@@ -1,10 +1,9 @@
-"""Runs video jobs one at a time in a worker thread, with the CLI's video functions.
+"""Runs video jobs one at a time in a worker thread, with the Pipeline's video methods.
 
-``track`` with a text calls :func:`pixelground.video.referring.segment_video`, with boxes
-or clicks (``X0,Y0,X1,Y1@FRAME``, ``X,Y@FRAME`` as ``pixelground track`` takes them) the
-interactive flow over the preset's video segmenter; ``caption`` calls
-:func:`pixelground.video.captions.caption_video` and ``describe``
-:func:`pixelground.video.streaming.describe_video`, with the CLI's defaults. Progress is
+``track`` with a text calls ``Pipeline.segment_video``, with boxes or clicks
+(``X0,Y0,X1,Y1@FRAME``, ``X,Y@FRAME`` as ``pixelground track`` takes them) the interactive
+flow over the preset's video segmenter; ``caption`` calls ``Pipeline.caption_video`` and
+``describe`` ``Pipeline.describe_video``, with the CLI's defaults. Progress is
 saved to the job record as frames are done; a cancelled job stops at the next frame.
 Outputs are written atomically (temp name, then rename).
 """
@@ -26,7 +25,6 @@ from pixelground.core.prompts import Box, Point
 from pixelground.core.result import VideoResult
 from pixelground.serve.app.errors import error_code
 from pixelground.serve.app.jobs import JobRecord, JobStore, write_atomic
-from pixelground.video.captions import caption_video
 from pixelground.video.frames import FrameSource, open_video
 from pixelground.video.interactive import (
     InteractiveVideoSegmentation,
@@ -35,8 +33,6 @@ from pixelground.video.interactive import (
     prompts_from_cli,
 )
 from pixelground.video.outputs import write_davis_masks, write_overlay_video
-from pixelground.video.referring import segment_video
-from pixelground.video.streaming import describe_video
 
 log = logging.getLogger("pixelground.server")
 #: Seconds between progress writes to job.json.
@@ -75,7 +71,7 @@ def open_frames(store: JobStore, record: JobRecord, max_frames: int) -> FrameSou
 def run_track(pipeline: Any, frames: FrameSource, params: dict, progress: Progress):
     """``pixelground track``: by text, or by boxes and clicks on frames."""
     if params.get("text"):
-        return segment_video(pipeline, frames, params["text"], on_frame=progress)
+        return pipeline.segment_video(frames, params["text"], on_frame=progress)
     prompts = prompts_from_cli(
         params.get("box", []), params.get("point", []), params.get("neg_point", [])
     )
@@ -90,7 +86,7 @@ def run_track(pipeline: Any, frames: FrameSource, params: dict, progress: Progre
 
 def run_caption(pipeline: Any, frames: FrameSource, params: dict, progress: Progress):
     """``pixelground caption VIDEO [--grounded]``."""
-    return caption_video(pipeline, frames, bool(params.get("grounded")), on_frame=progress)
+    return pipeline.caption_video(frames, bool(params.get("grounded")), on_frame=progress)
 
 
 def describe_region(params: dict) -> tuple[Box | None, Point | None, int]:
@@ -112,8 +108,7 @@ def run_describe(pipeline: Any, frames: FrameSource, params: dict, progress: Pro
     if frame >= len(frames):
         raise InputError(f"frame {frame} is outside the video's {len(frames)} frames")
     clip_frames = 8 if params.get("stream") else None
-    return describe_video(
-        pipeline,
+    return pipeline.describe_video(
         frames,
         frame=frame,
         box=box,
