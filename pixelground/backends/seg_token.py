@@ -26,8 +26,9 @@ from pixelground.models.config import REGION_TOKEN
 from pixelground.models.generation import (
     answer_video,
     decode_video_frames,
+    generate_grounded,
+    generate_grounded_video,
     video_key_frames,
-    video_memory,
     video_times,
 )
 from pixelground.models.seg_model import SegTokenModel
@@ -83,7 +84,7 @@ class SegTokenModelBackend:
 
     def ground(self, image: np.ndarray, prompt: str) -> GroundedText:
         """Answer ``prompt`` about ``image``; every [SEG] yields one (H, W) bool mask."""
-        return self.model.generate_grounded(load_image(image).pixels, prompt)
+        return generate_grounded(self.model, load_image(image).pixels, prompt)
 
     def segment_expression(self, image: np.ndarray, expression: str) -> list[np.ndarray]:
         """(H, W) bool masks of what ``expression`` refers to; [] when the model says none.
@@ -115,7 +116,7 @@ class SegTokenModelBackend:
         prompt = self.config.region_template
         if REGION_TOKEN not in prompt:
             prompt = f"{prompt} {REGION_TOKEN}"
-        return self.model.generate_grounded(pixels, prompt, regions=[mask]).text
+        return generate_grounded(self.model, pixels, prompt, regions=[mask]).text
 
     def describe_region(
         self, image: np.ndarray, box: Sequence[float], detailed: bool = False
@@ -134,7 +135,7 @@ class SegTokenModelBackend:
     def ground_video(self, frames: Sequence[np.ndarray], prompt: str) -> GroundedText:
         """Answer ``prompt`` about a clip; masks are (T, H, W) bool stacks, one per phrase."""
         images = [load_image(f).pixels for f in frames]
-        return self.model.generate_grounded_video(images, prompt)
+        return generate_grounded_video(self.model, images, prompt)
 
     def segment_video_expression(
         self, frames: Sequence[np.ndarray], expression: str
@@ -153,9 +154,9 @@ class SegTokenModelBackend:
         """Segment ``expression`` on every frame of a streamed video, a chunk at a time.
 
         The LM sees ``video_frames`` evenly spaced frames of the whole video; each [SEG] it
-        writes is one object, decoded on every frame with the frame's normalised time (and,
-        with ``video_memory``, the memory of its masks on the frames before). Only ``chunk``
-        frames are held at once.
+        writes is one object, decoded on every frame with the frame's normalised time (and how
+        the clip moves around it, with ``motion_features``). Only ``chunk`` frames are held at
+        once.
 
         Args:
             frames: the sampled frames of a video.
@@ -174,30 +175,28 @@ class SegTokenModelBackend:
         times = video_times(total, self.model.device, self.model.dtype)
         picks = self.video_key_frames(total)
         key_frames = [frames.read(i) for i in picks]
-        _, states, clip_keys = answer_video(self.model, key_frames, times[picks], prompt)
-        if states is None:
+        _, answer, clip_keys = answer_video(self.model, key_frames, times[picks], prompt)
+        if answer is None:
             yield [], np.zeros((0, 0, *size), dtype=bool)
             return
-        memory = video_memory(self.model)
         batch: list[Frame] = []
         for frame in frames:
             batch.append(frame)
             if len(batch) == chunk:
-                yield self._decode_chunk(states, batch, times, memory, clip_keys)
+                yield self._decode_chunk(answer, batch, times, clip_keys)
                 batch = []
         if batch:
-            yield self._decode_chunk(states, batch, times, memory, clip_keys)
+            yield self._decode_chunk(answer, batch, times, clip_keys)
 
     def _decode_chunk(
         self,
-        states: Any,
+        answer: Any,
         batch: list[Frame],
         times: Any,
-        memory: Any,
         clip_keys: Any,
     ) -> tuple[list[int], np.ndarray]:
         indices = [frame.index for frame in batch]
         masks = decode_video_frames(
-            self.model, states, [f.pixels for f in batch], times[indices], memory, clip_keys
+            self.model, answer, [f.pixels for f in batch], times[indices], clip_keys
         )
         return indices, masks

@@ -50,6 +50,31 @@ MARKUP_TOKENS = (
 )
 
 
+#: Options removed from the model (the shipped recipe left them off), with their off values:
+#: a saved config may still hold them at these values.
+RETIRED_OPTIONS: dict[str, Any] = {
+    "seg_state": "predict",
+    "box_loss_weight": 0.0,
+    "box_prompt": False,
+    "query_word_loss_weight": 0.0,
+    "colour_path": False,
+    "colour_gain": 1.0,
+    "coarse_prior": True,
+    "lm_prior": True,
+    "image_after_question": False,
+    "image_prefix_attention": False,
+    "lm_features": False,
+    "top_down": False,
+    "context_layers": 0,
+    "fusion_layers": 0,
+    "fusion_text_tokens": 4,
+    "no_target_masks": False,
+    "time_query": False,
+    "video_memory": 0,
+    "memory_layers": 1,
+}
+
+
 def _default_vision_kwargs() -> dict[str, Any]:
     return {"hidden_sizes": [32, 64, 96, 128], "depths": [1, 1, 2, 1], "drop_path_rate": 0.0}
 
@@ -90,14 +115,14 @@ class SegModelConfig:
         decoder_heads: attention heads in the mask decoder.
         decoder_mlp_dim: MLP width in the mask decoder.
         seg_prompt_tokens: sparse prompt tokens each [SEG] state is projected to.
-        seg_state: "predict" uses the LM state that predicts the [SEG] (LISA's choice: it
-            must decide whether there is a target), "token" the state at the [SEG].
         seg_reader_heads: heads of the SegReader attention from the [SEG] state over the LM's
-            hidden states before it (0: the plain projection of LISA / Sa2VA).
+            hidden states before it (LISA's query is the state that predicts the [SEG]).
         lm_loss_weight: weight of the LM cross-entropy.
         bce_loss_weight: weight of the per-pixel mask BCE.
         dice_loss_weight: weight of the mask DICE loss.
-        prior_loss_weight: weight of the coarse localisation BCE (see ``coarse_prior``).
+        prior_loss_weight: weight of the coarse localisation BCE: each [SEG] scores the g x g
+            image embedding and the LM's states of the visual tokens (the coarse prior, SAM2's
+            mask prompt) against its target pooled to g x g.
         point_loss_weight: weight of the pointing loss: each [SEG]'s coarse map, as a softmax
             over its places, against the target's share of each place (cross-entropy), so the
             query must tell the target from look-alikes elsewhere (0: off).
@@ -109,9 +134,6 @@ class SegModelConfig:
         head_word_loss_weight: weight of the phrase-head loss: the same places predict the
             last word of their ``<p>`` phrase (its head noun: the kind of thing it names)
             with a softmax over the vocabulary, through a linear head per grid (0: off).
-        box_loss_weight: weight of the box loss: an MLP on each [SEG] query (plus a video
-            frame's time) predicts its target's box, trained with L1 + generalised IoU
-            against the mask's box, so the query must say where the target is (0: off).
         motion_loss_weight: weight of the motion loss: a linear head on a video frame's
             decoder embedding, averaged over the target's places, predicts the target's
             velocity across the clip (from its masks' centroids), so each place carries how
@@ -120,59 +142,12 @@ class SegModelConfig:
             trained against its target's velocity as ``motion_loss_weight`` trains the
             places'), and the coarse prior adds minus its squared distance from the velocity
             read at each place, times a gate of the [SEG]'s own (zero at first; needs
-            ``motion_loss_weight`` and ``coarse_prior``).
+            ``motion_loss_weight``).
         position_query: each [SEG] also asks for a direction (a linear head on its state,
             zero at first), and the coarse prior adds, per place, that direction's dot
             product with the place's position (x and y from -1 to 1, times
             ``POSITION_SCALE``): "the leftmost ..." or "... left of ..." can favour the
-            matching shape furthest that way. Trained by the prior's losses (needs
-            ``coarse_prior``).
-        colour_path: in training the vision tower sees each line's image with its colours
-            scrambled (one random orthogonal transform of RGB about mid-grey per line, see
-            ``parts.scramble_colours``), so what it learns (kind, size, texture, place) cannot
-            lean on colour; colour enters through a path of its own, a per-pixel MLP on the
-            image's colours averaged over each place (``parts.ColourPath``), added to the
-            decoder embedding and to the grid the LM reads. At inference the tower sees the
-            image as it is.
-        colour_gain: the colour path's starting share of each place: its per-place norm's
-            scale starts at this value (learnt from there). 1 makes the colour about as
-            loud as the tower's features; smaller values let the LM lean on colour less at
-            first.
-        query_word_loss_weight: weight of the query-word loss, which also turns on the word
-            match: each [SEG] predicts the words of its target (multi-label, and with
-            ``head_word_loss_weight`` its head noun by a softmax), trained against a grounded
-            caption's phrase, or else against what the phrase-word heads read on the target's
-            places restricted to the words of the question (detached); the coarse prior then
-            adds, per place, the log-likelihood of those words under the place's word heads,
-            times a gate computed from the [SEG] that starts at zero (needs
-            ``word_loss_weight`` > 0 and ``coarse_prior``; 0: off).
-        box_prompt: give that predicted box to SAM2's prompt encoder as a box prompt, beside
-            the [SEG]'s sparse tokens (needs ``box_loss_weight``).
-        coarse_prior: score each [SEG] against the g x g image embedding (query . key with
-            position) and give that map to SAM2's prompt encoder as its mask prompt.
-        lm_prior: add to that map q(seg) . k(the LM's states of the frame's visual tokens), on
-            the lm_grid (needs ``coarse_prior``).
-        image_after_question: put the visual tokens after the first question instead of
-            before it (see tokenizer.py): their LM states, which ``lm_prior`` scores and
-            ``lm_features`` adds, then read the question.
-        image_prefix_attention: let every visual token attend to every visual token of its
-            row (a prefix LM's attention over the image, as PaliGemma), so each visual token's
-            LM state sees the whole image; the rest stays causal.
-        lm_features: add the LM's states of each frame's visual tokens (projected, upsampled)
-            to the mask decoder's image embedding.
-        top_down: add the tower's deepest grid (projected, upsampled) to the decoder's image
-            embedding, as a feature pyramid's top-down path does.
-        context_layers: transformer layers (self-attention over the g x g places, with a
-            learned position) on the decoder's image embedding, so each place can see the
-            whole object it lies in (its outline: the object's kind) (0: off).
-        fusion_layers: layers of the grounding fusion (see ``parts.GroundingFusion``): the
-            image embedding, conditioned on each [SEG], attends to ``fusion_text_tokens``
-            tokens the [SEG] read from the text and to itself; it adds a dense prompt for the
-            mask decoder and a score to the coarse prior (0: off, the LISA design).
-        fusion_text_tokens: text tokens each [SEG] reads for the fusion.
-        no_target_masks: train rows that answer without [SEG] (and ask about no region) to
-            decode an empty mask from the state after ``<assistant>``, so an emitted [SEG]
-            whose mask comes out empty is a second way of answering "no target".
+            matching shape furthest that way. Trained by the prior's losses.
         lora_r: LoRA rank on the LM (0: train the LM fully).
         lora_alpha: LoRA alpha.
         lora_dropout: LoRA dropout.
@@ -184,19 +159,11 @@ class SegModelConfig:
         video_template: user prompt for referring video segmentation.
         video_frames: frames of a clip the LM sees (sampled evenly at inference).
         video_lm_grid: a video frame is video_lm_grid x video_lm_grid LM tokens.
-        time_query: add a video frame's time (an embedding of it) to each [SEG] state before
-            the projections to the coarse-prior query and to the decoder's prompt tokens, so
-            their MLPs can make one [SEG] point at a different place in each frame (an object
-            that moves); without it the time is added after them, the same for every [SEG].
         motion_features: add to a video frame's decoder embedding two 3 x 3 convolutions
             (the last zero at first) of it and of how the clip changes around it: the
             embedding of the next frame the LM sees minus that of the one before (in
             training, of the row's sampled frames), so each place can carry whether what
             lies there moves, and which way, as it carries colour.
-        video_memory: frames back a video frame's decoder embedding attends to through SAM2's
-            memory attention (the masks of earlier frames, see memory.py); 0: off, every
-            frame is decoded on its own.
-        memory_layers: memory-attention layers.
         max_new_tokens: generation limit.
         min_mask_island: at inference, pieces of a mask smaller than this many cells of the
             ``mask_grid`` (8-connected pieces of the low-resolution logits above 0) are dropped
@@ -239,7 +206,6 @@ class SegModelConfig:
     decoder_heads: int = 4
     decoder_mlp_dim: int = 256
     seg_prompt_tokens: int = 2
-    seg_state: str = "predict"
     seg_reader_heads: int = 4
     lm_loss_weight: float = 1.0
     bce_loss_weight: float = 2.0
@@ -248,24 +214,9 @@ class SegModelConfig:
     point_loss_weight: float = 0.0
     word_loss_weight: float = 0.0
     head_word_loss_weight: float = 0.0
-    box_loss_weight: float = 0.0
     motion_loss_weight: float = 0.0
     motion_query: bool = False
     position_query: bool = False
-    colour_path: bool = False
-    colour_gain: float = 1.0
-    query_word_loss_weight: float = 0.0
-    box_prompt: bool = False
-    coarse_prior: bool = True
-    lm_prior: bool = True
-    image_after_question: bool = False
-    image_prefix_attention: bool = False
-    lm_features: bool = False
-    top_down: bool = False
-    context_layers: int = 0
-    fusion_layers: int = 0
-    fusion_text_tokens: int = 4
-    no_target_masks: bool = False
     lora_r: int = 0
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -277,10 +228,7 @@ class SegModelConfig:
     video_template: str = "Please segment {expression} in the video."
     video_frames: int = 4
     video_lm_grid: int = 4
-    time_query: bool = False
     motion_features: bool = False
-    video_memory: int = 0
-    memory_layers: int = 1
     max_new_tokens: int = 96
     min_mask_island: int = 0
     target_decision: tuple[float, ...] | None = None
@@ -320,49 +268,31 @@ class SegModelConfig:
             )
         if (self.decoder_dim // 2) % self.decoder_heads:
             raise InputError("decoder_dim / 2 must be divisible by decoder_heads")
-        if min(self.lm_grid, self.seg_prompt_tokens, self.video_frames, self.video_lm_grid) < 1:
-            raise InputError("lm_grid, seg_prompt_tokens, video_frames, video_lm_grid must be >= 1")
-        if self.video_memory < 0 or self.memory_layers < 1:
-            raise InputError("video_memory must be >= 0 and memory_layers >= 1")
+        sizes = (self.lm_grid, self.seg_prompt_tokens, self.video_frames, self.video_lm_grid)
+        if min(*sizes, self.seg_reader_heads) < 1:
+            raise InputError(
+                "lm_grid, seg_prompt_tokens, video_frames, video_lm_grid and seg_reader_heads "
+                "must be >= 1"
+            )
         if self.min_mask_island < 0:
             raise InputError(f"min_mask_island must be >= 0, got {self.min_mask_island}")
         if self.mask_refine is not None and not 0 < self.mask_refine <= 1:
             raise InputError(f"mask_refine must be in (0, 1], got {self.mask_refine}")
         if not self.mask_refine_eps > 0:
             raise InputError(f"mask_refine_eps must be > 0, got {self.mask_refine_eps}")
-        if self.context_layers < 0:
-            raise InputError(f"context_layers must be >= 0, got {self.context_layers}")
-        if self.fusion_layers < 0 or self.fusion_text_tokens < 1:
-            raise InputError("fusion_layers must be >= 0 and fusion_text_tokens >= 1")
-        if self.point_loss_weight and not self.coarse_prior:
-            raise InputError("point_loss_weight needs coarse_prior")
-        if self.fusion_layers and not (self.coarse_prior and self.seg_reader_heads):
-            raise InputError("fusion_layers needs coarse_prior and seg_reader_heads > 0")
         if self.motion_loss_weight and not self.motion_features:
             raise InputError("motion_loss_weight needs motion_features")
-        if self.motion_query and not (self.motion_loss_weight and self.coarse_prior):
-            raise InputError("motion_query needs motion_loss_weight > 0 and coarse_prior")
-        if self.position_query and not self.coarse_prior:
-            raise InputError("position_query needs coarse_prior")
-        if self.query_word_loss_weight and not (self.word_loss_weight and self.coarse_prior):
-            raise InputError("query_word_loss_weight needs word_loss_weight > 0 and coarse_prior")
-        if self.box_prompt and not self.box_loss_weight:
-            raise InputError("box_prompt needs box_loss_weight > 0 (the box head is trained by it)")
+        if self.motion_query and not self.motion_loss_weight:
+            raise InputError("motion_query needs motion_loss_weight > 0")
         weights = (
             "point_loss_weight",
             "word_loss_weight",
             "head_word_loss_weight",
-            "box_loss_weight",
             "motion_loss_weight",
-            "query_word_loss_weight",
         )
         for name in weights:
             if getattr(self, name) < 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not self.colour_gain > 0:
-            raise InputError(f"colour_gain must be > 0, got {self.colour_gain}")
-        if self.seg_state not in ("predict", "token"):
-            raise InputError(f"seg_state must be 'predict' or 'token', got {self.seg_state!r}")
         for name in ("refer_template", "video_template"):
             if "{expression}" not in getattr(self, name):
                 raise InputError(f"{name} must contain '{{expression}}'")
@@ -391,12 +321,24 @@ class SegModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SegModelConfig:
-        """Build from a dict; unknown keys are an InputError naming the valid ones, except
-        ``RETIRED_KEYS`` (options of inference rules since removed), which are ignored."""
+        """Build from a dict; unknown keys are an InputError naming the valid ones.
+
+        ``RETIRED_KEYS`` (options of inference rules since removed) are ignored. Keys of
+        removed model options (``RETIRED_OPTIONS``, see docs/shapes-research.md) are dropped
+        when they hold the value that left the option off; any other value is an InputError.
+        """
         retired = sorted(RETIRED_KEYS & set(data))
         if retired:
             logger.warning("ignoring retired model config keys %s", retired)
             data = {k: v for k, v in data.items() if k not in RETIRED_KEYS}
+        data = dict(data)
+        for key, off in RETIRED_OPTIONS.items():
+            if key in data and data.pop(key) != off:
+                raise InputError(
+                    f"model config key {key!r} is an option that was removed (see "
+                    f"docs/shapes-research.md); only {off!r}, the value that left it off, "
+                    "is accepted"
+                )
         unknown = sorted(set(data) - cls.field_names())
         if unknown:
             raise InputError(

@@ -394,7 +394,6 @@ class SegDataset(torch.utils.data.Dataset):
             self.tokenizer,
             conversation,
             per_frame * len(picks),
-            self.config.image_after_question,
         )
         limit = self.config.max_length
         if len(input_ids) > limit:

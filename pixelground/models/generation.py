@@ -2,14 +2,15 @@
 
 Decoding uses the LM's key/value cache. The hidden state of each generated [SEG] (taken when
 the token is fed back) is decoded by the mask decoder, on the image, or on every frame of a
-clip with the frame's normalised time (and, with ``video_memory``, SAM2's memory of the
-masks on the frames before).
+clip with the frame's normalised time, through ``SegTokenModel.run`` (the forward pass
+training and the target decision use too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,12 +20,9 @@ from pixelground.backends.base import GroundedText
 from pixelground.core.errors import InputError
 from pixelground.core.guided_filter import guided_filter
 from pixelground.core.masks import small_pieces
-from pixelground.models.memory import MemoryBank
-from pixelground.models.parts import ClipKeys, VisionFeatures
+from pixelground.models.parts import ClipKeys
+from pixelground.models.seg_model import SegTokenModel
 from pixelground.models.tokenizer import grounded_text, prompt_ids
-
-if TYPE_CHECKING:
-    from pixelground.models.seg_model import SegTokenModel
 
 
 def banned_tokens(model: SegTokenModel) -> list[int]:
@@ -63,7 +61,6 @@ def greedy(
     table = model.lm.get_input_embeddings()
     out = model.lm(
         inputs_embeds=embeds,
-        attention_mask=model.lm_attention(ids),
         use_cache=True,
         output_hidden_states=True,
     )
@@ -100,31 +97,8 @@ def _cache_kwargs(out: Any) -> dict[str, Any]:
 
 def prompt_tensor(model: SegTokenModel, prompt: str, image_tokens: int) -> torch.Tensor:
     """(1, L) ids of ``prompt`` with ``image_tokens`` placeholders, in the model's layout."""
-    ids = prompt_ids(model.tokenizer, prompt, image_tokens, model.config.image_after_question)
+    ids = prompt_ids(model.tokenizer, prompt, image_tokens)
     return torch.tensor([ids], device=model.device)
-
-
-def _seg_states(model: SegTokenModel, hidden: torch.Tensor, positions: list[int]) -> torch.Tensor:
-    where = torch.tensor([[0, p] for p in positions], device=hidden.device)
-    return model.seg_queries(hidden, where)
-
-
-def masks_at(
-    model: SegTokenModel,
-    states: torch.Tensor,
-    features: VisionFeatures,
-    times: torch.Tensor,
-    pixels: Sequence[np.ndarray],
-) -> np.ndarray:
-    """(S, F, H, W) bool masks of S [SEG] states on F frames, whose RGB uint8 (H, W, 3)
-    ``pixels`` guide them with ``mask_refine`` (see :func:`frame_masks`)."""
-    count, frames = len(states), len(times)
-    state_index = torch.arange(count, device=model.device).repeat_interleave(frames)
-    frame_index = torch.arange(frames, device=model.device).repeat(count)
-    logits, _ = model.decode_masks(
-        states[state_index], features.select(frame_index), times[frame_index]
-    )
-    return frame_masks(model, logits, count, pixels)
 
 
 def frame_masks(
@@ -215,11 +189,14 @@ def generate_grounded(
     )
     masks: list[np.ndarray] = []
     if positions:
-        states = _seg_states(model, hidden, positions)
-        if model.needs_lm_states:
-            features.lm_states = model.frame_lm_states(features, times, hidden, ids)
-        masks = list(masks_at(model, states, features, times, [image])[:, 0])
+        out = model.run(features, ids, times, hidden=hidden, where=_where(positions, ids.device))
+        masks = list(frame_masks(model, out.mask_logits, len(positions), [image])[:, 0])
     return grounded_text(model.tokenizer, generated, masks, size)
+
+
+def _where(positions: Sequence[int], device: torch.device) -> torch.Tensor:
+    """(S, 2) (row 0, position) of generated [SEG]s."""
+    return torch.tensor([[0, p] for p in positions], device=device, dtype=torch.long)
 
 
 def video_times(total: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -234,6 +211,24 @@ def video_key_frames(model: SegTokenModel, total: int) -> list[int]:
     return [int(i) for i in np.unique(np.linspace(0, total - 1, count).round())]
 
 
+@dataclass
+class VideoAnswer:
+    """The [SEG]s of a greedy answer about a clip, to decode on any of its frames.
+
+    Attributes:
+        ids: (1, L) the prompt's ids.
+        hidden: (1, L + n, D_lm) the LM's last hidden states of the prompt and the answer.
+        where: (S, 2) (row, position) of the answer's [SEG]s.
+    """
+
+    ids: torch.Tensor
+    hidden: torch.Tensor
+    where: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+
 @torch.no_grad()
 def answer_video(
     model: SegTokenModel,
@@ -241,9 +236,9 @@ def answer_video(
     key_times: torch.Tensor,
     prompt: str,
     max_new_tokens: int | None = None,
-) -> tuple[list[int], torch.Tensor | None, ClipKeys | None]:
-    """Greedy answer about a clip's key frames, the mask queries of its [SEG]s, and the key
-    frames' embeddings for ``motion_features``.
+) -> tuple[list[int], VideoAnswer | None, ClipKeys]:
+    """Greedy answer about a clip's key frames, its [SEG]s, and the key frames' embeddings
+    that each frame's motion is measured against.
 
     Args:
         model: the model (in eval mode).
@@ -253,9 +248,8 @@ def answer_video(
         max_new_tokens: generation limit (default: the config's).
 
     Returns:
-        The generated ids, the (S, D) [SEG] queries (None when no [SEG] was written) and
-        the key frames' decoder embeddings and times, which :func:`decode_video_frames`
-        measures each frame's motion against (None without ``motion_features``).
+        The generated ids, the answer's [SEG]s (None when no [SEG] was written) and the key
+        frames' decoder embeddings and times, for :func:`decode_video_frames`.
     """
     if not prompt.strip():
         raise InputError("the prompt is empty; give an expression")
@@ -267,55 +261,34 @@ def answer_video(
     generated, hidden, positions = greedy(
         model, ids, embeds, max_new_tokens or model.config.max_new_tokens
     )
-    states = _seg_states(model, hidden, positions) if positions else None
-    keys = None
-    if model.motion_net is not None:
-        keys = ClipKeys(features.embed, key_times, torch.zeros_like(sample))
-    return generated, states, keys
-
-
-def video_memory(model: SegTokenModel) -> MemoryBank | None:
-    """An empty memory for one video's tracks (None when the model has no ``video_memory``)."""
-    return None if model.frame_memory is None else model.frame_memory.empty_bank()
+    answer = VideoAnswer(ids, hidden, _where(positions, ids.device)) if positions else None
+    return generated, answer, ClipKeys(features.embed, key_times, torch.zeros_like(sample))
 
 
 @torch.no_grad()
 def decode_video_frames(
     model: SegTokenModel,
-    states: torch.Tensor,
+    answer: VideoAnswer,
     frames: Sequence[np.ndarray],
     times: torch.Tensor,
-    memory: MemoryBank | None = None,
-    keys: ClipKeys | None = None,
+    keys: ClipKeys,
 ) -> np.ndarray:
-    """(S, t, H, W) bool masks of S [SEG] queries on t frames (encoded together), at the
-    frames' size.
+    """(S, t, H, W) bool masks of an answer's S [SEG]s on t frames (encoded together), at
+    the frames' size.
 
     Args:
         model: the model (in eval mode).
-        states: (S, D) queries from :func:`answer_video`.
+        answer: the [SEG]s from :func:`answer_video`.
         frames: t RGB uint8 (H, W, 3) frames, in time order.
         times: (t,) their normalised times in the clip.
-        memory: the tracks' memory (:func:`video_memory`) of the frames decoded before these;
-            the frames are then decoded one after another and remembered. None decodes each
-            frame on its own.
-        keys: the clip's key frames from :func:`answer_video` (with ``motion_features``;
-            None leaves the frames' embeddings as they are).
+        keys: the clip's key frames from :func:`answer_video`.
     """
     features = model.encode_image(model.preprocess(frames))
-    features = model.with_motion(features, keys, times, torch.zeros_like(times, dtype=torch.long))
-    if model.needs_lm_states:
-        features.lm_states = model.frame_lm_states(features, times, None, None)
-    if memory is None:
-        return masks_at(model, states, features, times, frames)
-    count = len(states)
-    per_frame = []
-    for t in range(len(frames)):
-        frame = torch.full((count,), t, dtype=torch.long, device=model.device)
-        logits, _ = model.decode_track_step(states, features.select(frame), times[frame], memory)
-        per_frame.append(logits)
-    logits = torch.stack(per_frame, 1).flatten(0, 1)
-    return frame_masks(model, logits, count, frames)
+    sample = torch.zeros(len(frames), dtype=torch.long, device=model.device)
+    out = model.run(
+        features, answer.ids, times, sample, hidden=answer.hidden, where=answer.where, keys=keys
+    )
+    return frame_masks(model, out.mask_logits, len(answer), frames)
 
 
 @torch.no_grad()
@@ -347,19 +320,17 @@ def generate_grounded_video(
     size = (int(frames[0].shape[0]), int(frames[0].shape[1]))
     times = video_times(total, model.device, model.dtype)
     picks = video_key_frames(model, total)
-    generated, states, clip_keys = answer_video(
+    generated, answer, clip_keys = answer_video(
         model, [frames[i] for i in picks], times[picks], prompt, max_new_tokens
     )
     masks: list[np.ndarray] = []
-    if states is not None:
-        memory = video_memory(model)
+    if answer is not None:
         parts = [
             decode_video_frames(
                 model,
-                states,
+                answer,
                 frames[start : start + chunk],
                 times[start : start + chunk],
-                memory,
                 clip_keys,
             )
             for start in range(0, total, chunk)

@@ -148,7 +148,7 @@ class VisionFeatures:
         high_res: [(F, d/8, 4g, 4g), (F, d/4, 2g, 2g)] for the decoder's upscaling.
         lm_source: (F, C, h, w) tower grid the LM's visual tokens are pooled from.
         lm_states: (F, lm_grid**2, D_lm) the LM's last hidden states of each frame's visual
-            tokens (set by the model when ``lm_prior`` is on).
+            tokens (set by ``SegTokenModel.run``).
     """
 
     embed: torch.Tensor
@@ -187,28 +187,6 @@ class VisionNeck(nn.Module):
             nn.Conv2d(d, d, 3, padding=1),
             Sam2LayerNorm(d, data_format="channels_first"),
         )
-        deepest = len(grid_shapes) - 1
-        self.top_proj = None
-        if config.top_down and deepest != self.picks[0]:
-            self.top_proj = nn.Sequential(
-                nn.Conv2d(grid_shapes[deepest][0], d, 1),
-                Sam2LayerNorm(d, data_format="channels_first"),
-            )
-        self.context = None
-        if config.context_layers:
-            layer = nn.TransformerEncoderLayer(
-                d,
-                config.decoder_heads,
-                config.decoder_mlp_dim,
-                dropout=0.0,
-                activation="gelu",
-                batch_first=True,
-                norm_first=True,
-            )
-            self.context = nn.TransformerEncoder(
-                layer, config.context_layers, enable_nested_tensor=False
-            )
-            self.context_pos = nn.Parameter(torch.randn(1, g * g, d) * 0.02)
         self.s1_proj = nn.Conv2d(chans[1], d, 1)
         self.s0_proj = nn.Conv2d(chans[2], d, 1)
         self.lm_proj = nn.Sequential(
@@ -234,11 +212,6 @@ class VisionNeck(nn.Module):
         """Features of F frames; ``conv_s0``/``conv_s1`` are the mask decoder's projections."""
         g, g2, g4, _ = self.sizes
         embed = self.embed_proj(self._resize(grids[self.picks[0]], g))
-        if self.top_proj is not None:
-            embed = embed + self._resize(self.top_proj(grids[-1]), g)
-        if self.context is not None:
-            places = self.context(embed.flatten(2).transpose(1, 2) + self.context_pos)
-            embed = places.transpose(1, 2).reshape(embed.shape)
         s1 = conv_s1(self.s1_proj(self._resize(grids[self.picks[1]], g2)))
         s0 = conv_s0(self.s0_proj(self._resize(grids[self.picks[2]], g4)))
         return VisionFeatures(embed=embed, high_res=[s0, s1], lm_source=grids[self.picks[3]])
@@ -278,99 +251,6 @@ class VisionNeck(nn.Module):
         weights = F.adaptive_avg_pool2d(masks[:, None].to(embed.dtype), embed.shape[-1])
         pooled = (embed * weights).sum((2, 3)) / weights.sum((2, 3)).clamp(min=1e-6)
         return self.region_proj(pooled)
-
-
-def scramble_colours(
-    pixels: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    groups: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Each group of frames with its colours moved by one random orthogonal transform of RGB
-    about mid-grey: shapes, edges and contrast stay (distances between colours are kept up to
-    clipping), while hue and brightness move together at random.
-
-    Args:
-        pixels: (F, 3, S, S) normalised frames.
-        mean, std: (3,) the normalisation (pixels in [0, 1] are ``pixels * std + mean``).
-        groups: (F,) ints; frames with the same value (a video clip's) share one transform
-            (default: one per frame).
-
-    Returns:
-        (F, 3, S, S) normalised frames.
-    """
-    mean = mean.to(pixels)[:, None, None]
-    std = std.to(pixels)[:, None, None]
-    raw = pixels * std + mean - 0.5
-    if groups is None:
-        groups = torch.arange(len(pixels), device=pixels.device)
-    names, index = torch.unique(groups, return_inverse=True)
-    random = torch.randn(len(names), 3, 3, device=pixels.device, dtype=torch.float32)
-    rotations = torch.linalg.qr(random).Q.to(pixels.dtype)[index]  # (F, 3, 3)
-    moved = torch.einsum("fij,fjhw->fihw", rotations, raw)
-    return ((moved + 0.5).clamp(0, 1) - mean) / std
-
-
-#: side of the grid the colour path reads the pixels at before its per-pixel MLP (4 x 4
-#: pixel cells on a 256-pixel image: stripes and dots blend into a shade of their colour,
-#: neighbouring shapes only along their edges; at full size the MLP would cost more than
-#: the rest of a first-phase step)
-COLOUR_GRID = 64
-
-
-class ColourPath(nn.Module):
-    """Per-place colour features from the image's own pixels, for a tower that is trained on
-    scrambled colours (``colour_path`` in the config).
-
-    A per-pixel MLP (1x1 convolutions, so it reads colour and not shape) maps each pixel to
-    colour features; they are averaged over each place of a grid, then projected to its
-    channels and layer-normalised over them at each place. Averaging after the MLP keeps a
-    small shape's colour in a large place as a share of its features; averaging the pixels
-    first would blend it with the background's into a colour no shape has. The norm (its
-    scale learnt, starting at ``gain``) sets the colour's share of each place: at 1 it is
-    comparable with the tower's (RMS 1-2); unnormalised, the projections start near RMS 0.2
-    and stay there.
-
-    Args:
-        embed_dim: channels d of the decoder embedding.
-        lm_channels: channels C of the tower grid the LM's tokens are pooled from.
-        gain: starting scale of both norms, i.e. the colour's starting RMS at each place.
-        hidden: channels of the per-pixel colour features.
-    """
-
-    def __init__(self, embed_dim: int, lm_channels: int, gain: float = 1.0, hidden: int = 16):
-        super().__init__()
-        self.per_pixel = nn.Sequential(
-            nn.Conv2d(3, hidden, 1), nn.GELU(), nn.Conv2d(hidden, hidden, 1), nn.GELU()
-        )
-        self.to_embed = nn.Conv2d(hidden, embed_dim, 1)
-        self.to_lm = nn.Conv2d(hidden, lm_channels, 1)
-        self.embed_norm = nn.LayerNorm(embed_dim)
-        self.lm_norm = nn.LayerNorm(lm_channels)
-        for norm in (self.embed_norm, self.lm_norm):
-            nn.init.constant_(norm.weight, gain)
-
-    def forward(self, pixels: torch.Tensor, features: VisionFeatures) -> VisionFeatures:
-        """Add the colour of ``pixels`` (F, 3, S, S) to ``features`` of the same frames:
-        to ``embed`` (F, d, g, g) and ``lm_source`` (F, C, h, w), each averaged to its grid."""
-        side = min(COLOUR_GRID, pixels.shape[-1])
-        small = F.adaptive_avg_pool2d(pixels.to(features.embed.dtype), side)
-        colours = self.per_pixel(small)  # (F, hidden, side, side)
-        embed = features.embed + _per_place_norm(
-            self.to_embed(F.adaptive_avg_pool2d(colours, features.embed.shape[-2:])),
-            self.embed_norm,
-        )
-        source = features.lm_source
-        lm_source = source + _per_place_norm(
-            self.to_lm(F.adaptive_avg_pool2d(colours.to(source.dtype), source.shape[-2:])),
-            self.lm_norm,
-        )
-        return VisionFeatures(embed, features.high_res, lm_source, features.lm_states)
-
-
-def _per_place_norm(grid: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
-    """Apply ``norm`` over the channels of ``grid`` (F, C, h, w) at each place."""
-    return norm(grid.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class SegReader(nn.Module):
@@ -427,108 +307,31 @@ class SegReader(nn.Module):
         return out[:, 0] if single else out
 
 
-class FusionLayer(nn.Module):
-    """Pre-norm transformer layer over image-grid tokens: cross-attention to text tokens,
-    self-attention over the grid, MLP."""
-
-    def __init__(self, dim: int, heads: int, mlp_dim: int):
-        super().__init__()
-        self.norm_cross = nn.LayerNorm(dim)
-        self.cross = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.norm_self = nn.LayerNorm(dim)
-        self.self_attn = nn.MultiheadAttention(dim, heads, batch_first=True)
-        self.norm_mlp = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
-
-    def forward(self, grid: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """(S, N, d) grid tokens, (S, K, d) text tokens -> (S, N, d) updated grid tokens."""
-        normed = self.norm_cross(grid)
-        grid = grid + self.cross(normed, text, text, need_weights=False)[0]
-        normed = self.norm_self(grid)
-        grid = grid + self.self_attn(normed, normed, normed, need_weights=False)[0]
-        return grid + self.mlp(self.norm_mlp(grid))
-
-
-class GroundingFusion(nn.Module):
-    """The image embedding conditioned on one [SEG]'s query and the text it read.
-
-    Each [SEG] adds its projected state to every cell of the decoder's g x g image embedding
-    (with position); the cells then attend to the [SEG]'s text tokens (what its reader
-    gathered from the expression) and to each other, so attributes are matched per cell and
-    relations and ordinals can compare cells. The result is SAM2's dense prompt and a
-    per-cell localisation score.
-    """
-
-    def __init__(self, dim: int, lm_hidden: int, layers: int, heads: int, mlp_dim: int):
-        super().__init__()
-        self.from_query = nn.Linear(lm_hidden, dim)
-        self.from_text = nn.Sequential(nn.LayerNorm(lm_hidden), nn.Linear(lm_hidden, dim))
-        self.layers = nn.ModuleList(FusionLayer(dim, heads, mlp_dim) for _ in range(layers))
-        self.norm_out = nn.LayerNorm(dim)
-        self.dense_out = nn.Linear(dim, dim)
-        self.score_out = nn.Linear(dim, 1)
-
-    def forward(
-        self,
-        embed: torch.Tensor,
-        position: torch.Tensor,
-        query: torch.Tensor,
-        text: torch.Tensor,
-        shift: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Condition the image embedding on each [SEG].
-
-        Args:
-            embed: (S, d, g, g) image embedding of each [SEG]'s frame.
-            position: (1, d, g, g) positional encoding of the grid.
-            query: (S, D_lm) [SEG] states.
-            text: (S, K, D_lm) text tokens each [SEG] read.
-            shift: (S, d) time embedding of video frames, or None.
-
-        Returns:
-            (S, d, g, g) dense prompt embeddings and (S, g, g) localisation logits.
-        """
-        count, dim, side, _ = embed.shape
-        grid = (embed + position).flatten(2).transpose(1, 2)
-        cond = self.from_query(query)
-        if shift is not None:
-            cond = cond + shift.to(cond.dtype)
-        grid = grid + cond[:, None].to(grid.dtype)
-        tokens = torch.cat([cond[:, None], self.from_text(text)], 1).to(grid.dtype)
-        for layer in self.layers:
-            grid = layer(grid, tokens)
-        grid = self.norm_out(grid)
-        dense = self.dense_out(grid).transpose(1, 2).reshape(count, dim, side, side)
-        return dense, self.score_out(grid)[..., 0].view(count, side, side)
-
-
-class BoxHead(nn.Module):
-    """Where a [SEG] query's target lies, as a box: an MLP on the query (plus a video frame's
-    time embedding), so the language model's state must carry the target's place.
+def neighbour_keys(
+    times: torch.Tensor, clips: torch.Tensor, key_times: torch.Tensor, key_clips: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The key frames on either side of each frame, in its own clip.
 
     Args:
-        lm_hidden: width of the [SEG] states.
-        width: hidden width (the decoder's; the time embedding's width).
+        times: (F,) normalised times of the frames.
+        clips: (F,) the clip of each frame.
+        key_times: (K,) times of the key frames.
+        key_clips: (K,) their clips; every frame's clip has at least one key frame.
+
+    Returns:
+        (before, after), each (F,) indices into the keys: the last key frame earlier than the
+        frame (the clip's first key frame when there is none) and the first one later than it
+        (the clip's last when there is none). A clip with one key frame gives it for both.
     """
-
-    def __init__(self, lm_hidden: int, width: int):
-        super().__init__()
-        self.inp = nn.Linear(lm_hidden, width)
-        self.out = nn.Sequential(nn.GELU(), nn.Linear(width, width), nn.GELU(), nn.Linear(width, 4))
-
-    def forward(self, states: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
-        """(S, D) [SEG] states (and (S, width) time shifts) -> (S, 4) boxes (x0, y0, x1, y1)
-        as fractions of the image side: a sigmoid centre and size."""
-        hidden = self.inp(states)
-        if shift is not None:
-            hidden = hidden + shift.to(hidden.dtype)
-        centre_x, centre_y, width, height = self.out(hidden).float().sigmoid().unbind(-1)
-        return torch.stack(
-            [
-                centre_x - width / 2,
-                centre_y - height / 2,
-                centre_x + width / 2,
-                centre_y + height / 2,
-            ],
-            -1,
-        )
+    same = clips[:, None] == key_clips[None]
+    if not bool(same.any(1).all()):
+        raise ValueError("a frame's clip has no key frame")
+    span = key_times[None].expand(len(times), -1).float()
+    earlier = same & (key_times[None] < times[:, None])
+    later = same & (key_times[None] > times[:, None])
+    inf = torch.tensor(float("inf"), device=times.device)
+    first = torch.where(same, span, inf).argmin(1)
+    last = torch.where(same, span, -inf).argmax(1)
+    before = torch.where(earlier.any(1), torch.where(earlier, span, -inf).argmax(1), first)
+    after = torch.where(later.any(1), torch.where(later, span, inf).argmin(1), last)
+    return before, after

@@ -23,7 +23,6 @@ fits them by logistic regression on fine-tuning lines whose answers are a [SEG] 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -42,11 +41,11 @@ from pixelground.models.generation import (
     prompt_tensor,
 )
 from pixelground.models.parts import VisionFeatures
+from pixelground.models.seg_model import SegTokenModel
 from pixelground.models.tokenizer import grounded_text
 
 if TYPE_CHECKING:
     from pixelground.models.data import Sample
-    from pixelground.models.seg_model import SegTokenModel
 
 
 @dataclass
@@ -88,22 +87,13 @@ def _evidence(model: SegTokenModel, features: VisionFeatures, prompt: str) -> Ta
     times = torch.full((1,), -1.0, device=model.device, dtype=model.dtype)
     prompt_ids = prompt_tensor(model, prompt, model.num_image_tokens)
     ids = torch.cat([prompt_ids, prompt_ids.new_full((1, 1), model.ids.seg)], 1)
-    out = model.lm(
-        inputs_embeds=model.embed_inputs(ids, features, times),
-        attention_mask=model.lm_attention(ids),
-        output_hidden_states=True,
-    )
+    out = model.run(features, ids, times)
     logits = out.logits[0, -2].float()
     logits[banned_tokens(model)] = float("-inf")
     log_p = logits.log_softmax(-1)[model.ids.seg]
     seg_log_odds = float(log_p - torch.log1p(-log_p.exp().clamp(max=1 - 1e-7)))
-    hidden = out.hidden_states[-1]
-    position = ids.shape[1] - 1
-    states = model.seg_queries(hidden, torch.tensor([[0, position]], device=ids.device))
-    if model.needs_lm_states:
-        features.lm_states = model.frame_lm_states(features, times, hidden, ids)
-    mask_logits, prior = model.decode_masks(states, features, times)
-    peak = float(prior.max()) if prior is not None else -math.inf
+    mask_logits, prior, features = out.mask_logits, out.prior, out.features
+    peak = float(prior.max())
     word_fit = _word_fit(model, features.embed[0], mask_logits[0], expression_words(model, prompt))
     return TargetEvidence(seg_log_odds, peak, mask_logits, word_fit)
 
@@ -131,7 +121,7 @@ def expression_words(model: SegTokenModel, prompt: str) -> list[int]:
 def _reads_words(model: SegTokenModel) -> bool:
     """Whether the decision can read words on the mask: a phrase-word head and the words it
     was trained on."""
-    return model.word_heads is not None and bool(model.config.phrase_words)
+    return model.head("word") is not None and bool(model.config.phrase_words)
 
 
 def _word_fit(
@@ -157,7 +147,7 @@ def _region_word_log_probs(
     """(len(words),) log-probabilities of ``words`` under the phrase-word head on the decoder
     embedding ``embed`` (d, g, g) averaged with ``weights`` (g, g)."""
     region = (embed.float() * weights).sum((1, 2)) / weights.sum()
-    head = model.word_heads[0]
+    head = model.heads["word"][0]
     logits = head(region.to(head.weight.dtype)).float()
     return F.logsigmoid(logits[words])
 

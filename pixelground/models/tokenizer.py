@@ -8,11 +8,6 @@ Sequence layout (one image, any number of turns)::
 
     <s> <image>*N <user> user text <assistant> answer </s> <user> ... <assistant> ... </s>
 
-or, with ``image_after_question``, the visual tokens after the first question (their causal
-LM states then read the question: each place can tell whether it is the one asked for)::
-
-    <s> <user> user text <image>*N <assistant> answer </s> <user> ... <assistant> ... </s>
-
 Only answer tokens and their closing ``</s>`` carry labels; everything else is -100.
 """
 
@@ -36,6 +31,7 @@ from pixelground.models.config import (
     PAD_TOKEN,
     PHRASE_CLOSE,
     PHRASE_OPEN,
+    REGION_TOKEN,
     SEG_TOKEN,
     UNK_TOKEN,
     USER_TOKEN,
@@ -120,7 +116,6 @@ class TokenIds:
     @classmethod
     def of(cls, tokenizer: Any) -> TokenIds:
         """Look the ids up in ``tokenizer``."""
-        from pixelground.models.config import REGION_TOKEN
 
         def get(token: str) -> int:
             found = tokenizer.convert_tokens_to_ids(token)
@@ -151,31 +146,24 @@ def encode_conversation(
     tokenizer: Any,
     conversation: Sequence[dict[str, str]],
     num_image_tokens: int,
-    image_after_question: bool = False,
 ) -> tuple[list[int], list[int]]:
     """Token ids and labels of a conversation (labels -100 outside assistant answers).
 
     Args:
         tokenizer: the model's tokenizer.
         conversation: turns ``{"role": "user"|"assistant", "content": str}``.
-        num_image_tokens: image placeholders inserted after ``<s>`` (or after the first
-            user turn's text with ``image_after_question``).
-        image_after_question: the layout of the module docstring.
+        num_image_tokens: image placeholders inserted after ``<s>``.
 
     Returns:
         ``(input_ids, labels)``, equal-length lists.
     """
     ids = TokenIds.of(tokenizer)
-    image = [ids.image] * num_image_tokens
-    input_ids = [ids.bos] + ([] if image_after_question else image)
+    input_ids = [ids.bos] + [ids.image] * num_image_tokens
     labels = [IGNORE_INDEX] * len(input_ids)
-    image_pending = image_after_question
     for turn in conversation:
         text = _text_ids(tokenizer, turn["content"])
         asking = turn["role"] == "user"
-        # the image follows the first question (or comes before an answer with none)
-        piece = ([ids.user, *text] if asking else []) + (image if image_pending else [])
-        image_pending = False
+        piece = [ids.user, *text] if asking else []
         input_ids += piece
         labels += [IGNORE_INDEX] * len(piece)
         if not asking:
@@ -184,13 +172,11 @@ def encode_conversation(
     return input_ids, labels
 
 
-def prompt_ids(
-    tokenizer: Any, prompt: str, num_image_tokens: int, image_after_question: bool = False
-) -> list[int]:
+def prompt_ids(tokenizer: Any, prompt: str, num_image_tokens: int) -> list[int]:
     """Ids of a single-turn prompt ending with ``<assistant>`` (generation starts after it),
     in the layout :func:`encode_conversation` trains."""
     question = [{"role": "user", "content": prompt}]
-    input_ids, _ = encode_conversation(tokenizer, question, num_image_tokens, image_after_question)
+    input_ids, _ = encode_conversation(tokenizer, question, num_image_tokens)
     return [*input_ids, TokenIds.of(tokenizer).assistant]
 
 

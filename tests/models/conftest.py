@@ -211,30 +211,6 @@ def tiny_model(tiny_data: Path):
 
 
 @pytest.fixture(scope="session")
-def tiny_fusion_model(tiny_data: Path):
-    """The tiny model with every option of the mask path on (fusion, no-target masks, LM
-    features and the top-down path in the decoder's embedding)."""
-    import torch
-
-    from pixelground.models.config import SegModelConfig
-    from pixelground.models.data import read_finetune_jsonl
-    from pixelground.models.seg_model import SegTokenModel
-    from pixelground.models.tokenizer import build_word_tokenizer
-
-    tokenizer = build_word_tokenizer(read_finetune_jsonl(tiny_data).texts())
-    fields = {
-        **_tiny_overrides(),
-        "fusion_layers": 1,
-        "fusion_text_tokens": 2,
-        "no_target_masks": True,
-        "lm_features": True,
-        "top_down": True,
-    }
-    torch.manual_seed(0)
-    return SegTokenModel(SegModelConfig.from_dict(fields), tokenizer)
-
-
-@pytest.fixture(scope="session")
 def tiny_batch(tiny_data: Path, tiny_model):
     """One collated batch of every line of the tiny data."""
     from pixelground.models.data import SegDataset, collate, read_finetune_jsonl

@@ -15,10 +15,10 @@ from pixelground.models.config import SegModelConfig
         ({"image_size": 250}, "must be divisible by mask_grid / 4"),
         ({"decoder_dim": 60}, "decoder_dim"),
         ({"lm_grid": 0}, "lm_grid"),
-        ({"seg_state": "last"}, "seg_state must be 'predict' or 'token'"),
-        ({"fusion_layers": 1, "coarse_prior": False}, "fusion_layers needs coarse_prior"),
+        ({"seg_reader_heads": 0}, "seg_reader_heads"),
+        ({"fusion_layers": 1}, "'fusion_layers' is an option that was removed"),
+        ({"seg_state": "token"}, "'seg_state' is an option that was removed"),
         ({"word_loss_weight": -0.1}, "word_loss_weight must be >= 0"),
-        ({"context_layers": -1}, "context_layers must be >= 0"),
         ({"min_mask_island": -1}, "min_mask_island must be >= 0"),
         ({"refer_template": "Segment it."}, "refer_template must contain"),
         ({"stepz": 3}, r"unknown model config keys \['stepz'\]"),
@@ -34,3 +34,13 @@ def test_dict_round_trip_keeps_every_field():
     again = SegModelConfig.from_dict(config.to_dict())
     assert again == config
     assert again.embed_grid == config.mask_grid // 4
+
+
+def test_removed_options_at_their_off_values_are_dropped():
+    data = {
+        **SegModelConfig().to_dict(),
+        "coarse_prior": True,
+        "video_memory": 0,
+        "top_down": False,
+    }
+    assert SegModelConfig.from_dict(data) == SegModelConfig()

@@ -10,8 +10,10 @@ import torch
 from pixelground.backends.seg_token import SegTokenModelBackend
 from pixelground.core.errors import InputError
 from pixelground.models.config import SegModelConfig
-from pixelground.models.parts import ClipKeys
-from pixelground.models.seg_model import mask_velocities, neighbour_keys
+from pixelground.models.heads import motion_match
+from pixelground.models.losses import mask_velocities
+from pixelground.models.objective import training_losses
+from pixelground.models.parts import ClipKeys, neighbour_keys
 from pixelground.video.frames import ArrayFrames
 
 
@@ -55,14 +57,17 @@ def test_motion_model_starts_as_without_it_and_both_parts_learn(seeded_model, ti
     plain = seeded_model().eval()
     moving = seeded_model(motion_features=True, motion_loss_weight=1.0)
     with torch.no_grad():  # built last, its last layer zero at first: the same masks
-        before = plain(**tiny_batch)["mask_logits"], moving.eval()(**tiny_batch)["mask_logits"]
+        before = (
+            training_losses(plain, tiny_batch)["mask_logits"],
+            training_losses(moving.eval(), tiny_batch)["mask_logits"],
+        )
     assert torch.allclose(*before, atol=1e-6)
     moving.train()
-    out = moving(**tiny_batch)
+    out = training_losses(moving, tiny_batch)
     assert float(out["motion_loss"].detach()) > 0  # the tiny data's video square moves right
     out["loss"].backward()
-    assert float(moving.motion_net[2].weight.grad.abs().sum()) > 0
-    assert float(moving.velocity_head.weight.grad.abs().sum()) > 0
+    assert float(moving.heads["motion_net"][2].weight.grad.abs().sum()) > 0
+    assert float(moving.heads["velocity"].weight.grad.abs().sum()) > 0
 
 
 def test_motion_loss_needs_motion_features(tiny_overrides):
@@ -73,7 +78,7 @@ def test_motion_loss_needs_motion_features(tiny_overrides):
 def test_a_frame_is_changed_by_how_its_clip_moves_around_it(seeded_model):
     model = seeded_model(motion_features=True).eval()
     with torch.no_grad():
-        torch.nn.init.normal_(model.motion_net[2].weight, std=0.1)
+        torch.nn.init.normal_(model.heads["motion_net"][2].weight, std=0.1)
         moving = _moving_square(3)
         still = moving[1]
         frames = [still, still, still, *moving, still]  # a still clip, a moving one, an image
@@ -91,10 +96,10 @@ def test_a_frame_is_changed_by_how_its_clip_moves_around_it(seeded_model):
 def test_saved_motion_model_streams_like_it_decodes_a_whole_clip(seeded_model, tmp_path, answers):
     model = seeded_model(motion_features=True, motion_loss_weight=0.5)
     with torch.no_grad():
-        torch.nn.init.normal_(model.motion_net[2].weight, std=0.5)
+        torch.nn.init.normal_(model.heads["motion_net"][2].weight, std=0.5)
     model.save_pretrained(tmp_path)
     backend = SegTokenModelBackend(tmp_path, device="cpu")
-    assert backend.model.velocity_head is not None
+    assert backend.model.heads["velocity"] is not None
     frames, seg, text = _moving_square(7), backend.model.ids.seg, "the square that moves right"
     with answers(backend, [seg]):
         whole = np.stack(backend.segment_video_expression(frames, text))
@@ -102,7 +107,7 @@ def test_saved_motion_model_streams_like_it_decodes_a_whole_clip(seeded_model, t
         chunks = list(backend.stream_video_expression(ArrayFrames(frames), text, 3))
     np.testing.assert_array_equal(np.concatenate([m for _, m in chunks], axis=1), whole)
     with torch.no_grad():  # the masks read the motion: without it they change
-        backend.model.motion_net[2].weight.zero_()
+        backend.model.heads["motion_net"][2].weight.zero_()
     with answers(backend, [seg]):
         still = np.stack(backend.segment_video_expression(frames, text))
     assert whole.shape == still.shape == (1, 7, 40, 40)
@@ -114,14 +119,14 @@ def test_motion_query_starts_as_without_it_and_learns_to_ask(seeded_model, tiny_
     without = seeded_model(**options).eval()
     asking = seeded_model(**options, motion_query=True)
     with torch.no_grad():  # built last, its gate zero at first: the same masks
-        before = without(**tiny_batch), asking.eval()(**tiny_batch)
+        before = training_losses(without, tiny_batch), training_losses(asking.eval(), tiny_batch)
     assert torch.allclose(before[0]["mask_logits"], before[1]["mask_logits"], atol=1e-6)
     # the asked velocity has a loss of its own from the start
     assert float(before[1]["motion_loss"]) > float(before[0]["motion_loss"])
     asking.train()
-    asking(**tiny_batch)["loss"].backward()
-    assert float(asking.query_velocity.weight.grad.abs().sum()) > 0
-    assert float(asking.motion_gate.weight.grad.abs().sum()) > 0
+    training_losses(asking, tiny_batch)["loss"].backward()
+    assert float(asking.heads["query_velocity"].weight.grad.abs().sum()) > 0
+    assert float(asking.heads["motion_gate"].weight.grad.abs().sum()) > 0
 
 
 def test_motion_match_prefers_places_that_move_as_asked(seeded_model):
@@ -129,17 +134,17 @@ def test_motion_match_prefers_places_that_move_as_asked(seeded_model):
     model = seeded_model(**options).eval()
     d = model.config.decoder_dim
     with torch.no_grad():
-        model.velocity_head.weight.zero_()
-        model.velocity_head.bias.zero_()
-        model.velocity_head.weight[0, 0] = 1.0  # a place's x velocity: channel 0
-        model.query_velocity.weight.zero_()
-        model.query_velocity.bias.copy_(torch.tensor([1.0, 0.0]))  # "moves right"
-        model.motion_gate.bias.fill_(2.0)
+        model.heads["velocity"].weight.zero_()
+        model.heads["velocity"].bias.zero_()
+        model.heads["velocity"].weight[0, 0] = 1.0  # a place's x velocity: channel 0
+        model.heads["query_velocity"].weight.zero_()
+        model.heads["query_velocity"].bias.copy_(torch.tensor([1.0, 0.0]))  # "moves right"
+        model.heads["motion_gate"].bias.fill_(2.0)
         embed = torch.zeros(2, d, 4, 4)
         embed[:, 0, 1, 2] = 1.0  # moves right
         embed[:, 0, 3, 0] = -1.0  # moves left
         queries = torch.randn(2, model.lm.config.hidden_size)
-        term = model.motion_match(queries, embed, torch.tensor([0.5, -1.0]))
+        term = motion_match(model.heads, queries, embed, torch.tensor([0.5, -1.0]))
     assert term[0].flatten().argmax().item() == 1 * 4 + 2
     assert float(term[0, 1, 2]) == 0.0 and float(term[0, 3, 0]) == pytest.approx(-8.0)
     assert float(term[1].abs().max()) == 0.0  # an image gets no motion term

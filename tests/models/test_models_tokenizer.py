@@ -43,32 +43,6 @@ def test_conversation_labels_and_prompt_layout():
     assert prompt == input_ids[:-2]
 
 
-def test_image_after_question_layout():
-    tokenizer = build_word_tokenizer(TEXTS)
-    ids = TokenIds.of(tokenizer)
-    question = "Please segment the red square."
-    conversation = [
-        {"role": "user", "content": question},
-        {"role": "assistant", "content": "[SEG]"},
-        {"role": "user", "content": "Please segment the red square."},
-        {"role": "assistant", "content": "[SEG]"},
-    ]
-    input_ids, labels = encode_conversation(tokenizer, conversation, 4, image_after_question=True)
-    text = input_ids[2 : input_ids.index(ids.image)]
-    assert input_ids[:2] == [ids.bos, ids.user] and text == _ids(tokenizer, question)
-    after = 2 + len(text)
-    assert input_ids[after : after + 5] == [ids.image] * 4 + [ids.assistant]
-    assert input_ids.count(ids.image) == 4  # the image once, after the first question
-    assert [x for x in labels if x != -100] == [ids.seg, ids.eos] * 2
-    assert len(labels) == len(input_ids)
-    prompt = prompt_ids(tokenizer, question, 4, image_after_question=True)
-    assert prompt == input_ids[: after + 5]
-    answer_only, _ = encode_conversation(
-        tokenizer, [{"role": "assistant", "content": "[SEG]"}], 4, image_after_question=True
-    )
-    assert answer_only == [ids.bos] + [ids.image] * 4 + [ids.assistant, ids.seg, ids.eos]
-
-
 def test_grounded_text_spans_plural_and_phraseless_seg():
     tokenizer = build_word_tokenizer(TEXTS)
     generated = _ids(tokenizer, "<p>a red square</p> [SEG] left of <p>all circles</p> [SEG] [SEG].")

@@ -11,16 +11,16 @@ import torch
 from pixelground.backends.seg_token import SegTokenModelBackend
 from pixelground.models.checkpoints import STATE_NAME, find_checkpoint
 from pixelground.models.config import SegModelConfig
+from pixelground.models.objective import loss_weight, training_losses
 from pixelground.models.seg_model import SegTokenModel
 from pixelground.models.train import (
-    TrainConfig,
     Trainer,
     _batch_stream,
     image_groups,
     lr_factor,
-    split_flat_config,
     train,
 )
+from pixelground.models.train_config import TrainConfig, split_flat_config
 
 
 def _config(tiny_data, out, **kw) -> TrainConfig:
@@ -43,7 +43,7 @@ def test_a_few_steps_reduce_the_loss_on_a_fixed_batch(tiny_model, tiny_batch, ti
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(15):
-        out = model(**tiny_batch)
+        out = training_losses(model, tiny_batch)
         out["loss"].backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -231,7 +231,7 @@ def test_first_loss_scale_weighs_terms_in_the_first_phase_only(
 
     def recording_step(self, batches):
         out = step(self, batches)
-        weights.append(self.model.loss_weight("head_word_loss"))
+        weights.append(loss_weight(self.model, "head_word_loss", self.loss_scale))
         return out
 
     monkeypatch.setattr(Trainer, "train_step", recording_step)

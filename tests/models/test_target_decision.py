@@ -70,7 +70,7 @@ def test_the_word_fit_reads_the_phrase_word_head_on_the_masks_region(seeded_mode
     )[0, 0]
     region = (embed * weights).sum((1, 2)) / weights.sum()
     with torch.no_grad():
-        log_p = torch.nn.functional.logsigmoid(model.word_heads[0](region))
+        log_p = torch.nn.functional.logsigmoid(model.heads["word"][0](region))
     words = model.tokenizer.convert_tokens_to_ids(["red", "square"])
     assert evidence.word_fit == pytest.approx(float(log_p[words].min()), abs=1e-4)
     assert evidence.word_fit < 0
@@ -83,7 +83,7 @@ def test_evidence_is_the_lm_first_token_and_the_forced_seg(seeded_model, tiny_im
     evidence = target_evidence(model, tiny_image, prompt)
     # the odds of [SEG] where the answer starts, from the prompt alone
     features = model.encode_image(model.preprocess([tiny_image]))
-    ids = torch.tensor([prompt_ids(model.tokenizer, prompt, model.num_image_tokens, False)])
+    ids = torch.tensor([prompt_ids(model.tokenizer, prompt, model.num_image_tokens)])
     with torch.no_grad():
         embeds = model.embed_inputs(ids, features, torch.full((1,), -1.0))
         logits = model.lm(inputs_embeds=embeds).logits[0, -1].float()

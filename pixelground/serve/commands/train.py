@@ -125,7 +125,7 @@ def _run(train_cfg: Any, overrides: dict[str, Any]) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``pixelground train``."""
-    from pixelground.models.train import split_flat_config
+    from pixelground.models.train_config import split_flat_config
 
     data = read_config(args.config)
     for key in ("out", "steps", "device"):
@@ -139,7 +139,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_finetune(args: argparse.Namespace) -> int:
     """Handler of ``pixelground finetune``."""
-    from pixelground.models.train import TrainConfig
+    from pixelground.models.train_config import TrainConfig
 
     out = args.out or f"{str(args.source).rstrip('/')}-finetuned"
     if Path(out).resolve() == Path(args.source).resolve():
