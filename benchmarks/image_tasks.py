@@ -23,6 +23,11 @@ timed calls only (reset through /proc/self/clear_refs after the warm-up).
 
 Answers have a fixed length (column "tokens"): Florence-2 20 new tokens (3 beams),
 SmolVLM 64; chat grounds its answer's phrases with Florence-2.
+
+``semseg`` is ``--mode dense`` (CLIP ViT-B/16); ``semseg-cass`` is ``--mode cass`` with the
+ade20k setting (CLIP ViT-B/16 + DINO ViT-B/8, 224-pixel crops every 112 pixels of the
+image resized to a 336-pixel short side). Column "eig+svd %" is the share of the timed
+calls spent in CASS's eigendecompositions and truncated SVDs (0 for other tasks).
 """
 
 from __future__ import annotations
@@ -80,6 +85,11 @@ TASKS: dict[str, Task] = {
         Task("describe", lambda p, im: p.describe(im, box=SWAN_BOX), ("florence2", "sam2")),
         Task("entities", lambda p, im: p.entities(im), ("sam2",), slow=True),
         Task("semseg", lambda p, im: p.semseg(im, CLASSES, mode="dense"), ("clip",)),
+        Task(
+            "semseg-cass",
+            lambda p, im: p.semseg(im, CLASSES, mode="cass", setting="ade20k"),
+            ("clip", "dino"),
+        ),
         Task("chat", lambda p, im: p.chat(im, QUESTION), ("smolvlm", "florence2", "sam2")),
     ]
 }
@@ -98,6 +108,7 @@ COLUMNS = (
     ("ours %", "ours_pct", "{:.1f}"),
     ("ours s", "ours_s", "{:.3f}"),
     ("ours cpu %", "ours_cpu_pct", "{:.1f}"),
+    ("eig+svd %", "spectral_pct", "{:.1f}"),
     ("peak MB", "peak_mb", "{:.0f}"),
     ("run MB", "run_peak_mb", "{:.0f}"),
     ("regions", "regions", "{}"),
@@ -140,6 +151,28 @@ def _clear_caches(pipeline: Any) -> None:
     gc.collect()
 
 
+#: Seconds spent in CASS's eigendecompositions and SVDs since the last reset (see _time_spectral).
+SPECTRAL_SECONDS = [0.0]
+
+
+def _time_spectral() -> None:
+    """Time CASS's head_spectra (eigvalsh) and truncated_svd calls into SPECTRAL_SECONDS."""
+    from pixelground.backends import cass_spectral
+
+    def timed(function: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                SPECTRAL_SECONDS[0] += time.perf_counter() - start
+
+        return wrapper
+
+    for name in ("head_spectra", "truncated_svd"):
+        setattr(cass_spectral, name, timed(getattr(cass_spectral, name)))
+
+
 def measure(pipeline: Any, task: Task, image: str, runs: int) -> dict[str, Any]:
     """Warm up, instrument the loaded backends, time ``runs`` calls; one record."""
     _clear_caches(pipeline)
@@ -156,12 +189,15 @@ def measure(pipeline: Any, task: Task, image: str, runs: int) -> dict[str, Any]:
     for _ in range(runs):
         _clear_caches(pipeline)
         accounting.reset()
+        SPECTRAL_SECONDS[0] = 0.0
         wall0, cpu0 = time.perf_counter(), time.process_time()
         result = task.call(pipeline, image)
         result.to_json()
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         split = accounting.reset()
-        per_run.append({"wall": wall, "cpu": cpu, **_split_fields(split)})
+        per_run.append(
+            {"wall": wall, "cpu": cpu, "spectral": SPECTRAL_SECONDS[0], **_split_fields(split)}
+        )
     accounting.remove()
     run_peak = _status_mb("VmHWM") if reset else float("nan")
     record = summarise(task.name, per_run)
@@ -210,6 +246,7 @@ def summarise(name: str, per_run: list[dict[str, Any]]) -> dict[str, Any]:
         "ours_pct": pct(sum(ours), total),
         "ours_s": statistics.median(ours),
         "ours_cpu_pct": pct(total_cpu - cpu_parts, total_cpu),
+        "spectral_pct": pct(sum(r.get("spectral", 0.0) for r in per_run), total),
         "module_calls": statistics.median(r["module_calls"] for r in per_run),
     }
 
@@ -227,6 +264,7 @@ def child(args: argparse.Namespace) -> int:
 
         overrides = model_overrides(Path(args.cache), task.models)
     pipeline = pixelground.load(args.preset, device="cpu", **overrides)
+    _time_spectral()
     load_before = os.getloadavg()[0]
     record = measure(pipeline, task, str(args.image), args.runs)
     record.update(

@@ -71,13 +71,14 @@ IOU_CENTRE = 1.9
 INPUT_SCALE = 20.0
 READOUT_SCALE = 30.0
 
-MODELS = ("florence2", "sam2", "clip", "smolvlm")
+MODELS = ("florence2", "sam2", "clip", "smolvlm", "dino")
 #: Role of the default preset each model fills.
 ROLES = {
     "florence2": ("detector", "captioner"),
     "sam2": ("segmenter",),
     "clip": ("scorer",),
     "smolvlm": ("vlm",),
+    "dino": ("dino",),
 }
 
 
@@ -273,6 +274,13 @@ def build_clip(directory: Path) -> None:
     build_real_size("clip", directory)
 
 
+def build_dino(directory: Path) -> None:
+    """DINO ViT-B/8 (facebook/dino-vitb8) at real size, for ``semseg --mode cass``."""
+    from pixelground.backends.tiny.dino import build_dino as build
+
+    build(directory, real=True)
+
+
 def build_sam2(directory: Path) -> None:
     """SAM2.1-hiera-tiny at real size, with realistic mask shapes and quality scores.
 
@@ -312,6 +320,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "sam2": build_sam2,
     "clip": build_clip,
     "smolvlm": build_smolvlm,
+    "dino": build_dino,
 }
 
 

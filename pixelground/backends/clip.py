@@ -40,6 +40,9 @@ ENSEMBLE_TEMPLATES = (
     "a photo of the small {}.",
 )
 DENSE_ATTENTION = ("sclip", "clearclip", "vanilla")
+#: Text-embedding results kept per scorer (class lists repeat across images: CASS embeds
+#: each name with 80 templates).
+TEXT_MEMO_SIZE = 16
 _CLASSES = {"clip": ("CLIPModel", "CLIPProcessor"), "siglip": ("SiglipModel", "SiglipProcessor")}
 
 
@@ -104,6 +107,7 @@ class ClipScorer:
         self.dense_attention = dense_attention
         self.batch_size = max(1, int(batch_size))
         self.info = describe(self, self.loaded, model_type=self.kind)
+        self._text_memo: dict[tuple, np.ndarray] = {}
 
     # ------------------------------------------------------------------ scales
 
@@ -153,6 +157,9 @@ class ClipScorer:
     ) -> np.ndarray:
         """(T, D) L2-normalised float32 embeddings of T texts, averaged over prompt templates.
 
+        The last TEXT_MEMO_SIZE results are remembered (same texts and templates: no
+        forward pass).
+
         Args:
             texts: class names or phrases.
             templates: override the scorer's templates for this call; ``("{}",)`` embeds
@@ -164,10 +171,17 @@ class ClipScorer:
         texts = [str(t).strip() for t in texts]
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        key = (tuple(texts), templates)
+        if key in self._text_memo:
+            return self._text_memo[key].copy()
         prompts = [template.format(text) for text in texts for template in templates]
         embedded = self._embed_prompts(prompts).reshape(len(texts), len(templates), -1)
         mean = embedded.mean(axis=1)
-        return mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+        result = mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12)
+        if len(self._text_memo) >= TEXT_MEMO_SIZE:
+            self._text_memo.pop(next(iter(self._text_memo)))
+        self._text_memo[key] = result
+        return result.copy()
 
     def _embed_prompts(self, prompts: list[str]) -> np.ndarray:
         chunks = []

@@ -16,7 +16,7 @@ code recomputes for every crop; here it is computed once (same value).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -64,7 +64,6 @@ class CassSegmenter:
     setting: CassSetting
     svd: str = "randomized"
     templates: Sequence[str] = IMAGENET_TEMPLATES
-    _text_cache: dict = field(default_factory=dict, repr=False)
 
     def spectral_settings(self) -> SpectralSettings:
         """Spectral constants of this setting (rescaling follows its name)."""
@@ -74,11 +73,7 @@ class CassSegmenter:
         """(Q, D) unit query embeddings, (Q,) query class, (Q,) cluster ids."""
         names = [name for entry in entries for name in entry]
         query_class = np.array([c for c, entry in enumerate(entries) for _ in entry])
-        key = tuple(names)
-        if key not in self._text_cache:
-            texts = self.encoder.scorer.embed_texts(names, self.templates)
-            self._text_cache = {key: texts}
-        texts = self._text_cache[key]
+        texts = self.encoder.scorer.embed_texts(names, self.templates)  # remembered per scorer
         return texts, query_class, cluster_classes(texts, self.setting.h_threshold)
 
     def __call__(self, pixels: np.ndarray, entries: list[list[str]]) -> CassPrediction:
