@@ -11,7 +11,7 @@ from typing import Any
 from pixelground.core.errors import InputError
 from pixelground.engine.dataset import Dataset, write_json
 from pixelground.engine.local import LocalEngine, Progress
-from pixelground.engine.ray_engine import RayEngine
+from pixelground.engine.ray_engine import RayEngine, import_ray
 from pixelground.engine.runner import ALL_STAGES, build_manifest, check_levels, plan, stats
 from pixelground.engine.source import Item, iter_source
 from pixelground.engine.stages import Context, Settings, Stage
@@ -77,6 +77,8 @@ def annotate(
         raise InputError(f"unknown engine {engine!r}; use local or ray")
     if batch_size < 1 or shard_size < 1 or (limit is not None and limit < 0):
         raise InputError("batch size and shard size must be at least 1, limit at least 0")
+    if engine == "ray":
+        import_ray()  # a missing extra is one clear error before any work
     settings = settings or Settings()
     settings = Settings(**{**settings.to_dict(), "levels": check_levels(levels)})
     pipe = preset if isinstance(preset, Pipeline) else load(preset, **load_options)

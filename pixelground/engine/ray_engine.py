@@ -121,7 +121,8 @@ class RayEngine:
                 fn_constructor_kwargs={"preset": pipe.preset, "device": pipe.device,
                                        "dtype": pipe.dtype, "settings": settings,
                                        "stages": list(group), "first": index == 0},
-                batch_size=self.batch_size, batch_format="numpy", concurrency=self.workers,
+                batch_size=self.batch_size, batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=self.workers),
                 num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker or None,
             )  # fmt: skip
         run_id, committed, shards = uuid.uuid4().hex[:8], 0, 0

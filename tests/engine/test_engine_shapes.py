@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def annotated(tmp_path_factory):
     root = tmp_path_factory.mktemp("engine_shapes")
-    write_split(root / "synth", "gcg", "test", n=2, seed=5)
+    write_split(root / "synth", "gcg", "test", n=1, seed=5)
     images = root / "synth" / "gcg" / "test" / "images"
     (images / "broken.png").write_bytes(b"\x89PNG broken")
     out = root / "dataset"
@@ -31,7 +31,7 @@ def annotated(tmp_path_factory):
 def test_shapes_levels_1_to_3_give_objects_scene_graph_and_verified_caption(annotated, capsys):
     root, out = annotated
     stats = json.loads((out / "stats.json").read_text())
-    assert stats["done"] == 2 and stats["failed"] == 1 and "broken.png" in stats["failures"]
+    assert stats["done"] == 1 and stats["failed"] == 1 and "broken.png" in stats["failures"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert [s["name"] for s in manifest["stages"]] == [
         "caption", "merge", "attributes", "labels", "relations", "dense_caption"
@@ -57,16 +57,16 @@ def test_exports_are_read_by_finetune_and_eval(annotated, capsys):
         assert main(["export", str(out), "--format", fmt, "--out", str(path)]) == 0
     capsys.readouterr()
     coco = json.loads(files["coco"].read_text())
-    assert len(coco["images"]) == 2 and coco["annotations"]
+    assert len(coco["images"]) == 1 and coco["annotations"]
     assert all(a["segmentation"]["size"] == [256, 256] for a in coco["annotations"])
     tuned = read_finetune_jsonl(files["gcg"])
-    assert len(tuned.samples) == 2
+    assert len(tuned.samples) == 1
     fmt, samples = load_dataset(f"records:{files['refer']}", "refer")
     assert samples and all(s.image_path.exists() and s.text for s in samples)
     grand = json.loads(files["grand"].read_text())
-    assert set(grand) == {"00000.png", "00001.png"}
+    assert set(grand) == {"00000.png"}
     assert all(entry["objects"] and entry["dense_caption"] for entry in grand.values())
     code = main(["eval", "refer", "--dataset", f"records:{files['refer']}", "--preset", "shapes",
                  "--limit", "2", "--out", str(root / "eval")])  # fmt: skip
     assert code == 0
-    assert json.loads((root / "eval" / "report.json").read_text())["count"] == 2
+    assert json.loads((root / "eval" / "report.json").read_text())["count"] == min(2, len(samples))
