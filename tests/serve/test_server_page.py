@@ -37,6 +37,12 @@ COUNT_MASK_PIXELS = """(id) => {
   let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
   return n;
 }"""
+MAX_ALPHA = """(id) => {
+  const c = document.getElementById(id);
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let m = 0; for (let i = 3; i < d.length; i += 4) m = Math.max(m, d[i]);
+  return m;
+}"""
 MASK_SIGNATURE = """(id) => {
   const c = document.getElementById(id);
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -86,6 +92,12 @@ def test_page_segments_clicks_and_downloads(browser, tmp_path):
         assert page.evaluate(COUNT_MASK_PIXELS, "mask-canvas") == area
         assert "the small green triangle" in page.inner_text("#legend")
 
+        page.hover("#legend li")  # hovering a legend entry highlights its mask and phrase
+        assert page.evaluate(MAX_ALPHA, "mask-canvas") == 200
+        assert "hot" in page.get_attribute("#result-text .phrase", "class")
+        page.mouse.move(0, 0)
+        assert page.evaluate(MAX_ALPHA, "mask-canvas") == 130
+
         with page.expect_download() as download_info:
             page.click("#download-json")
         downloaded = json.loads(Path(download_info.value.path()).read_text())
@@ -107,7 +119,19 @@ def test_page_segments_clicks_and_downloads(browser, tmp_path):
         assert message.startswith("400:") and "expression" in message
         page.screenshot(path=str(tmp_path / "error.png"))
         track_and_scrub(page, swan_clip(tmp_path / "swan.mp4"), tmp_path)
+        browse_results(page, tmp_path / "cli.json", area, tmp_path)
         page.close()
+
+
+def browse_results(page, results: Path, area: int, tmp_path: Path) -> None:
+    """Browse view: open a result file with its image; its mask is drawn in the browser."""
+    page.click("#tab-browse")
+    page.set_input_files("#browse-files", [str(results), str(EXAMPLE)])
+    page.wait_for_selector('body[data-browse-shown="0"]', state="attached", timeout=30_000)
+    assert page.inner_text("#browse-pos") == "1 / 1"
+    assert page.evaluate(COUNT_MASK_PIXELS, "browse-mask-canvas") == area
+    assert "(image not opened)" not in page.inner_text("#browse-text")
+    page.screenshot(path=str(tmp_path / "browse.png"))
 
 
 def track_and_scrub(page, clip: Path, tmp_path: Path) -> None:

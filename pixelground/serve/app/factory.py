@@ -7,7 +7,9 @@ at ``/openapi.json``.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import weakref
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -99,7 +101,10 @@ def server_state(settings: ServerSettings, pipeline: Any) -> ServerState:
         settings.retry_after,
         lock=state.model_lock,
     )
-    root = settings.jobs_dir or Path(tempfile.mkdtemp(prefix="pixelground-jobs-"))
+    root = settings.jobs_dir
+    if root is None:  # a temp store, removed when the state goes away or at exit
+        root = Path(tempfile.mkdtemp(prefix="pixelground-jobs-"))
+        weakref.finalize(state, shutil.rmtree, root, True)
     state.jobs = JobStore(root, settings.job_ttl_hours, int(settings.jobs_quota_mb * 2**20))
     state.jobs.recover()
     state.jobs.expire()

@@ -20,6 +20,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from PIL import Image
 
 from pixelground.core.errors import InputError
+from pixelground.serve.app.errors import ApiError
 from pixelground.serve.app.image_routes import RESPONSES, read_upload
 from pixelground.serve.app.job_runner import describe_region
 from pixelground.serve.app.jobs import OUTPUTS, JobRecord
@@ -101,7 +102,11 @@ async def job_events(state: State, job_id: str) -> StreamingResponse:
     async def stream():
         last = None
         while time.monotonic() < deadline:
-            info = job_info(state.jobs.load(job_id)).model_dump()
+            try:
+                info = job_info(state.jobs.load(job_id)).model_dump()
+            except ApiError:  # deleted while followed
+                yield 'event: progress\ndata: {"state": "deleted"}\n\n'
+                return
             if info != last:
                 last = info
                 yield f"event: progress\ndata: {json.dumps(info)}\n\n"
