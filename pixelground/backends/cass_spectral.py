@@ -350,9 +350,7 @@ def spectral_attention(
     keys = split_heads(F.linear(tokens, projections.key_weight, projections.key_bias), num_heads)
     values = F.linear(tokens, projections.value_weight, projections.value_bias)
     values = split_heads(values, num_heads)
-    dino_key = dino_patch_keys(dino_keys, dino_prefix)
-    resized = resize_dino_keys(dino_key, num_heads, head_dim, grid, dino_grid)
-    dino_final = match_range(resized, keys)
+    dino_final = dino_keys_on_grid(dino_keys, keys, grid, dino_grid, dino_prefix, stages)
     omega = gaussian_prior(grid, settings.gaussian_std).to(keys.device, keys.dtype)
     clip_graphs = key_graph(keys, scale)
     dino_graphs = key_graph(dino_final, scale)
@@ -364,9 +362,6 @@ def spectral_attention(
     if stages is not None:
         stages.update(
             clip_key=keys,
-            dino_key=dino_key,
-            dino_key_resized=resized,
-            dino_key_final=dino_final,
             omega=omega,
             clip_adj=clip_graphs,
             dino_adj=dino_graphs,
@@ -375,6 +370,24 @@ def spectral_attention(
             attn_output=output,
         )
     return output
+
+
+def dino_keys_on_grid(
+    dino_keys: Any,
+    clip_keys: Any,
+    grid: tuple[int, int],
+    dino_grid: tuple[int, int],
+    prefix: int = 1,
+    stages: dict | None = None,
+) -> Any:
+    """(H, prefix + dino_N, hd) DINO keys -> (H, N, hd) on the CLIP grid, in CLIP's key range."""
+    num_heads, _, head_dim = clip_keys.shape
+    dino_key = dino_patch_keys(dino_keys, prefix)
+    resized = resize_dino_keys(dino_key, num_heads, head_dim, grid, dino_grid)
+    final = match_range(resized, clip_keys)
+    if stages is not None:
+        stages.update(dino_key=dino_key, dino_key_resized=resized, dino_key_final=final)
+    return final
 
 
 def _out(projections: Projections) -> tuple[Any, Any]:
