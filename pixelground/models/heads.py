@@ -103,6 +103,7 @@ def motion_match(
     each place of its frame, times the [SEG]'s own gate (zero for images).
 
     Args:
+        heads: the model's heads (``velocity``, ``query_velocity``, ``motion_gate``).
         queries: (S, D_lm) [SEG] queries.
         embed: (S, d, g, g) decoder embedding of each query's frame.
         times: (S,) normalised frame times (-1 for images).
@@ -122,6 +123,7 @@ def position_match(heads: nn.ModuleDict, queries: torch.Tensor, side: int) -> to
     to 1), times ``POSITION_SCALE``.
 
     Args:
+        heads: the model's heads (``query_direction``).
         queries: (S, D_lm) [SEG] queries.
         side: places along each side of the prior's grid.
     """
