@@ -28,8 +28,11 @@ from pixelground.core.errors import InputError, require
 
 #: ImageNet normalisation the official code inverts to rebuild DINO's input; its blue std
 #: is 0.255, not 0.225 (a typo in the official code, kept: it is what the results used).
-INVERSE_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-INVERSE_STD = np.array([0.229, 0.224, 0.255], dtype=np.float32)
+#: As the official torchvision Normalize(mean=-m/s, std=1/s), held in float32 as it does.
+INVERSE_MEAN = np.array(
+    [-m / s for m, s in zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.255), strict=True)], np.float32
+)
+INVERSE_STD = np.array([1 / s for s in (0.229, 0.224, 0.255)], np.float32)
 MAX_LONG_SIDE = 2048
 
 
@@ -99,21 +102,10 @@ class CassEncoder:
         normalized = (resized / 255.0 - self.mean) / self.std
         return np.ascontiguousarray(normalized.transpose(2, 0, 1))
 
-    def dino_input(self, crop: np.ndarray) -> np.ndarray:
-        """(s, s, 3) uint8 DINO input of a (3, h, w) CLIP-normalised crop, s = min(h, w).
-
-        As the official code: ImageNet-style inverse normalisation (blue std 0.255),
-        times 255, truncated to uint8, resized to a square with PIL's default filter.
-        """
-        restored = crop.transpose(1, 2, 0) * INVERSE_STD + INVERSE_MEAN
-        image = Image.fromarray((restored * 255).astype(np.uint8))
-        side = min(crop.shape[1:])
-        return np.asarray(image.resize((side, side)))
-
     def crop_features(self, crop: np.ndarray, settings: SpectralSettings) -> CropFeatures:
         """Patch features (spectral last block) and CLS embedding of a (3, h, w) crop."""
         torch = self._torch
-        keys = self.dino.keys(self.dino_input(crop))
+        keys = self.dino.keys(dino_input(crop))
         dino_keys = keys.keys.half() if self.dino_half else keys.keys.float()
         grid = (crop.shape[1] // self.patch_size, crop.shape[2] // self.patch_size)
         with torch.inference_mode():
@@ -171,6 +163,18 @@ class CassEncoder:
             tensor, size=size, mode="bilinear", align_corners=False
         )
         return out[0].numpy()
+
+
+def dino_input(crop: np.ndarray) -> np.ndarray:
+    """(s, s, 3) uint8 DINO input of a (3, h, w) CLIP-normalised crop, s = min(h, w).
+
+    As the official code: ImageNet-style inverse normalisation (blue std 0.255),
+    times 255, truncated to uint8, resized to a square with PIL's default filter.
+    """
+    restored = (crop.transpose(1, 2, 0) - INVERSE_MEAN) / INVERSE_STD
+    image = Image.fromarray((restored * 255).astype(np.uint8))
+    side = min(crop.shape[1:])
+    return np.asarray(image.resize((side, side)))
 
 
 def _interpolate_positions(position: Any, image_size: Any, patch_size: int) -> Any:

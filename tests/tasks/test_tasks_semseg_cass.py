@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pixelground.backends.cass import dino_input
 from pixelground.core.errors import InputError
 from pixelground.core.result import GroundedResult
 from pixelground.tasks.cass import window_starts
@@ -35,6 +36,21 @@ def test_window_starts_follow_the_official_grid():
     assert window_starts(448, 224, 112) == [0, 112, 224]
     assert window_starts(500, 224, 112) == [0, 112, 224, 276]  # last crop flush with the edge
     assert window_starts(100, 224, 112) == [0]
+
+
+def test_dino_input_is_the_official_inverse_normalisation():
+    transforms = pytest.importorskip("torchvision.transforms")
+    rng = np.random.default_rng(0)
+    pixels = rng.uniform(0, 1, (40, 56, 3)).astype(np.float32)
+    mean, std = np.array([0.4815, 0.4578, 0.4082]), np.array([0.2686, 0.2613, 0.2758])
+    crop = ((pixels - mean) / std).astype(np.float32).transpose(2, 0, 1).copy()
+    official = transforms.Normalize(
+        mean=[-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.255],
+        std=[1 / 0.229, 1 / 0.224, 1 / 0.255],
+    )(torch.from_numpy(crop))
+    restored = (official.permute(1, 2, 0).numpy() * 255).astype("uint8")
+    expected = np.asarray(Image.fromarray(restored).resize((40, 40)))
+    np.testing.assert_array_equal(dino_input(crop), expected)
 
 
 def test_dino_keys_are_the_last_blocks_keys(pipe, voc_image):
