@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from pixelground.backends.base import DETECTION_THRESHOLD
 from pixelground.core.media import LoadedImage
 from pixelground.engine.objects import (
     depth_layers,
@@ -47,7 +48,7 @@ class Settings:
     """
 
     levels: tuple[int, ...] = (1, 2, 3)
-    detect_threshold: float = 0.3
+    detect_threshold: float = DETECTION_THRESHOLD
     points_per_side: int = 8
     entity_quality: float = 0.7
     max_objects: int = 12

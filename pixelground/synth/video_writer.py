@@ -32,24 +32,10 @@ from pixelground.synth.video import (
     render_clip,
     sample_clip,
 )
+from pixelground.viz.colors import davis_palette
 
 FRAMES = "JPEGImages"
 ANNOTATIONS = "Annotations"
-
-
-def davis_palette() -> list[int]:
-    """The 256-colour palette of DAVIS / PASCAL VOC annotation PNGs, flattened to 768 ints."""
-    palette = []
-    for index in range(256):
-        r = g = b = 0
-        c = index
-        for bit in range(8):
-            r |= ((c >> 0) & 1) << (7 - bit)
-            g |= ((c >> 1) & 1) << (7 - bit)
-            b |= ((c >> 2) & 1) << (7 - bit)
-            c >>= 3
-        palette.extend([r, g, b])
-    return palette
 
 
 def write_video(

@@ -23,27 +23,13 @@ from pixelground.core.errors import InputError, require
 from pixelground.core.frames import FrameSource
 from pixelground.core.result import VideoResult
 from pixelground.viz import render_video_frame
+from pixelground.viz.colors import davis_palette
 
 log = logging.getLogger(__name__)
 
 #: DAVIS masks are 8-bit palette images, so track ids must fit in 1..255.
 MAX_DAVIS_ID = 255
 DEFAULT_FPS = 24.0
-
-
-def davis_palette() -> list[int]:
-    """The 256-colour palette of DAVIS and PASCAL VOC annotations, as 768 ints (r, g, b, ...)."""
-    palette = []
-    for label in range(256):
-        r = g = b = 0
-        value = label
-        for shift in range(7, -1, -1):
-            r |= (value & 1) << shift
-            g |= ((value >> 1) & 1) << shift
-            b |= ((value >> 2) & 1) << shift
-            value >>= 3
-        palette.extend((r, g, b))
-    return palette
 
 
 def label_map(result: VideoResult, frame_index: int) -> np.ndarray:

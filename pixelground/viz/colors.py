@@ -107,3 +107,21 @@ def _wanted_slot(key: Hashable) -> int:
     if isinstance(key, int) and not isinstance(key, bool):
         return key % len(PALETTE)
     return _slot(str(key))
+
+
+def davis_palette() -> list[int]:
+    """The 256-colour palette of DAVIS and PASCAL VOC label PNGs, as 768 ints (r, g, b, ...).
+
+    Label k gets the colour whose bits are k's bits spread over r, g and b (1: dark red).
+    """
+    palette = []
+    for label in range(256):
+        r = g = b = 0
+        value = label
+        for shift in range(7, -1, -1):
+            r |= (value & 1) << shift
+            g |= ((value >> 1) & 1) << shift
+            b |= ((value >> 2) & 1) << shift
+            value >>= 3
+        palette.extend((r, g, b))
+    return palette

@@ -13,7 +13,6 @@ from pixelground.core.errors import InputError
 from pixelground.core.result import Track, VideoInfo, VideoResult
 from pixelground.video.frames import open_video
 from pixelground.video.outputs import (
-    davis_palette,
     label_map,
     read_davis_masks,
     write_davis_masks,
@@ -21,6 +20,7 @@ from pixelground.video.outputs import (
     write_overlay_video,
 )
 from pixelground.viz import track_color
+from pixelground.viz.colors import davis_palette
 
 
 def _result(height: int = 30, width: int = 40, frames: int = 4, path: str = "clips/walk.mp4"):

@@ -33,6 +33,7 @@ from pixelground.eval.datasets.mask_png import (
     ordered_map,
     read_label_frame,
 )
+from pixelground.viz.colors import davis_palette
 
 
 @dataclass
@@ -203,21 +204,6 @@ def find_sequence_dirs(
 
 def _sequence_dirs(base: Path) -> dict[str, Path]:
     return {d.name: d for d in sorted(base.iterdir()) if d.is_dir() and any(d.glob("*.png"))}
-
-
-def davis_palette() -> list[int]:
-    """The 256-colour palette of DAVIS / PASCAL VOC mask PNGs, flat [r, g, b, ...]."""
-    palette = []
-    for index in range(256):
-        r = g = b = 0
-        value = index
-        for bit in range(8):
-            r |= ((value >> 0) & 1) << (7 - bit)
-            g |= ((value >> 1) & 1) << (7 - bit)
-            b |= ((value >> 2) & 1) << (7 - bit)
-            value >>= 3
-        palette.extend((r, g, b))
-    return palette
 
 
 def write_davis_frame(path: str | Path, labels: np.ndarray) -> None:

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pixelground.backends.base import DETECTION_THRESHOLD
+
 ImageId = Field(
     default=None,
     description="id from POST /v1/images; give it or upload a file",
@@ -71,7 +73,9 @@ class TaskForm(BaseModel):
 
 class SegmentForm(TaskForm):
     text: str = Field(max_length=2000, description="referring expression")
-    threshold: float = Field(default=0.3, ge=0.0, le=1.0, description="minimum detector score")
+    threshold: float = Field(
+        default=DETECTION_THRESHOLD, ge=0.0, le=1.0, description="minimum detector score"
+    )
 
 
 class GroundForm(TaskForm):
