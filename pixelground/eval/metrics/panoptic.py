@@ -31,6 +31,7 @@ import numpy as np
 
 from pixelground.core.errors import InputError
 from pixelground.eval.datasets.coco_panoptic import OFFSET, VOID, load_coco_panoptic
+from pixelground.eval.datasets.mask_png import ordered_map
 
 
 @dataclass
@@ -77,12 +78,10 @@ class PQStat:
             raise InputError(
                 f"image {image_id}: prediction is {pred_ids.shape}, ground truth {gt_ids.shape}"
             )
-        joint = gt_ids.astype(np.uint64) * OFFSET + pred_ids.astype(np.uint64)
-        labels, counts = np.unique(joint, return_counts=True)
-        pairs = {
-            (int(gt), int(pred)): int(count)
-            for gt, pred, count in zip(labels // OFFSET, labels % OFFSET, counts, strict=True)
-        }
+        gt_segments, pred_segments = list(gt_segments), list(pred_segments)
+        pairs = pair_counts(
+            gt_ids, pred_ids, [s["id"] for s in gt_segments], [s["id"] for s in pred_segments]
+        )
         gt_segms = _gt_segments(gt_segments, pairs)
         pred_segms = _pred_segments(pred_segments, pairs, categories, image_id)
         gt_matched, pred_matched = self._match(pairs, gt_segms, pred_segms)
@@ -176,6 +175,52 @@ class PQStat:
         return result
 
 
+def _dense(ids: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Index of each pixel's id in the sorted ``keys``, and whether every id is among them."""
+    index = np.searchsorted(keys, ids)
+    index[index == len(keys)] = 0
+    return index, bool((keys[index] == ids).all())
+
+
+def pair_counts(
+    gt_ids: np.ndarray,
+    pred_ids: np.ndarray,
+    gt_labels: Iterable[int] = (),
+    pred_labels: Iterable[int] = (),
+) -> dict[tuple[int, int], int]:
+    """(GT id, predicted id) -> pixel count over an image, as panopticapi's ``np.unique`` of
+    ``gt * OFFSET + pred``.
+
+    When every pixel id is one the JSONs list (or VOID), the ids are turned into indices into
+    the few listed ids (``searchsorted``) and the pairs counted with one ``bincount``, instead
+    of sorting a 64-bit key per pixel; otherwise (an id missing from a JSON, which the caller
+    reports) the keys are sorted as panopticapi does.
+
+    Args:
+        gt_ids, pred_ids: (H, W) segment ids.
+        gt_labels, pred_labels: the segment ids each JSON lists.
+    """
+    gt_keys = np.array(sorted({VOID, *map(int, gt_labels)}), dtype=gt_ids.dtype)
+    pred_keys = np.array(sorted({VOID, *map(int, pred_labels)}), dtype=pred_ids.dtype)
+    gt_index, gt_known = _dense(gt_ids, gt_keys)
+    pred_index, pred_known = _dense(pred_ids, pred_keys)
+    if gt_known and pred_known:
+        joint = gt_index * len(pred_keys) + pred_index
+        counts = np.bincount(joint.reshape(-1), minlength=len(gt_keys) * len(pred_keys))
+        cells = np.flatnonzero(counts)
+        g, p = np.divmod(cells, len(pred_keys))
+        return {
+            (int(a), int(b)): int(c)
+            for a, b, c in zip(gt_keys[g], pred_keys[p], counts[cells], strict=True)
+        }
+    joint = gt_ids.astype(np.uint64) * OFFSET + pred_ids.astype(np.uint64)
+    labels, counts = np.unique(joint, return_counts=True)
+    return {
+        (int(gt), int(pred)): int(count)
+        for gt, pred, count in zip(labels // OFFSET, labels % OFFSET, counts, strict=True)
+    }
+
+
 def _gt_segments(
     segments: Iterable[Mapping[str, Any]], pairs: dict[tuple[int, int], int]
 ) -> dict[int, dict[str, Any]]:
@@ -227,6 +272,7 @@ def evaluate_panoptic(
     pred_json: str | Path,
     pred_dir: str | Path | None,
     categories: str | Path | list[dict[str, Any]] | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """PQ of a COCO-panoptic prediction against COCO-panoptic ground truth (panopticapi).
 
@@ -237,6 +283,8 @@ def evaluate_panoptic(
             ``segments_info``); one annotation per GT image.
         pred_dir: Prediction PNG folder; None = ``pred_json`` without ``.json``.
         categories: Categories when the GT JSON has none (a list or a JSON file).
+        workers: PNG decoding threads (default up to 4); images are scored one by one as
+            they are decoded.
 
     Returns:
         JSON-ready ``{"All", "Things", "Stuff": {"pq", "sq", "rq", "n"}, "per_class":
@@ -247,14 +295,20 @@ def evaluate_panoptic(
     pred = load_coco_panoptic(pred_json, pred_dir, categories=list(gt.categories.values()))
     if not gt.categories:
         raise InputError(f"{gt_json} has no categories; pass categories=")
+    missing = [image_id for image_id in gt.annotations if image_id not in pred.annotations]
+    if missing:
+        raise InputError(f"no prediction for the image with id {missing[0]}")
     stat = PQStat()
-    for image_id, annotation in gt.annotations.items():
-        if image_id not in pred.annotations:
-            raise InputError(f"no prediction for the image with id {image_id}")
+    images = ordered_map(
+        lambda image_id: (image_id, gt.read_ids(image_id), pred.read_ids(image_id)),
+        gt.annotations,
+        workers,
+    )  # decoded in a thread pool, a few images ahead, consumed in order
+    for image_id, gt_ids, pred_ids in images:
         stat.add_image(
-            gt.read_ids(image_id),
-            annotation["segments_info"],
-            pred.read_ids(image_id),
+            gt_ids,
+            gt.annotations[image_id]["segments_info"],
+            pred_ids,
             pred.annotation(image_id)["segments_info"],
             gt.categories,
             image_id,
