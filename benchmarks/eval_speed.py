@@ -1,176 +1,322 @@
-"""Speed of the evaluation metrics on the real samples in ../shared/data.
+"""Speed of evaluation against the official code: end to end (files in, report out) and the
+metric core (masks in memory), for the DAVIS semi-supervised and unsupervised protocols, the
+MeViS per-expression protocol and panoptic quality, on the real samples in ../shared/data.
 
-J&F: DAVIS blackswan, OSVOS against the GT (50 frames, 480x854). pixelground's J and F against
-a faithful re-implementation of davis2017-evaluation's per-frame method, kept here and not in
-the package: ``db_eval_iou`` plus ``f_measure`` (``seg2bmap`` of both masks, a ``disk(r)``
-dilation of both boundary maps, then the matched counts), one frame at a time. The official
-code dilates with ``cv2.dilate``; that row is measured when OpenCV is importable. The
-``scipy.ndimage.binary_dilation`` row (same result, slower) always runs. Both must give the
-same per-frame numbers as pixelground, bit for bit.
+Data (built in a temporary folder from ../shared/data, read by both sides):
 
-PQ: ``evaluate_panoptic`` on the panopticapi sample (2 COCO images), files read each time.
+* DAVIS: blackswan (480x854) as a DAVIS-2017 root (palette GT, ``ImageSets/2017/val.txt``),
+  ``--copies`` sequences (symlinks); semi-supervised: OSVOS results (48 scored frames per
+  sequence); unsupervised: RVOS results (up to 20 proposals) on the first ``--unsup-frames``
+  frames (the official loader holds 2 x proposals x frames x H x W float64 arrays: 3.3 GB each
+  for 50 frames, so the default keeps this run small on a shared machine).
+* MeViS: the same clips as MeViS layout (``mask_dict.json`` RLEs, ``meta_expressions.json``),
+  two expressions per video, 0/255 grayscale prediction PNGs (OSVOS, and the union of RVOS
+  proposals).
+* PQ: the panopticapi sample (2 COCO images) with the golden prediction of ../shared/data.
 
-Times are CPU seconds of this process (``time.process_time``, best of ``--repeats`` runs), so a
-busy shared machine does not distort the ratios; OpenCV is limited to one thread so its CPU
-time is not inflated by its thread pool (all code here is single-threaded).
+The official side: with ``--davis-eval PATH`` (a checkout of davisvideochallenge/
+davis2017-evaluation; it needs OpenCV and scikit-image installed) its ``DAVISEvaluation`` runs
+on the same folders, and with ``--panopticapi PATH`` (a checkout of cocodataset/panopticapi)
+its ``pq_compute_single_core``. Otherwise, and always for MeViS (its ``eval_mevis.py`` is a
+script), the faithful re-implementations of ``benchmarks/official_eval.py`` run (PIL reading
+into float arrays, per-label comparison, per-frame metrics with ``cv2.dilate`` when OpenCV is
+installed: ``pip install -e .[bench]``). Every row checks that the per-frame J and F (and PQ)
+of both sides are identical floats.
 
-Run from the repository root:
+Times: best of ``--repeats``, wall clock (what a user waits for; pixelground decodes PNGs in a
+thread pool, ``--workers``) and CPU seconds of the process (all threads). On a shared, loaded
+machine the ratios measured within one run are the trustworthy figures.
 
-    python benchmarks/eval_speed.py [--repeats 5] [--data ../shared/data]
+    python benchmarks/eval_speed.py [--repeats 3] [--copies 2] [--workers 4] [--data DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
+import official_eval as official
+from PIL import Image
 
-from pixelground.eval.datasets.davis import read_davis_ground_truth, read_davis_sequence
-from pixelground.eval.metrics.panoptic import evaluate_panoptic
-from pixelground.eval.metrics.vos import evaluate_vos, pairwise_scores
+from pixelground.core.masks import encode_rle
+from pixelground.eval.datasets.coco_panoptic import load_coco_panoptic
+from pixelground.eval.datasets.davis import read_davis_sequence, write_davis_frame
+from pixelground.eval.metrics import (
+    PQStat,
+    evaluate_panoptic,
+    evaluate_vos,
+    expression_scores,
+    semi_supervised_scores,
+    unsupervised_scores,
+)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-# ---- the official per-frame method (davis2017-evaluation metrics.py), re-implemented ----
-
-
-def _disk(radius: int) -> np.ndarray:
-    grid = np.arange(-radius, radius + 1)
-    xx, yy = np.meshgrid(grid, grid)
-    return (xx**2 + yy**2 <= radius**2).astype(np.uint8)
-
-
-def _seg2bmap(seg: np.ndarray) -> np.ndarray:
-    seg = seg.astype(bool)
-    e, s, se = np.zeros_like(seg), np.zeros_like(seg), np.zeros_like(seg)
-    e[:, :-1] = seg[:, 1:]
-    s[:-1, :] = seg[1:, :]
-    se[:-1, :-1] = seg[1:, 1:]
-    b = seg ^ e | seg ^ s | seg ^ se
-    b[-1, :] = seg[-1, :] ^ e[-1, :]
-    b[:, -1] = seg[:, -1] ^ s[:, -1]
-    b[-1, -1] = 0
-    return b
-
-
-def _official_j(annotation: np.ndarray, segmentation: np.ndarray) -> float:
-    void = np.zeros_like(segmentation)
-    inters = np.sum((segmentation & annotation) & np.logical_not(void))
-    union = np.sum((segmentation | annotation) & np.logical_not(void))
-    return 1.0 if np.isclose(union, 0) else inters / union
-
-
-def _official_f(fg: np.ndarray, gt: np.ndarray, dilate: Callable, bound_th=0.008) -> float:
-    void = np.zeros_like(fg).astype(bool)
-    bound_pix = bound_th if bound_th >= 1 else np.ceil(bound_th * np.linalg.norm(fg.shape))
-    fg_boundary = _seg2bmap(fg * np.logical_not(void))
-    gt_boundary = _seg2bmap(gt * np.logical_not(void))
-    structure = _disk(int(bound_pix))
-    fg_dil = dilate(fg_boundary.astype(np.uint8), structure)
-    gt_dil = dilate(gt_boundary.astype(np.uint8), structure)
-    gt_match = gt_boundary * fg_dil
-    fg_match = fg_boundary * gt_dil
-    n_fg, n_gt = np.sum(fg_boundary), np.sum(gt_boundary)
-    if n_fg == 0 and n_gt > 0:
-        precision, recall = 1, 0
-    elif n_fg > 0 and n_gt == 0:
-        precision, recall = 0, 1
-    elif n_fg == 0 and n_gt == 0:
-        precision, recall = 1, 1
-    else:
-        precision = np.sum(fg_match) / float(n_fg)
-        recall = np.sum(gt_match) / float(n_gt)
-    if precision + recall == 0:
-        return 0.0
-    return 2 * precision * recall / (precision + recall)
-
-
-def _scipy_dilate(image: np.ndarray, structure: np.ndarray) -> np.ndarray:
-    return ndimage.binary_dilation(image, structure.astype(bool)).astype(np.uint8)
-
-
-def _official_jf(gt: np.ndarray, pred: np.ndarray, dilate: Callable) -> tuple[list, list]:
-    j = [_official_j(gt[t], pred[t]) for t in range(len(gt))]
-    f = [_official_f(pred[t], gt[t], dilate) for t in range(len(gt))]
-    return j, f
-
-
-# ---- harness ----
-
-
-def _best_time(function: Callable, repeats: int) -> tuple[float, object]:
-    result = function()  # warm-up (imports, caches)
-    times = []
+def measure(function: Callable[[], object], repeats: int) -> tuple[float, float, object]:
+    """(best wall seconds, best CPU seconds, result) over ``repeats`` runs after a warm-up."""
+    result = function()
+    walls, cpus = [], []
     for _ in range(repeats):
-        start = time.process_time()
+        wall, cpu = time.perf_counter(), time.process_time()
         result = function()
-        times.append(time.process_time() - start)
-    return min(times), result
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return min(walls), min(cpus), result
 
 
-def _jf_rows(data: Path, repeats: int) -> list[tuple[str, str, float, str]]:
-    gt_dir = data / "davis2016_blackswan" / "Annotations" / "480p" / "blackswan"
-    pred_dir = data / "davis2017eval_predictions" / "semi-supervised" / "osvos" / "blackswan"
-    gt = read_davis_ground_truth(gt_dir).masks[0]
-    pred = read_davis_sequence(pred_dir, void_label=None).masks[0]
-    frames = len(gt)
-    ours_time, (j_ours, f_ours) = _best_time(
-        lambda: pairwise_scores([gt], [pred], pairs="diagonal"), repeats
-    )
-    rows = [("J&F, pixelground (bit-packed boundaries)", "frames/s", frames / ours_time, "")]
-    dilations = [("scipy binary_dilation", _scipy_dilate)]
-    try:
-        import cv2
+def _link_frames(source: Path, target: Path, count: int | None = None) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.glob("*.png"))[:count]:
+        (target / path.name).symlink_to(path.resolve())
 
-        cv2.setNumThreads(1)
-        dilations.insert(0, (f"cv2.dilate {cv2.__version__}, as official", cv2.dilate))
-    except ImportError:
-        rows.append(("J&F, official per-frame with cv2.dilate", "frames/s", float("nan"), "no cv2"))
-    for name, dilate in dilations:
-        ref_time, (j_ref, f_ref) = _best_time(
-            lambda dilate=dilate: _official_jf(gt, pred, dilate), max(1, repeats // 2)
+
+def build_davis(data: Path, root: Path, copies: int, unsup_frames: int) -> dict[str, Path]:
+    """A DAVIS-2017 root with ``copies`` blackswan sequences and the result folders."""
+    gt16 = data / "davis2016_blackswan" / "Annotations" / "480p" / "blackswan"
+    palette = root / "palette_gt"
+    for path in sorted(gt16.glob("*.png")):
+        write_davis_frame(palette / path.name, (np.asarray(Image.open(path)) != 0).astype(np.uint8))
+    preds = data / "davis2017eval_predictions"
+    names = [f"blackswan{k}" for k in range(copies)]
+    for name in names:
+        _link_frames(palette, root / "davis" / "Annotations" / "480p" / name)
+        unsup_gt = root / "davis" / "Annotations_unsupervised" / "480p" / name
+        _link_frames(palette, unsup_gt, unsup_frames)
+        jpegs = data / "davis2016_blackswan" / "JPEGImages" / "480p" / "blackswan"
+        (root / "davis" / "JPEGImages" / "480p").mkdir(parents=True, exist_ok=True)
+        (root / "davis" / "JPEGImages" / "480p" / name).symlink_to(jpegs.resolve())
+        _link_frames(preds / "semi-supervised" / "osvos" / "blackswan", root / "semi" / name)
+        rvos = preds / "unsupervised" / "rvos" / "blackswan"
+        _link_frames(rvos, root / "unsup" / name, unsup_frames)
+    sets = root / "davis" / "ImageSets" / "2017"
+    sets.mkdir(parents=True)
+    (sets / "val.txt").write_text("\n".join(names) + "\n")
+    return {"root": root / "davis", "semi": root / "semi", "unsup": root / "unsup"}
+
+
+def build_mevis(data: Path, root: Path, copies: int) -> dict[str, Path]:
+    """MeViS layout: per video the GT of blackswan as anno 0, two expressions on it."""
+    gt = read_davis_sequence(data / "davis2016_blackswan" / "Annotations" / "480p" / "blackswan")
+    preds = data / "davis2017eval_predictions"
+    osvos = read_davis_sequence(preds / "semi-supervised" / "osvos" / "blackswan", void_label=None)
+    rvos = read_davis_sequence(preds / "unsupervised" / "rvos" / "blackswan", void_label=None)
+    answers = {"0": osvos.labels != 0, "1": rvos.labels != 0}
+    mask_dict = {"0": [encode_rle(m)[0] for m in gt.labels != 0]}
+    videos = {}
+    for k in range(copies):
+        name = f"blackswan{k}"
+        expressions = {e: {"exp": f"answer {e}", "anno_id": [0]} for e in answers}
+        videos[name] = {"frames": gt.frame_ids, "expressions": expressions}
+        for exp, masks in answers.items():
+            folder = root / "mevis_pred" / name / exp
+            folder.mkdir(parents=True)
+            for frame, mask in zip(gt.frame_ids, masks, strict=True):
+                Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(folder / f"{frame}.png")
+    gt_root = root / "mevis"
+    gt_root.mkdir()
+    (gt_root / "meta_expressions.json").write_text(json.dumps({"videos": videos}))
+    (gt_root / "mask_dict.json").write_text(json.dumps(mask_dict))
+    return {"gt": gt_root, "pred": root / "mevis_pred", "gt_masks": gt.labels != 0, **answers}
+
+
+def _official_davis(checkout: Path | None) -> Callable[[Path, Path, str, list[str]], dict]:
+    """The official DAVIS evaluation: the checkout's DAVISEvaluation, or the re-implementation."""
+    if checkout is None:
+        return official.evaluate_davis
+    sys.path.insert(0, str(checkout))
+    from davis2017.evaluation import DAVISEvaluation  # noqa: PLC0415 (a checkout given at run time)
+
+    def run(root: Path, results: Path, task: str, sequences: list[str]) -> dict:
+        return DAVISEvaluation(str(root), task, "val", sequences).evaluate(str(results))
+
+    return run
+
+
+def _same_davis(ours: dict, theirs: dict) -> bool:
+    """Identical per-frame J and F lists (re-implementation) or per-object means (checkout)."""
+    entries = sorted(ours["per_object"].values(), key=lambda e: e["J_per_frame"])
+    if "frames" in theirs:
+        frames = sorted(theirs["frames"].values())
+        return frames == [(e["J_per_frame"], e["F_per_frame"]) for e in entries]
+    return sorted(theirs["J"]["M"]) == sorted(e["J"] for e in entries) and sorted(
+        theirs["F"]["M"]
+    ) == sorted(e["F"] for e in entries)
+
+
+def davis_rows(paths: dict[str, Path], args: argparse.Namespace) -> list[tuple]:
+    """End-to-end and core rows of the semi-supervised and unsupervised protocols."""
+    run_official = _official_davis(args.davis_eval)
+    names = (paths["root"] / "ImageSets" / "2017" / "val.txt").read_text().split()
+    rows = []
+    for protocol, task, results in (
+        ("semi", "semi-supervised", paths["semi"]),
+        ("unsupervised", "unsupervised", paths["unsup"]),
+    ):
+        ours = measure(
+            lambda p=protocol, r=results: evaluate_vos(paths["root"], r, p, workers=args.workers),
+            args.repeats,
         )
-        same = j_ours[0].tolist() == j_ref and f_ours[0].tolist() == f_ref
-        note = f"ours {ref_time / ours_time:.1f}x faster; per-frame J,F identical: {same}"
-        rows.append((f"J&F, official per-frame with {name}", "frames/s", frames / ref_time, note))
-    root = data / "davis2016_blackswan" / "Annotations" / "480p"
-    results = data / "davis2017eval_predictions" / "semi-supervised" / "osvos"
-    e2e_time, _ = _best_time(lambda: evaluate_vos(root, results, "semi"), repeats)
-    rows.append(("evaluate_vos semi, PNG reading included", "frames/s", 48 / e2e_time, ""))
+        theirs = measure(
+            lambda t=task, r=results: run_official(paths["root"], r, t, names), args.repeats
+        )
+        frames = sum(len(e["frames"]) for e in ours[2]["per_object"].values())
+        rows.append(
+            (f"{protocol} end to end", frames, ours, theirs, _same_davis(ours[2], theirs[2]))
+        )
+        rows.append(_davis_core(paths, protocol, task, results, names[0], args.repeats))
     return rows
 
 
-def _pq_row(data: Path, repeats: int) -> tuple[str, str, float, str]:
-    sample = data / "panopticapi_sample"
-    pred = data / "golden" / "pq_pred"
-    elapsed, result = _best_time(
-        lambda: evaluate_panoptic(
-            sample / "panoptic_examples.json",
-            sample / "panoptic_examples",
-            pred / "panoptic_pred.json",
-            pred / "panoptic_pred",
-        ),
-        repeats,
+def _davis_core(
+    paths: dict[str, Path], protocol: str, task: str, results: Path, name: str, repeats: int
+) -> tuple:
+    folder = "Annotations" if protocol == "semi" else "Annotations_unsupervised"
+    gt, ids = official.read_gt_masks(paths["root"] / folder / "480p" / name)
+    if protocol == "semi":
+        gt, ids = gt[:, 1:-1], ids[1:-1]
+    res = official.read_result_masks(results / name, ids)
+    if protocol == "semi":
+        ours = measure(lambda: semi_supervised_scores(gt, res), repeats)
+        theirs = measure(lambda: official.evaluate_semisupervised(gt, res), repeats)
+        same = all(np.array_equal(a, b) for a, b in zip(ours[2], theirs[2], strict=True))
+    else:
+        ours = measure(lambda: unsupervised_scores(gt, res), repeats)
+        theirs = measure(lambda: official.evaluate_unsupervised(gt, res), repeats)
+        same = np.array_equal(ours[2].j, theirs[2][0]) and np.array_equal(ours[2].f, theirs[2][1])
+    label = f"{protocol} core ({len(res)} proposals x {gt.shape[0]} objects)"
+    return (label, gt.shape[1], ours, theirs, bool(same))
+
+
+def mevis_rows(paths: dict, args: argparse.Namespace) -> list[tuple]:
+    ours = measure(
+        lambda: evaluate_vos(paths["gt"], paths["pred"], "mevis", workers=args.workers),
+        args.repeats,
     )
-    note = f"PQ All = {result['All']['pq']:.4f}"
-    return ("PQ, evaluate_panoptic (PNG + JSON reading included)", "images/s", 2 / elapsed, note)
+    theirs = measure(lambda: official.evaluate_mevis(paths["gt"], paths["pred"]), args.repeats)
+    per = ours[2]["per_expression"]
+    same = all(
+        per[key]["J_per_frame"] == value[2] and per[key]["F_per_frame"] == value[3]
+        for key, value in theirs[2].items()
+    )
+    frames = sum(len(e["frames"]) for e in per.values())
+    rows = [("mevis end to end", frames, ours, theirs, same)]
+    gt, pred = paths["gt_masks"], paths["0"]
+    core_ours = measure(lambda: expression_scores(gt, pred), args.repeats)
+    gt8, pred8 = gt.astype(np.uint8), pred.astype(np.uint8) * 255
+    core_theirs = measure(
+        lambda: (official.db_eval_iou(gt8, pred8), official.db_eval_boundary(gt8, pred8)),
+        args.repeats,
+    )
+    same = all(np.array_equal(a, b) for a, b in zip(core_ours[2], core_theirs[2], strict=True))
+    rows.append(("mevis core (one expression)", len(gt), core_ours, core_theirs, same))
+    return rows
+
+
+def _official_pq(checkout: Path | None) -> Callable[[Path, Path, Path, Path], dict]:
+    """panopticapi's ``pq_compute_single_core`` from a checkout, or the re-implementation."""
+    if checkout is None:
+        return official.pq_compute
+    sys.path.insert(0, str(checkout))
+    from panopticapi.evaluation import pq_compute_single_core  # noqa: PLC0415
+
+    def run(gt_json: Path, gt_dir: Path, pred_json: Path, pred_dir: Path) -> dict:
+        gt, pred = json.loads(gt_json.read_text()), json.loads(pred_json.read_text())
+        categories = {el["id"]: el for el in gt["categories"]}
+        by_id = {el["image_id"]: el for el in pred["annotations"]}
+        pairs = [(ann, by_id[ann["image_id"]]) for ann in gt["annotations"]]
+        stat = pq_compute_single_core(0, pairs, str(gt_dir), str(pred_dir), categories)
+        return stat.pq_average(categories, None)[0]
+
+    return run
+
+
+def pq_rows(data: Path, args: argparse.Namespace) -> list[tuple]:
+    sample, golden = data / "panopticapi_sample", data / "golden" / "pq_pred"
+    files = (
+        sample / "panoptic_examples.json",
+        sample / "panoptic_examples",
+        golden / "panoptic_pred.json",
+        golden / "panoptic_pred",
+    )
+    ours = measure(lambda: evaluate_panoptic(*files, workers=args.workers), args.repeats)
+    theirs = measure(lambda: _official_pq(args.panopticapi)(*files), args.repeats)
+    rows = [("PQ end to end", 2, ours, theirs, ours[2]["All"]["pq"] == theirs[2]["pq"])]
+    gt = load_coco_panoptic(files[0], files[1])
+    pred = load_coco_panoptic(files[2], files[3], categories=list(gt.categories.values()))
+    images = [
+        (gt.read_ids(i), gt.annotations[i], pred.read_ids(i), pred.annotation(i))
+        for i in gt.annotations
+    ]
+
+    def core_ours() -> PQStat:
+        stat = PQStat()
+        for gt_ids, gt_ann, pred_ids, pred_ann in images:
+            args_ = (gt_ids, gt_ann["segments_info"], pred_ids, pred_ann["segments_info"])
+            stat.add_image(*args_, gt.categories)
+        return stat
+
+    def core_theirs() -> dict:
+        stat: dict = official.defaultdict(lambda: {"iou": 0.0, "tp": 0, "fp": 0, "fn": 0})
+        for gt_ids, gt_ann, pred_ids, pred_ann in images:
+            official.pq_image(gt_ids, gt_ann, pred_ids, pred_ann, gt.categories, stat)
+        return stat
+
+    a, b = measure(core_ours, args.repeats), measure(core_theirs, args.repeats)
+    same = all(a[2][c].iou == b[2][c]["iou"] and a[2][c].tp == b[2][c]["tp"] for c in b[2])
+    rows.append(("PQ core (pair counts, matching)", 2, a, b, same))
+    return rows
+
+
+def print_table(rows: list[tuple], args: argparse.Namespace) -> None:
+    davis = f"checkout {args.davis_eval}" if args.davis_eval else "re-implementation"
+    print(
+        f"official side: davis {davis}, dilation {official.DILATION}; panopticapi "
+        f"{'checkout' if args.panopticapi else 're-implementation'}; MeViS re-implementation; "
+        f"pixelground decoding threads: {args.workers}"
+    )
+    print(
+        "| measurement | frames/images | pixelground wall s | official wall s | ratio (wall) "
+        "| pixelground CPU s | official CPU s | ratio (CPU) | per-frame numbers identical |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for name, count, ours, theirs, same in rows:
+        print(
+            f"| {name} | {count} | {ours[0]:.3f} | {theirs[0]:.3f} | {theirs[0] / ours[0]:.1f}x "
+            f"| {ours[1]:.3f} | {theirs[1]:.3f} | {theirs[1] / ours[1]:.1f}x | {same} |"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--copies", type=int, default=2, help="DAVIS / MeViS sequences")
+    parser.add_argument("--unsup-frames", type=int, default=12, help="frames (unsupervised)")
+    parser.add_argument("--workers", type=int, default=4, help="pixelground decoding threads")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--davis-eval", type=Path, help="a davis2017-evaluation checkout")
+    parser.add_argument("--panopticapi", type=Path, help="a panopticapi checkout")
+    parser.add_argument("--only", choices=("davis", "mevis", "pq"), help="one group of rows")
     args = parser.parse_args()
-    rows = [*_jf_rows(args.data, args.repeats), _pq_row(args.data, args.repeats)]
-    print("| measurement | unit | rate | note |")
-    print("|---|---|---:|---|")
-    for name, unit, rate, note in rows:
-        print(f"| {name} | {unit} | {rate:.1f} | {note} |")
+    tmp = Path(tempfile.mkdtemp(prefix="pixelground-eval-speed-"))
+    try:
+        rows = []
+        if args.only in (None, "davis"):
+            rows += davis_rows(build_davis(args.data, tmp, args.copies, args.unsup_frames), args)
+        if args.only in (None, "mevis"):
+            rows += mevis_rows(build_mevis(args.data, tmp, args.copies), args)
+        if args.only in (None, "pq"):
+            rows += pq_rows(args.data, args)
+        print_table(rows, args)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -110,3 +110,63 @@ def test_sequence_reader_with_threads_equals_serial(tmp_path):
     serial = read_davis_sequence(tmp_path / "seq", workers=1)
     threaded = read_davis_sequence(tmp_path / "seq", workers=4)
     assert np.array_equal(serial.labels, threaded.labels) and threaded.num_objects == 2
+
+
+def _png_with_filters(path, pixels: np.ndarray, filters: list[int], colour: int) -> None:
+    """Write an 8-bit PNG whose rows use the given filter types (0 None, 1 Sub, 2 Up)."""
+    import struct
+    import zlib
+
+    rows = []
+    for r, kind in enumerate(filters):
+        row = pixels[r].astype(np.int64)
+        if kind == 1:
+            row = row - np.concatenate([[0], row[:-1]])
+        elif kind == 2 and r:
+            row = row - pixels[r - 1]
+        rows.append(bytes([kind]) + (row % 256).astype(np.uint8).tobytes())
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    height, width = pixels.shape
+    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
+    extra = chunk(b"PLTE", bytes(range(256)) * 3) if colour == 3 else b""
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + extra
+    data += chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b"")
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize("colour", [0, 3])
+def test_fast_png_undoes_row_filters_as_pillow(tmp_path, colour):
+    from pixelground.eval.datasets.mask_png import fast_png
+
+    rng = np.random.default_rng(colour)
+    pixels = rng.integers(0, 256, (6, 11)).astype(np.uint8)
+    _png_with_filters(tmp_path / "f.png", pixels, [1, 2, 0, 2, 2, 1], colour)
+    mode, decoded = fast_png(tmp_path / "f.png")
+    with Image.open(tmp_path / "f.png") as image:
+        assert mode == image.mode and np.array_equal(decoded, np.asarray(image))
+    assert np.array_equal(decoded, pixels)
+    _png_with_filters(tmp_path / "g.png", pixels, [0, 0, 0, 0, 0, 0], colour)
+    assert np.array_equal(fast_png(tmp_path / "g.png")[1], pixels)
+    Image.fromarray(pixels).convert("RGB").save(tmp_path / "rgb.png")
+    assert fast_png(tmp_path / "rgb.png") is None  # not a mask PNG: left to Pillow
+
+
+def test_fast_png_equals_pillow_on_the_shared_masks(shared_data):
+    from pixelground.eval.datasets.mask_png import fast_png
+
+    folders = [
+        shared_data / "davis2016_blackswan" / "Annotations" / "480p" / "blackswan",
+        shared_data / "davis2017eval_predictions" / "unsupervised" / "rvos" / "blackswan",
+    ]
+    decoded = 0
+    for path in [p for folder in folders for p in sorted(folder.glob("*.png"))[::7]]:
+        fast = fast_png(path)
+        if fast is not None:
+            decoded += 1
+            with Image.open(path) as image:
+                assert fast[0] == image.mode and np.array_equal(fast[1], np.asarray(image))
+    assert decoded >= 8

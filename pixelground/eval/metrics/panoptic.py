@@ -78,10 +78,7 @@ class PQStat:
             raise InputError(
                 f"image {image_id}: prediction is {pred_ids.shape}, ground truth {gt_ids.shape}"
             )
-        gt_segments, pred_segments = list(gt_segments), list(pred_segments)
-        pairs = pair_counts(
-            gt_ids, pred_ids, [s["id"] for s in gt_segments], [s["id"] for s in pred_segments]
-        )
+        pairs = pair_counts(gt_ids, pred_ids)
         gt_segms = _gt_segments(gt_segments, pairs)
         pred_segms = _pred_segments(pred_segments, pairs, categories, image_id)
         gt_matched, pred_matched = self._match(pairs, gt_segms, pred_segms)
@@ -175,44 +172,10 @@ class PQStat:
         return result
 
 
-def _dense(ids: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Index of each pixel's id in the sorted ``keys``, and whether every id is among them."""
-    index = np.searchsorted(keys, ids)
-    index[index == len(keys)] = 0
-    return index, bool((keys[index] == ids).all())
-
-
-def pair_counts(
-    gt_ids: np.ndarray,
-    pred_ids: np.ndarray,
-    gt_labels: Iterable[int] = (),
-    pred_labels: Iterable[int] = (),
-) -> dict[tuple[int, int], int]:
-    """(GT id, predicted id) -> pixel count over an image, as panopticapi's ``np.unique`` of
-    ``gt * OFFSET + pred``.
-
-    When every pixel id is one the JSONs list (or VOID), the ids are turned into indices into
-    the few listed ids (``searchsorted``) and the pairs counted with one ``bincount``, instead
-    of sorting a 64-bit key per pixel; otherwise (an id missing from a JSON, which the caller
-    reports) the keys are sorted as panopticapi does.
-
-    Args:
-        gt_ids, pred_ids: (H, W) segment ids.
-        gt_labels, pred_labels: the segment ids each JSON lists.
-    """
-    gt_keys = np.array(sorted({VOID, *map(int, gt_labels)}), dtype=gt_ids.dtype)
-    pred_keys = np.array(sorted({VOID, *map(int, pred_labels)}), dtype=pred_ids.dtype)
-    gt_index, gt_known = _dense(gt_ids, gt_keys)
-    pred_index, pred_known = _dense(pred_ids, pred_keys)
-    if gt_known and pred_known:
-        joint = gt_index * len(pred_keys) + pred_index
-        counts = np.bincount(joint.reshape(-1), minlength=len(gt_keys) * len(pred_keys))
-        cells = np.flatnonzero(counts)
-        g, p = np.divmod(cells, len(pred_keys))
-        return {
-            (int(a), int(b)): int(c)
-            for a, b, c in zip(gt_keys[g], pred_keys[p], counts[cells], strict=True)
-        }
+def pair_counts(gt_ids: np.ndarray, pred_ids: np.ndarray) -> dict[tuple[int, int], int]:
+    """(GT id, predicted id) -> pixel count over an image: panopticapi's ``np.unique`` of
+    ``gt * OFFSET + pred`` (numpy's vectorised sort makes this the fastest way found; lookup
+    tables over the 2**24 ids and ``searchsorted`` into the listed ids were both slower)."""
     joint = gt_ids.astype(np.uint64) * OFFSET + pred_ids.astype(np.uint64)
     labels, counts = np.unique(joint, return_counts=True)
     return {

@@ -94,23 +94,34 @@ def _object_entry(
     return entry
 
 
-def _stack(frames: Sequence[LabelFrame], shape: tuple[int, ...], what: str) -> np.ndarray:
+def _check_shapes(frames: Sequence[LabelFrame], shape: tuple[int, ...], what: str) -> None:
     for frame in frames:
         if frame.labels.shape != shape:
             raise InputError(
                 f"{what} are {frame.labels.shape} but the GT is {shape} (H, W): write results "
                 "at the annotation resolution"
             )
-    return np.stack([frame.labels for frame in frames])
+
+
+def _compare(frames: Sequence[LabelFrame], value: int, equal: bool = True) -> np.ndarray:
+    """(C, H, W) bool ``labels == value`` (or ``!=``) of each frame, written straight into one
+    buffer: no stacked copy of the labels is made."""
+    out = np.empty((len(frames), *frames[0].labels.shape), dtype=bool)
+    for index, frame in enumerate(frames):
+        if equal and value > frame.max_id and value != frame.void_label:
+            out[index] = False
+        else:
+            (np.equal if equal else np.not_equal)(frame.labels, value, out=out[index])
+    return out
 
 
 def _tracks(
-    labels: np.ndarray, ids: range, geometry: Geometry, keep: np.ndarray | None
+    frames: Sequence[LabelFrame], ids: range, geometry: Geometry, keep: np.ndarray | None
 ) -> dict[int, Track]:
-    """0-based index -> track of each object id of ``ids`` present in the (C, H, W) labels."""
+    """0-based index -> track of each object id of ``ids`` present in the frames."""
     out = {}
     for k in ids:
-        mask = labels == k
+        mask = _compare(frames, k)
         if mask.any():
             out[k - 1] = track(mask, geometry, keep)
     return out
@@ -126,11 +137,11 @@ def _davis_chunk(
     """Count one chunk of (GT frame, result frame) pairs into ``counts``."""
     gt_frames, pred_frames = [b[0] for b in batch], [b[1] for b in batch]
     shape = (geometry.height, geometry.width)
-    gt_labels = _stack(gt_frames, shape, "GT frames")
-    pred_labels = _stack(pred_frames, shape, "predictions")
+    _check_shapes(gt_frames, shape, "GT frames")
+    _check_shapes(pred_frames, shape, "predictions")
     keep = None
     if options.exclude_void and any(frame.has_void for frame in gt_frames):
-        keep = gt_labels != VOID_LABEL
+        keep = _compare(gt_frames, VOID_LABEL, equal=False)
     top = max(frame.max_id for frame in pred_frames)
     num_gt = counts.num_gt
     if options.task == "semi":
@@ -140,9 +151,9 @@ def _davis_chunk(
         check_proposal_count(top, options.max_proposals)
         counts.grow(top)
         pairs = None
-    present = _tracks(gt_labels, range(1, num_gt + 1), geometry, keep)
+    present = _tracks(gt_frames, range(1, num_gt + 1), geometry, keep)
     gts = [present.get(k, Track.empty(len(batch))) for k in range(num_gt)]
-    preds = _tracks(pred_labels, range(1, top + 1), geometry, keep)
+    preds = _tracks(pred_frames, range(1, top + 1), geometry, keep)
     counts.add(start, gts, preds, geometry, pairs)
 
 
