@@ -45,6 +45,9 @@ from pixelground.video.streaming import OnEvent, StreamingRegionCaptioning
 
 log = logging.getLogger(__name__)
 
+#: The parser compositional referring reads expressions with when a preset has none.
+TEXT_PARSER = Part("textblob")
+
 
 def _as_box(box: Box | Sequence[float] | None) -> Box | None:
     return box if box is None or isinstance(box, Box) else Box(*box)
@@ -170,17 +173,34 @@ class Pipeline:
         return result
 
     def segment(
-        self, image: ImageSource, text: str, threshold: float = DETECTION_THRESHOLD
+        self,
+        image: ImageSource,
+        text: str,
+        threshold: float = DETECTION_THRESHOLD,
+        compose: bool | None = None,
     ) -> GroundedResult:
-        """Referring segmentation: masks of what ``text`` refers to (may be none or several)."""
+        """Referring segmentation: masks of what ``text`` refers to (may be none or several).
+
+        ``compose`` (None: the preset's ``compose``, off in the built-in presets) answers
+        ordinals, extremes, relations and sets from the preset's answers to their parts,
+        split into instances (tasks/compose.py); the preset's parser reads them (textblob's
+        when the preset has none).
+        """
+        compose = self.preset.compose if compose is None else bool(compose)
         grounding_model = self.backend("grounding_model")
+        parser = self.backend("parser")
+        if compose and parser is None:
+            if TEXT_PARSER.key not in self._instances:
+                self._instances[TEXT_PARSER.key] = build_part(TEXT_PARSER)
+            parser = self._instances[TEXT_PARSER.key]
         task = ReferringSegmentation(
             segmenter=None if grounding_model else self.require("segmenter", "segment"),
             detector=None if grounding_model else self.require("detector", "segment"),
             referring_segmenter=grounding_model,
-            parser=self.backend("parser"),
+            parser=parser,
             threshold=threshold,
             preset=self.preset.name,
+            compose=compose,
         )
         return self._finish(task(image, text))
 

@@ -68,12 +68,15 @@ class Preset:
         description: one line for ``pixelground presets``.
         parts: role -> Part.
         meaningful: False for random-weight presets whose output means nothing.
+        compose: referring expressions are answered with the compositional strategy
+            (tasks/compose.py) unless a call says otherwise; off in every built-in preset.
     """
 
     name: str
     description: str
     parts: dict[str, Part] = field(default_factory=dict)
     meaningful: bool = True
+    compose: bool = False
 
     def with_overrides(self, overrides: dict[str, str]) -> Preset:
         """A copy whose roles take other checkpoints (hub ids or local directories).

@@ -43,7 +43,7 @@ EVAL_TASKS = ("refer", "grefer", "gcg", "caption", "png", "rvos")
 #: Names ``pixelground eval`` accepts for referring video segmentation.
 VIDEO_TASKS = ("rvos", "vos")
 #: Prediction options of the image tasks (passed to the pipeline method).
-IMAGE_OPTIONS = {"refer": ("threshold",), "grefer": ("threshold",)}
+IMAGE_OPTIONS = {"refer": ("threshold", "compose"), "grefer": ("threshold", "compose")}
 PREDICTIONS_FILE = "predictions.jsonl"
 REPORT_FILE = "report.json"
 CSV_FILE = "per_sample.csv"

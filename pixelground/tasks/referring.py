@@ -6,6 +6,9 @@ Two strategies, chosen by the backends given:
   the kept boxes into masks. A singular expression keeps its best box; a plural or
   quantified one ("all", "two", "cats") keeps every box above the threshold after NMS;
   no box above the threshold is the "no target" answer (an empty result).
+
+With ``compose`` (opt-in), ordinals, extremes, relations to an anchor and sets are answered
+from either strategy's answers to their parts, split into instances (tasks/compose.py).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pixelground.tasks.common import (
     select_detections,
     wants_many,
 )
+from pixelground.tasks.compose import compose
 
 
 @dataclass
@@ -43,9 +47,11 @@ class ReferringSegmentation:
         segmenter: turns boxes into masks (detector-first strategy).
         detector: boxes the expression (detector-first strategy).
         referring_segmenter: end-to-end alternative; used when given.
-        parser: tells singular from plural expressions.
+        parser: tells singular from plural expressions; reads compositional ones.
         threshold: minimum detector score for a box to count as a target.
         preset: preset name recorded in results.
+        compose: answer ordinals, extremes, relations and sets by composing instances
+            (tasks/compose.py; needs ``parser``); other expressions are answered as without.
     """
 
     segmenter: Segmenter | None = None
@@ -54,12 +60,15 @@ class ReferringSegmentation:
     parser: Parser | None = None
     threshold: float = DETECTION_THRESHOLD
     preset: str | None = None
+    compose: bool = False
 
     def __post_init__(self) -> None:
         if self.referring_segmenter is None and (self.segmenter is None or self.detector is None):
             raise InputError(
                 "referring segmentation needs a referring segmenter, or a detector and a segmenter"
             )
+        if self.compose and self.parser is None:
+            raise InputError("compositional referring (compose) needs a phrase parser")
 
     def __call__(self, image: ImageSource, expression: str) -> GroundedResult:
         """Segment ``expression`` in ``image``.
@@ -74,10 +83,17 @@ class ReferringSegmentation:
         """
         text = clean_text(expression, "expression")
         loaded = load(image)
-        if self.referring_segmenter is not None:
-            regions = self._end_to_end(loaded.pixels, text)
+        composed = None
+        if self.compose:
+            composed = compose(text, self.parser, lambda part: self._masks(loaded.pixels, part))
+        if composed is None:
+            regions = self._answer(loaded.pixels, text)
         else:
-            regions = self._detector_first(loaded.pixels, text)
+            regions = [
+                Region(mask=m, phrase=text, span=(0, len(text)), attributes={"strategy": "compose"})
+                for m in composed
+                if m.any()
+            ]
         return GroundedResult(
             task="segment",
             image=image_info(loaded),
@@ -85,6 +101,14 @@ class ReferringSegmentation:
             regions=regions,
             model=self._model_info(),
         )
+
+    def _answer(self, pixels: Any, text: str) -> list[Region]:
+        if self.referring_segmenter is not None:
+            return self._end_to_end(pixels, text)
+        return self._detector_first(pixels, text)
+
+    def _masks(self, pixels: Any, text: str) -> list[Any]:
+        return [region.mask for region in self._answer(pixels, text)]
 
     def _end_to_end(self, pixels: Any, text: str) -> list[Region]:
         masks = self.referring_segmenter.segment_expression(pixels, text)
@@ -113,9 +137,12 @@ class ReferringSegmentation:
         ]
 
     def _model_info(self) -> dict[str, Any]:
-        return model_info(
+        info = model_info(
             self.preset,
             referring_segmenter=self.referring_segmenter,
             detector=None if self.referring_segmenter else self.detector,
             segmenter=None if self.referring_segmenter else self.segmenter,
         )
+        if self.compose:
+            info["strategy"] = "compose"
+        return info

@@ -105,6 +105,7 @@ def _prediction_options(args: argparse.Namespace) -> dict[str, Any]:
         "key_frames": args.key_frames,
         "redetect_every": args.redetect_every,
         "strategy": args.strategy,
+        "compose": args.compose,
     }
 
 
@@ -239,6 +240,13 @@ def _add_eval(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--key-frames", type=int, help="rvos: frames to ground the expression on (5)"
+    )
+    parser.add_argument(
+        "--compose",
+        action="store_const",
+        const=True,
+        help="refer, grefer: answer ordinals, relations and sets by composing instances "
+        "(the opt-in strategy of tasks/compose.py)",
     )
     parser.add_argument(
         "--redetect-every", type=int, help="rvos: detect again every N frames (default never)"

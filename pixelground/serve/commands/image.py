@@ -237,9 +237,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common(p)
     p.add_argument("text", help='referring expression, e.g. "the man in the red jacket"')
     p.add_argument("--threshold", type=float, default=DETECTION_THRESHOLD, help="minimum score")
+    p.add_argument(
+        "--compose",
+        action="store_const",
+        const=True,
+        help="answer ordinals, relations and sets by composing instances (opt-in strategy)",
+    )
     p.set_defaults(
         handler=_handler(
-            lambda pl, path, a: pl.segment(path, a.text, a.threshold),
+            lambda pl, path, a: pl.segment(path, a.text, a.threshold, compose=a.compose),
             lambda a: clean_text(a.text, "expression"),
         )
     )
