@@ -123,14 +123,49 @@ def test_page_segments_clicks_and_downloads(browser, tmp_path):
         page.close()
 
 
+def engine_shard(result: dict, path: Path) -> Path:
+    """A data-engine shard (layout of pixelground/engine/dataset.py) holding the result's mask."""
+    region = result["regions"][0]
+    obj = {
+        "id": 0,
+        "mask": region["mask"],
+        "box": region["box"],
+        "score": 0.9,
+        "labels": ["triangle"],
+        "label": "triangle",
+        "attribute": None,
+        "sources": ["test"],
+    }
+    caption = {
+        "text": "a small triangle",
+        "phrases": [{"text": "a small triangle", "span": [0, 16], "object": 0}],
+    }
+    record = {
+        "id": "shapes",
+        "status": "done",
+        "image": "/data/shapes.png",
+        "width": 256,
+        "height": 256,
+        "objects": [obj],
+        "caption": caption,
+    }
+    path.write_text(json.dumps(record) + "\n")
+    return path
+
+
 def browse_results(page, results: Path, area: int, tmp_path: Path) -> None:
-    """Browse view: open a result file with its image; its mask is drawn in the browser."""
+    """Browse view: a CLI result and an engine shard with their image, masks drawn locally."""
+    shard = engine_shard(json.loads(results.read_text()), tmp_path / "shard-run-00000.jsonl")
     page.click("#tab-browse")
-    page.set_input_files("#browse-files", [str(results), str(EXAMPLE)])
+    page.set_input_files("#browse-files", [str(results), str(shard), str(EXAMPLE)])
     page.wait_for_selector('body[data-browse-shown="0"]', state="attached", timeout=30_000)
-    assert page.inner_text("#browse-pos") == "1 / 1"
+    assert page.inner_text("#browse-pos") == "1 / 2"
     assert page.evaluate(COUNT_MASK_PIXELS, "browse-mask-canvas") == area
     assert "(image not opened)" not in page.inner_text("#browse-text")
+    page.click("#browse-next")
+    page.wait_for_selector('body[data-browse-shown="1"]', state="attached", timeout=30_000)
+    assert page.evaluate(COUNT_MASK_PIXELS, "browse-mask-canvas") == area
+    assert page.inner_text("#browse-text .phrase") == "a small triangle"
     page.screenshot(path=str(tmp_path / "browse.png"))
 
 

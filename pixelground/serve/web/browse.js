@@ -1,10 +1,27 @@
 // The dataset browser: result JSON/JSONL files and images opened locally, paged through.
 // Records are pixelground JSON v1 results, bare or wrapped as {"id", "result"} (eval's
-// predictions.jsonl); each is matched to an image file by its image.path's file name.
+// predictions.jsonl), or data-engine records (a dataset's shards/*.jsonl); each is matched
+// to an image file by its image path's file name.
 "use strict";
 const browse = { records: [], images: new Map(), index: 0 };
 
 function baseName(path) { return (path || "").split(/[\\/]/).pop(); }
+
+// A data-engine record (shards/*.jsonl: image, width, height, objects, caption) as a result.
+function engineRecord(record) {
+  const caption = record.caption || "";
+  const text = typeof caption === "string" ? caption : caption.text || "";
+  const spans = new Map();
+  for (const phrase of (typeof caption === "object" && caption.phrases) || []) {
+    if (phrase.object !== null && phrase.object !== undefined && !spans.has(phrase.object)) spans.set(phrase.object, phrase.span);
+  }
+  const regions = record.objects.map((o) => ({
+    id: o.id, mask: o.mask, box: o.box, score: o.score ?? 1,
+    phrase: o.label || (o.labels || [])[0] || o.attribute || `object ${o.id}`,
+    span: spans.has(o.id) && spans.get(o.id).length === 2 ? spans.get(o.id) : null,
+  }));
+  return { id: record.id, task: "engine", image: { path: record.image, width: record.width, height: record.height }, text, regions };
+}
 
 function recordsOf(text) {
   const out = [];
@@ -12,6 +29,9 @@ function recordsOf(text) {
     if (Array.isArray(value)) { value.forEach(add); return; }
     if (value && value.result && value.result.regions) out.push({ id: value.id, ...value.result });
     else if (value && value.regions && value.image) out.push(value);
+    else if (value && Array.isArray(value.objects) && value.width && value.status !== "failed") {
+      out.push(engineRecord(value));
+    }
   };
   try { add(JSON.parse(text)); } catch (err) {
     for (const line of text.split("\n")) {
