@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelground.core.errors import InputError, UnknownNameError
+from pixelground.eval.metrics.phrase_similarity import SimilarityTable
 
 TASKS = ("refer", "grefer", "vos", "gcg", "caption", "panoptic", "entity", "semseg", "png")
 FORMATS = (
@@ -244,7 +245,8 @@ def score(
         protocol: the official variant (refer: lisa/glamm/sa2va; vos: semi/unsupervised/mevis).
         **opts: task options — ``split``, ``image_dir``, ``allow_missing`` (dataset tasks);
             ``gt_dir``, ``pred_dir``, ``categories`` (panoptic); ``phrase_encoder``,
-            ``captions`` (gcg); ``caption_metrics`` (caption: e.g. ["BLEU", "CIDEr"]);
+            ``similarity`` / ``similarity_table``, ``captions`` (gcg); ``caption_metrics``
+            (caption: e.g. ["BLEU", "CIDEr"]);
             ``num_classes``, ``class_names``, ``ignore_index``, ``convention``,
             ``reduce_zero_label`` (semseg); ``sequences``, ``bound_th``, ``exclude_void``,
             ``per_frame``, ``max_proposals`` (vos).
@@ -318,7 +320,9 @@ def score_loaded(
         samples: ground-truth samples from :func:`load_dataset`.
         predictions: id -> :class:`~pixelground.eval.predictions.Prediction`.
         protocol: refer variant ("lisa", "glamm", "sa2va").
-        **opts: ``allow_missing``, ``phrase_encoder``, ``captions``.
+        **opts: ``allow_missing``, ``phrase_encoder``, ``captions``; gcg ``similarity`` (a
+            callable) or ``similarity_table`` (a JSON file, see
+            :mod:`pixelground.eval.metrics.phrase_similarity`) instead of the encoder.
     """
     from pixelground.eval import scoring
 
@@ -330,7 +334,12 @@ def score_loaded(
     if task == "gcg":
         encoder = opts.get("phrase_encoder") or "auto"
         captions = opts.get("captions", True)
-        return scoring.score_gcg(samples, predictions, encoder, captions, allow)
+        similarity = opts.get("similarity")
+        if opts.get("similarity_table") is not None:
+            if similarity is not None or opts.get("phrase_encoder"):
+                raise InputError("give a similarity table or a phrase encoder, not both")
+            similarity = SimilarityTable.from_json(opts["similarity_table"])
+        return scoring.score_gcg(samples, predictions, encoder, captions, allow, similarity)
     if task == "caption":
         refs = {str(s.id): [s.caption] for s in samples}
         return scoring.score_captions(refs, predictions, allow, opts.get("caption_metrics"))

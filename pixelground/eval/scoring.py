@@ -17,6 +17,12 @@ from typing import Any
 import numpy as np
 
 from pixelground.core.errors import InputError
+from pixelground.eval.metrics.caption import caption_scores
+from pixelground.eval.metrics.gcg import GCGImage, evaluate_gcg
+from pixelground.eval.metrics.grefer import GReferAccumulator
+from pixelground.eval.metrics.phrase_similarity import PhraseSimilarity
+from pixelground.eval.metrics.png import PNGAccumulator
+from pixelground.eval.metrics.refer import ReferAccumulator
 from pixelground.eval.metrics.selection import (
     covered_objects,
     covers,
@@ -122,9 +128,6 @@ def score_refer(
     of each outcome of ``metrics.selection``, over all and per type; each per-sample row
     gets its ``selection`` outcome).
     """
-    from pixelground.eval.metrics.grefer import GReferAccumulator
-    from pixelground.eval.metrics.refer import ReferAccumulator
-
     matcher = _Matcher(predictions)
     acc = ReferAccumulator(variant=variant)  # type: ignore[arg-type]
     with_no_target = any(bool(getattr(s, "no_target", False)) for s in samples)
@@ -263,8 +266,6 @@ def score_grefer(
 ) -> dict[str, Any]:
     """ReLA gRefCOCO metrics (grefer.py); a prediction's no-target flag, else "empty"; plus
     ``near_misses`` as :func:`score_refer` gives them."""
-    from pixelground.eval.metrics.grefer import GReferAccumulator
-
     matcher = _Matcher(predictions)
     acc = GReferAccumulator()
     missing: list[str] = []
@@ -294,8 +295,6 @@ def gcg_images(
     samples: Sequence[Any], predictions: Mapping[str, Prediction], allow_missing: bool = False
 ) -> list[Any]:
     """GCGImage pairs (metrics/gcg.py) from GranD-f samples and GCG predictions."""
-    from pixelground.eval.metrics.gcg import GCGImage
-
     images, missing = [], []
     for sample in samples:
         gt = sample.gt_masks()
@@ -325,12 +324,12 @@ def score_gcg(
     encoder: Any = "auto",
     captions: bool = True,
     allow_missing: bool = False,
+    similarity: PhraseSimilarity | None = None,
 ) -> dict[str, Any]:
-    """GLaMM GCG metrics (AP50, mIoU, recall, caption metrics) of GCG predictions."""
-    from pixelground.eval.metrics.gcg import evaluate_gcg
-
+    """GLaMM GCG metrics (AP50, mIoU, recall, caption metrics) of GCG predictions; the recall's
+    phrase similarity from ``encoder``, or the given ``similarity`` (callable or table)."""
     images = gcg_images(samples, predictions, allow_missing)
-    return evaluate_gcg(images, encoder=encoder, captions=captions)
+    return evaluate_gcg(images, encoder=encoder, captions=captions, similarity=similarity)
 
 
 def score_captions(
@@ -340,8 +339,6 @@ def score_captions(
     metrics: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """BLEU/METEOR/ROUGE-L/CIDEr-D of predicted captions (each prediction's text)."""
-    from pixelground.eval.metrics.caption import caption_scores
-
     candidates = {k: p.text or "" for k, p in predictions.items() if k in references}
     missing = [k for k in references if k not in candidates]
     if missing and not allow_missing:
@@ -381,8 +378,6 @@ def score_png(
     narratives: Sequence[Any], predictions: Mapping[str, Prediction], allow_missing: bool = False
 ) -> dict[str, Any]:
     """PNG average recall: every grounded GT phrase against the union of its predicted masks."""
-    from pixelground.eval.metrics.png import PNGAccumulator
-
     acc = PNGAccumulator()
     missing = []
     for narrative in narratives:

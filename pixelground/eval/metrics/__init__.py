@@ -1,7 +1,17 @@
-# VOS, panoptic, semantic and entity metrics (re-exported; see each module for definitions).
+# VOS, panoptic, semantic, entity and GCG metrics (re-exported; see each module for definitions).
 from pixelground.eval.metrics.entity import evaluate_entity as evaluate_entity
+from pixelground.eval.metrics.gcg import GCGImage as GCGImage
+from pixelground.eval.metrics.gcg import evaluate_gcg as evaluate_gcg
+from pixelground.eval.metrics.gcg import gcg_ap50 as gcg_ap50
+from pixelground.eval.metrics.gcg import gcg_miou as gcg_miou
+from pixelground.eval.metrics.gcg import gcg_recall as gcg_recall
+from pixelground.eval.metrics.gcg import greedy_pair_miou as greedy_pair_miou
+from pixelground.eval.metrics.gcg import match_with_phrases as match_with_phrases
+from pixelground.eval.metrics.gcg import official_iou_matrix as official_iou_matrix
 from pixelground.eval.metrics.panoptic import PQStat as PQStat
 from pixelground.eval.metrics.panoptic import evaluate_panoptic as evaluate_panoptic
+from pixelground.eval.metrics.phrase_similarity import PhraseSimilarity as PhraseSimilarity
+from pixelground.eval.metrics.phrase_similarity import SimilarityTable as SimilarityTable
 from pixelground.eval.metrics.semantic import ConfusionMatrix as ConfusionMatrix
 from pixelground.eval.metrics.semantic import evaluate_semantic as evaluate_semantic
 from pixelground.eval.metrics.semantic import evaluate_semantic_folders as evaluate_semantic_folders
@@ -10,6 +20,8 @@ from pixelground.eval.metrics.vos import boundary_f_measure as boundary_f_measur
 from pixelground.eval.metrics.vos import db_statistics as db_statistics
 from pixelground.eval.metrics.vos import evaluate_vos as evaluate_vos
 from pixelground.eval.metrics.vos import region_similarity as region_similarity
+from pixelground.eval.metrics.vos_protocols import UnsupervisedScores as UnsupervisedScores
 from pixelground.eval.metrics.vos_protocols import expression_scores as expression_scores
+from pixelground.eval.metrics.vos_protocols import match_proposals as match_proposals
 from pixelground.eval.metrics.vos_protocols import semi_supervised_scores as semi_supervised_scores
 from pixelground.eval.metrics.vos_protocols import unsupervised_scores as unsupervised_scores

@@ -21,8 +21,9 @@ Official edge cases kept: IoU of two empty masks is NaN (``0 / 0``), which ends 
 ground-truth phrase count differs from its mask count raises inside the official ``try`` and
 contributes its phrases to the denominator but no match.
 
-Phrase similarity uses a pluggable :class:`~pixelground.eval.metrics.phrase_encoders.TextEncoder`;
-the report's ``"phrase_encoder"`` says which (official: bert-base-uncased mean-pooled).
+Phrase similarity uses a pluggable :class:`~pixelground.eval.metrics.phrase_encoders.TextEncoder`
+(official: bert-base-uncased mean-pooled), or a given similarity: a callable or a fixed table
+(:mod:`pixelground.eval.metrics.phrase_similarity`); the report's ``"phrase_encoder"`` says which.
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ import numpy as np
 
 from pixelground.core.errors import InputError
 from pixelground.core.masks import as_mask_stack, encode_rle, mask_iou
-from pixelground.eval.metrics.phrase_encoders import TextEncoder, cosine_matrix, get_encoder
+from pixelground.eval.metrics.caption import caption_scores
+from pixelground.eval.metrics.phrase_encoders import TextEncoder, get_encoder
+from pixelground.eval.metrics.phrase_similarity import (
+    PhraseSimilarity,
+    encoder_similarity,
+    similarity_name,
+)
 
 
 @dataclass
@@ -193,29 +200,36 @@ def gcg_miou(images: Sequence[GCGImage]) -> tuple[float, list[float]]:
 
 def gcg_recall(
     images: Sequence[GCGImage],
-    encoder: TextEncoder,
+    encoder: TextEncoder | None = None,
     iou_threshold: float = 0.5,
     sim_threshold: float = 0.5,
+    *,
+    similarity: PhraseSimilarity | None = None,
 ) -> tuple[float, list[dict[str, int]]]:
     """Mask recall with phrase similarity, GLaMM's ``evaluate_recall_with_mapping``.
+
+    Args:
+        images: ground truth and prediction per image.
+        encoder: a phrase encoder (cosine similarity of its embeddings), or
+        similarity: a given similarity, ``similarity(gt_phrases, pred_phrases) -> (N, M)``
+            (e.g. a :class:`~pixelground.eval.metrics.phrase_similarity.SimilarityTable`);
+            exactly one of the two.
+        iou_threshold, sim_threshold: the official 0.5 and 0.5.
 
     Returns:
         (recall, per-image {"matches", "gt_phrases"}).
     """
-    texts = sorted({p for im in images for p in (*im.gt_phrases, *im.pred_phrases)})
-    index = {t: i for i, t in enumerate(texts)}
-    embeddings = encoder.embed(texts) if texts else np.zeros((0, 1))
+    if (encoder is None) == (similarity is None):
+        raise InputError("gcg_recall needs a phrase encoder or a similarity (exactly one)")
+    if similarity is None:
+        texts = [p for im in images for p in (*im.gt_phrases, *im.pred_phrases)]
+        similarity = encoder_similarity(encoder, texts)
     true_positives = actual_positives = 0
     per_image = []
     for image in images:
         actual_positives += len(image.gt_phrases)
         ious = official_iou_matrix(image.gt_masks, image.preds())
-        gi = [index[p] for p in image.gt_phrases]
-        pi = [index[p] for p in image.pred_phrases]
-        if gi and pi:
-            sims = cosine_matrix(embeddings[gi], embeddings[pi])
-        else:
-            sims = np.zeros((len(gi), len(pi)))
+        sims = np.asarray(similarity(list(image.gt_phrases), list(image.pred_phrases)), float)
         try:
             matched = len(match_with_phrases(ious, sims, iou_threshold, sim_threshold))
         except IndexError:  # official: exception inside try -> image adds no match
@@ -226,54 +240,63 @@ def gcg_recall(
     return recall, per_image
 
 
+def _add_caption_scores(
+    out: dict[str, Any], per_sample: list[dict[str, Any]], images: Sequence[GCGImage]
+) -> None:
+    """METEOR, CIDEr-D, BLEU, ROUGE-L of the predicted captions (into ``out`` and each row)."""
+    predicted = {im.image_id: im.pred_caption for im in images if im.pred_caption is not None}
+    if not predicted:
+        return
+    scores = caption_scores({im.image_id: im.gt_caption for im in images}, predicted)
+    by_id = {row["id"]: row for row in scores.pop("per_sample")}
+    out.update(scores)
+    for row in per_sample:
+        row.update({k: v for k, v in by_id.get(row["id"], {}).items() if k != "id"})
+
+
 def evaluate_gcg(
     images: Sequence[GCGImage],
     encoder: TextEncoder | str = "auto",
     captions: bool = True,
     iou_threshold: float = 0.5,
     sim_threshold: float = 0.5,
+    similarity: PhraseSimilarity | None = None,
 ) -> dict[str, Any]:
     """All GCG metrics of GLaMM's evaluate.py (except SPICE).
 
     Args:
         images: ground truth and prediction per image (every ground-truth image).
-        encoder: phrase encoder or its name ("auto", "bert", "minilm", "lexical").
+        encoder: phrase encoder or its name ("auto", "bert", "minilm", "lexical"); not used
+            (nor loaded) when ``similarity`` is given.
         captions: also compute caption metrics (needs Java and pycocoevalcap).
         iou_threshold, sim_threshold: the recall thresholds (0.5 and 0.5 officially).
+        similarity: a given phrase similarity (a callable or a
+            :class:`~pixelground.eval.metrics.phrase_similarity.SimilarityTable`).
 
     Returns:
-        {"AP50", "mIoU", "recall", caption metrics..., "phrase_encoder", "count",
-         "missing_predictions", "per_sample"}.
+        {"AP50", "mIoU", "recall", caption metrics..., "phrase_encoder" (the encoder's or the
+         similarity's name), "count", "missing_predictions", "per_sample"}.
     """
     if not images:
         raise InputError("no GCG images to score")
-    text_encoder = get_encoder(encoder)
-    ap50 = gcg_ap50(images)
+    if similarity is None:
+        text_encoder = get_encoder(encoder)
+        name = getattr(text_encoder, "name", type(text_encoder).__name__)
+        recall, per_recall = gcg_recall(images, text_encoder, iou_threshold, sim_threshold)
+    else:
+        name = similarity_name(similarity)
+        recall, per_recall = gcg_recall(
+            images, None, iou_threshold, sim_threshold, similarity=similarity
+        )
     miou, per_miou = gcg_miou(images)
-    recall, per_recall = gcg_recall(images, text_encoder, iou_threshold, sim_threshold)
-    out: dict[str, Any] = {"AP50": ap50, "mIoU": miou, "recall": recall}
+    out: dict[str, Any] = {"AP50": gcg_ap50(images), "mIoU": miou, "recall": recall}
     per_sample = [
         {"id": im.image_id, "mIoU": m, **r, "pred_masks": len(im.preds())}
         for im, m, r in zip(images, per_miou, per_recall, strict=True)
     ]
     if captions:
-        from pixelground.eval.metrics.caption import caption_scores
-
-        predicted = {im.image_id: im.pred_caption for im in images if im.pred_caption is not None}
-        if predicted:
-            scores = caption_scores({im.image_id: im.gt_caption for im in images}, predicted)
-            by_id = {row["id"]: row for row in scores.pop("per_sample")}
-            out.update(scores)
-            for row in per_sample:
-                row.update({k: v for k, v in by_id.get(row["id"], {}).items() if k != "id"})
-    out.update(
-        {
-            "phrase_encoder": getattr(text_encoder, "name", type(text_encoder).__name__),
-            "count": len(images),
-            "missing_predictions": sum(
-                im.pred_caption is None and im.pred_masks is None for im in images
-            ),
-            "per_sample": per_sample,
-        }
-    )
+        _add_caption_scores(out, per_sample, images)
+    missing = sum(im.pred_caption is None and im.pred_masks is None for im in images)
+    out.update(phrase_encoder=name, count=len(images), missing_predictions=missing)
+    out["per_sample"] = per_sample
     return out

@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from pixelground.backends.loading import is_local_checkpoint, load_pretrained, select_device
 from pixelground.core.errors import (
     CheckpointMissingError,
     DependencyMissingError,
@@ -113,7 +114,6 @@ class MeanPoolEncoder:
     ) -> None:
         require("torch", "models")
         transformers = require("transformers", "models")
-        from pixelground.backends.loading import load_pretrained, select_device
 
         self.source = source
         self.name = name or f"{source} (mean-pooled last hidden state)"
@@ -195,7 +195,6 @@ def get_encoder(name: str | TextEncoder = "auto", device: str | None = None) -> 
         except (CheckpointMissingError, DependencyMissingError) as error:
             log.warning("MiniLM phrase encoder unavailable (%s); using lexical overlap", error)
         return LexicalEncoder()
-    from pixelground.backends.loading import is_local_checkpoint
 
     if is_local_checkpoint(name):
         return MeanPoolEncoder(name, device=device)

@@ -75,6 +75,7 @@ def _score_options(args: argparse.Namespace) -> dict[str, Any]:
         "pred_dir": args.pred_dir,
         "categories": args.categories,
         "phrase_encoder": args.phrase_encoder,
+        "similarity_table": args.similarity_table,
         "captions": not args.no_captions,
         "caption_metrics": args.metrics.split(",") if args.metrics else None,
         "num_classes": args.num_classes or (len(classes) if classes else None),
@@ -205,6 +206,11 @@ def _add_score(subparsers: Any) -> None:
     parser.add_argument("--bound-th", type=float, help="vos: boundary tolerance (0.008)")
     parser.add_argument("--exclude-void", action="store_true", help="vos: exclude void pixels")
     parser.add_argument("--no-per-frame", action="store_true", help="vos: no per-frame lists")
+    parser.add_argument(
+        "--similarity-table",
+        metavar="JSON",
+        help="gcg: fixed phrase similarities instead of an encoder (docs/eval.md)",
+    )
     _add_dataset_options(parser)
     _add_output(parser)
     parser.set_defaults(handler=_score)
