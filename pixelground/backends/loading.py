@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +43,36 @@ def is_cached(source: str, filename: str = "config.json") -> bool:
     return isinstance(found, str)
 
 
-@functools.lru_cache(maxsize=1)
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the hub can be reached now (False when HF_HUB_OFFLINE is set)."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
+def hub_address() -> tuple[str, int]:
+    """Host and port of the hub in use (``HF_ENDPOINT`` when set, else huggingface.co:443)."""
+    endpoint = os.environ.get("HF_ENDPOINT") or f"https://{HUB_HOST}"
+    parsed = urllib.parse.urlsplit(endpoint)
+    port = parsed.port or (80 if parsed.scheme == "http" else 443)
+    return parsed.hostname or HUB_HOST, port
+
+
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE asks for no network."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+@functools.lru_cache(maxsize=4)
+def _can_connect(address: tuple[str, int], timeout: float) -> bool:
     try:
-        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+        with socket.create_connection(address, timeout=timeout):
             return True
     except OSError:
         return False
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub (HF_ENDPOINT or huggingface.co) can be reached now.
+
+    False when HF_HUB_OFFLINE is set; one connection attempt per address per process.
+    """
+    if hub_offline():
+        return False
+    return _can_connect(hub_address(), timeout)
 
 
 def missing_checkpoint_message(source: str) -> str:

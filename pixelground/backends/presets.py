@@ -5,7 +5,8 @@ grounding_model, video_segmenter, dino, depth) to a backend name and a checkpoin
 directory, ``tiny:NAME`` for a random-weight tiny model built on first use, or
 ``package:NAME`` for a checkpoint shipped inside the package, pixelground/checkpoints/NAME). Every
 part can be overridden by role. ``auto`` picks the best preset whose checkpoints are
-present locally.
+present locally, else ``default`` when the hub can be reached (it downloads), else the
+bundled ``shapes`` with a warning.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
-from pixelground.backends.loading import is_cached
+from pixelground.backends.loading import (
+    hub_cache_dir,
+    hub_reachable,
+    is_cached,
+    is_local_checkpoint,
+)
 from pixelground.backends.registry import BACKENDS
-from pixelground.core.errors import InputError, UnknownNameError
+from pixelground.core.errors import CheckpointMissingError, InputError, UnknownNameError
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +197,9 @@ PRESETS: dict[str, Preset] = {
     ]
 }
 
-#: Presets ``auto`` tries, best first; sa2va needs an explicit trust_remote_code opt-in.
-AUTO_ORDER = ("quality", "default", "shapes", "tiny")
+#: Presets ``auto`` may pick, in order of preference (see resolve_auto); sa2va needs an
+#: explicit trust_remote_code opt-in, and tiny is never meaningful.
+AUTO_ORDER = ("quality", "default", "shapes")
 
 
 def get_preset(name: str) -> Preset:
@@ -225,23 +232,106 @@ def part_available(part: Part) -> bool:
     return is_cached(part.checkpoint)
 
 
-def resolve_auto() -> Preset:
-    """The first preset in AUTO_ORDER whose every checkpoint is present; logs which.
+#: Backends that answer free questions (chat) when a preset has no vlm part.
+CHAT_GROUNDING_BACKENDS = ("sa2va",)
 
-    Parts of OPTIONAL_ROLES are not checked: a missing DINO only stops ``--mode cass``.
+
+def can_chat(preset: Preset) -> bool:
+    """Whether ``preset`` has a model that answers questions (a VLM or Sa2VA end to end)."""
+    grounding = preset.parts.get("grounding_model")
+    return "vlm" in preset.parts or (
+        grounding is not None and grounding.backend in CHAT_GROUNDING_BACKENDS
+    )
+
+
+def override_checkpoint(source: str) -> str:
+    """The checkpoint of a ``--model`` value: ``BACKEND:SOURCE`` without the backend name."""
+    return source.partition(":")[2] if _names_backend(source) else source
+
+
+def check_overrides(overrides: dict[str, str]) -> None:
+    """Check ``role=source`` overrides before anything loads.
+
+    Raises:
+        UnknownNameError: a role that does not exist.
+        InputError: a local directory that does not exist or holds no config.json (the
+            message names the path as given).
     """
-    for name in AUTO_ORDER:
-        preset = PRESETS[name]
-        needed = [p for role, p in preset.parts.items() if role not in OPTIONAL_ROLES]
-        if all(part_available(p) for p in needed):
-            level = logging.WARNING if not preset.meaningful else logging.INFO
-            log.log(
-                level,
-                "auto preset: using %r%s",
-                name,
-                ""
-                if preset.meaningful
-                else " (no pretrained checkpoints found: output is not meaningful)",
-            )
-            return preset
-    raise AssertionError("the tiny preset is always available")
+    for role, source in overrides.items():
+        if role not in ROLES:
+            raise UnknownNameError(f"unknown role {role!r}; roles are: {', '.join(ROLES)}")
+        checkpoint = override_checkpoint(source)
+        if checkpoint and is_local_checkpoint(checkpoint):
+            folder = Path(checkpoint).expanduser()
+            if not folder.is_dir():
+                raise InputError(f"--model {role}={source}: {checkpoint} is not a directory")
+            if not (folder / "config.json").exists():
+                raise InputError(
+                    f"--model {role}={source}: {checkpoint} holds no config.json; pass a "
+                    "directory written by save_pretrained"
+                )
+
+
+def missing_parts(preset: Preset) -> dict[str, list[str]]:
+    """Checkpoints of ``preset`` not present locally: checkpoint -> the roles that use it."""
+    missing: dict[str, list[str]] = {}
+    for role, part in preset.parts.items():
+        if not part_available(part):
+            missing.setdefault(str(part.checkpoint), []).append(role)
+    return missing
+
+
+def require_parts(preset: Preset) -> None:
+    """Raise one CheckpointMissingError naming every missing part, unless they can download.
+
+    Raises:
+        CheckpointMissingError: some checkpoints are neither local nor cached, and the hub
+            cannot be reached (or a local directory is missing).
+    """
+    missing = missing_parts(preset)
+    local = [c for c in missing if is_local_checkpoint(c)]
+    if not missing or (not local and hub_reachable()):
+        return
+    listing = "; ".join(f"{', '.join(roles)}: {c}" for c, roles in missing.items())
+    hub_ids = " ".join(c for c in missing if c not in local)
+    fix = f"download them on a machine with internet (huggingface-cli download ID, for {hub_ids})"
+    raise CheckpointMissingError(
+        f"preset {preset.name!r} is missing {len(missing)} checkpoint(s), not in the local "
+        f"cache ({hub_cache_dir()}) and the hub cannot be reached: {listing}. "
+        f"{fix if hub_ids else 'check the paths'}, or pass local directories with "
+        "--model ROLE=/path/to/dir"
+    )
+
+
+#: Presets ``auto`` takes when all their checkpoints are cached, best first.
+AUTO_CACHED = ("quality", "default")
+#: What ``auto`` downloads when nothing better is cached and the hub is reachable.
+AUTO_DOWNLOAD = "default"
+#: The bundled fallback when offline with nothing cached.
+AUTO_OFFLINE = "shapes"
+
+
+def resolve_auto() -> Preset:
+    """What ``auto`` means now.
+
+    The best preset of AUTO_CACHED whose checkpoints are all cached; else ``default`` when
+    the hub can be reached (its checkpoints download on first use); else the bundled
+    ``shapes`` model, with a warning that it knows generated shapes only.
+    """
+    for name in AUTO_CACHED:
+        if not missing_parts(PRESETS[name]):
+            log.info("auto preset: using %r (all checkpoints cached)", name)
+            return PRESETS[name]
+    if hub_reachable():
+        log.info("auto preset: using %r (downloading its checkpoints)", AUTO_DOWNLOAD)
+        return PRESETS[AUTO_DOWNLOAD]
+    if missing_parts(PRESETS[AUTO_OFFLINE]):  # an install without the shipped checkpoint
+        log.warning("auto preset: nothing usable is cached, so using 'tiny' (not meaningful)")
+        return PRESETS["tiny"]
+    log.warning(
+        "auto preset: the hub cannot be reached and no pretrained preset is cached, so using "
+        "%r, which only knows generated scenes of shapes (use --preset, or download %s)",
+        AUTO_OFFLINE,
+        AUTO_DOWNLOAD,
+    )
+    return PRESETS[AUTO_OFFLINE]

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from pixelground.core.errors import InputError
+from pixelground.core.files import write_text_atomic
 from pixelground.core.masks import decode_rle, encode_rle, masks_to_boxes
 
 SCHEMA_VERSION = 1
@@ -35,7 +36,7 @@ class JsonMixin:
         """Serialise to a JSON string, and write it to ``path`` if given."""
         text = json.dumps(self.to_dict(), indent=indent)
         if path is not None:
-            Path(path).write_text(text + "\n")
+            write_text_atomic(path, text + "\n")
         return text
 
     @classmethod

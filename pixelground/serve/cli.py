@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +28,21 @@ COMMAND_MODULES = (
 )
 
 log = logging.getLogger("pixelground")
+
+#: Options whose values may start with a minus sign (``--point -5,10``).
+NUMERIC_OPTIONS = ("--box", "--point", "--neg-point")
+_NEGATIVE = re.compile(r"^-\d")
+
+
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--point -5,10`` as ``--point=-5,10``, so argparse does not read -5,10 as an option."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] in NUMERIC_OPTIONS and _NEGATIVE.match(token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Hugging Face's per-file progress bars would bury our one-line messages.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     handler = getattr(args, "handler", None)
@@ -59,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PixelgroundError as error:
         print(f"pixelground: error: {error}", file=sys.stderr)
         return error.exit_code
+    except OSError as error:  # the machine's answer (disk full, permissions), not a bug of ours
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"pixelground: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("pixelground: interrupted", file=sys.stderr)
         return 130

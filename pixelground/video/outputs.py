@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from pixelground.core.errors import InputError, require
+from pixelground.core.files import atomic_path, save_atomic, write_text_atomic
 from pixelground.core.frames import FrameSource
 from pixelground.core.result import VideoResult
 from pixelground.viz import render_video_frame
@@ -86,7 +87,7 @@ def write_davis_masks(
     for frame_index in range(count):
         image = Image.fromarray(label_map(result, frame_index))
         image.putpalette(palette)  # an "L" image with a palette becomes "P", values unchanged
-        image.save(folder / _frame_name(result, frame_index))
+        save_atomic(folder / _frame_name(result, frame_index), image.save)
     return folder
 
 
@@ -149,23 +150,23 @@ def write_overlay_video(
             f"{result.video.width}x{result.video.height}; pass the frames it was computed on"
         )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps or result.video.fps or DEFAULT_FPS).limit_denominator(1001)
-    container = av.open(str(path), mode="w")
-    try:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width = frames.width + frames.width % 2
-        stream.height = frames.height + frames.height % 2
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "20", "preset": "veryfast"}
-        for pixels in overlay_frames(result, frames, stop, alpha):
-            video_frame = av.VideoFrame.from_ndarray(_even(pixels), format="rgb24")
-            for packet in stream.encode(video_frame):
+    with atomic_path(path) as temp:  # a torn video never takes the name
+        container = av.open(str(temp), mode="w")
+        try:
+            stream = container.add_stream("libx264", rate=rate)
+            stream.width = frames.width + frames.width % 2
+            stream.height = frames.height + frames.height % 2
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": "20", "preset": "veryfast"}
+            for pixels in overlay_frames(result, frames, stop, alpha):
+                video_frame = av.VideoFrame.from_ndarray(_even(pixels), format="rgb24")
+                for packet in stream.encode(video_frame):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    finally:
-        container.close()
+        finally:
+            container.close()
     return path
 
 
@@ -186,8 +187,7 @@ def write_outputs(
     """
     written = []
     if json_path is not None:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        result.to_json(json_path)
+        write_text_atomic(json_path, result.to_json() + "\n")
         written.append(Path(json_path))
     if masks_dir is not None:
         written.append(write_davis_masks(result, masks_dir, stop=stop))

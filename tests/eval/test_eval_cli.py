@@ -10,6 +10,7 @@ import sys
 import pytest
 from eval_fixtures import build_refer, voc_image_dir
 
+from pixelground.backends.presets import Preset
 from pixelground.core.errors import InputError, PixelgroundError
 from pixelground.core.result import GroundedResult, ImageInfo, Region
 from pixelground.eval.loop import PREDICTIONS_FILE, evaluate, marked_caption
@@ -117,6 +118,9 @@ def test_score_user_errors_are_one_line(capsys, tmp_path):
 class FakePipeline:
     """Stands in for pixelground.load(...): answers segment() with the GT mask or nothing."""
 
+    meaningful = True
+    preset = Preset("fake", "a stand-in")
+
     def __init__(self, samples, fail_on=(), stop_after=None):
         self.truth = {(s.image_path.name, s.text): s for s in samples}
         self.fail_on = set(fail_on)
@@ -176,11 +180,9 @@ def test_eval_command_with_injected_pipeline(monkeypatch, capsys, tmp_path, shar
     root = build_refer(tmp_path / "refer", shared_data)
     images = voc_image_dir(shared_data)
     samples = load_refer(root, "refcoco", "val", image_dir=images)
-    import pixelground.pipeline
+    from pixelground.serve.commands import common
 
-    monkeypatch.setattr(
-        pixelground.pipeline, "load", lambda preset, device=None: FakePipeline(samples)
-    )
+    monkeypatch.setattr(common, "load", lambda preset, **_: FakePipeline(samples))
     out = tmp_path / "cli-run"
     code = run_cli(["eval", "refer", "--dataset", f"refcoco:{root}", "--preset", "tiny",
                     "--image-dir", str(images), "--limit", "3", "--out", str(out), "--json",

@@ -105,12 +105,12 @@ def test_video_input_is_told_apart_from_images(tmp_path: Path):
 def test_user_errors_come_before_any_model_loads(
     main, argv, message, swan_mp4: Path, swan_image_path: Path, tmp_path: Path, capsys, monkeypatch
 ):
-    import pixelground.pipeline
+    from pixelground.serve.commands import common
 
     def no_models(*args, **kwargs):
         raise AssertionError("a model was loaded before the arguments were checked")
 
-    monkeypatch.setattr(pixelground.pipeline, "load", no_models)
+    monkeypatch.setattr(common, "load", no_models)
     paths = {"mp4": swan_mp4, "image": swan_image_path, "missing": tmp_path / "gone.mp4"}
     assert main([part.format(**paths) for part in argv]) == 2
     assert message in capsys.readouterr().err

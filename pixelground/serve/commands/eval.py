@@ -19,37 +19,53 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
 from pixelground.backends.base import DETECTION_THRESHOLD
 from pixelground.core.errors import InputError
-from pixelground.serve.commands.image import add_model_option, model_overrides
+from pixelground.core.files import check_output, check_output_dir, write_text_atomic
+from pixelground.eval.loop import check_eval_task, evaluate
+from pixelground.eval.report import print_table, summary, to_json, write_per_sample_csv
+from pixelground.eval.run import score
+from pixelground.serve.commands.common import add_model_option, load_pipeline, say
 
 TASK_HELP = "refer, grefer, vos, gcg, caption, panoptic, entity, semseg or png"
 
 
 def _stdout_console():
-    from rich.console import Console
-
     return Console(file=sys.stdout, soft_wrap=True)
 
 
 def _stderr_console():
-    from rich.console import Console
-
     return Console(file=sys.stderr)
 
 
 def _emit(result: dict[str, Any], args: argparse.Namespace, title: str | None = None) -> None:
-    from pixelground.eval.report import print_table, summary, to_json, write_per_sample_csv
-
     if getattr(args, "per_sample_csv", None):
         write_per_sample_csv(result.get("per_sample", []), args.per_sample_csv)
     if getattr(args, "output", None):
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(to_json(result) + "\n")
+        write_text_atomic(args.output, to_json(result) + "\n")
+        say(f"wrote {args.output}")
     if args.json:
         sys.stdout.write(to_json(result if not args.summary_only else summary(result)) + "\n")
     else:
         print_table(result, console=_stdout_console(), title=title)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """-o and --per-sample-csv (and eval's --out folder) can be written, before any work."""
+    check_output(getattr(args, "output", None), "-o")
+    check_output(getattr(args, "per_sample_csv", None), "--per-sample-csv")
+    if getattr(args, "out", None):
+        check_output_dir(args.out, "--out")
 
 
 def _class_names(value: str | None) -> list[str] | None:
@@ -90,10 +106,9 @@ def _score_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from pixelground.eval.run import score
-
     if args.task != "panoptic" and (args.gt_dir or args.pred_dir):
         raise InputError("--gt-dir/--pred-dir are for panoptic scoring only")
+    _check_outputs(args)
     result = score(args.task, args.pred, args.gt, args.protocol, **_score_options(args))
     _emit(result, args)
     return 0
@@ -111,21 +126,11 @@ def _prediction_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    from pixelground.eval.loop import check_eval_task, evaluate
-    from pixelground.pipeline import load
-
     check_eval_task(args.task)
-    pipeline = load(args.preset, device=args.device, **model_overrides(args.model))
+    _check_outputs(args)
     out_dir = args.out or str(Path("pixelground-eval") / f"{args.task}-{args.preset}")
+    check_output_dir(out_dir, "--out")
+    pipeline = load_pipeline(args)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),

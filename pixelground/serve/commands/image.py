@@ -11,73 +11,55 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import IO
+
+import numpy as np
+from PIL import Image
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
 
 from pixelground.backends.base import DETECTION_THRESHOLD
+from pixelground.backends.presets import (
+    AUTO_ORDER,
+    PRESETS,
+    can_chat,
+    get_preset,
+    part_available,
+)
 from pixelground.core.errors import InputError, PixelgroundError
-from pixelground.core.media import list_images, load_image
+from pixelground.core.files import atomic_open, check_output, check_output_dir, save_atomic
+from pixelground.core.media import LoadedImage, list_images, load_image
 from pixelground.core.prompts import Box, Point
 from pixelground.core.result import GroundedResult
+from pixelground.pipeline import Pipeline
 from pixelground.serve.commands import video_tasks
+from pixelground.serve.commands.common import (
+    add_model_option,
+    load_pipeline,
+    model_overrides,
+    report_written,
+    say,
+    stderr_console,
+)
 from pixelground.tasks.common import clean_text
 from pixelground.tasks.semseg import parse_classes
+from pixelground.viz.overlay import render_result
 
 log = logging.getLogger("pixelground.cli")
 
 Task = Callable[..., GroundedResult]
-
-
-def add_model_option(parser: argparse.ArgumentParser) -> None:
-    """The repeatable ``--model ROLE=SOURCE`` option (see :func:`model_overrides`)."""
-    parser.add_argument(
-        "--model",
-        action="append",
-        default=[],
-        metavar="ROLE=SOURCE",
-        help="override a part of the preset: a hub id or local directory, "
-        "e.g. segmenter=/models/sam2 or grounding_model=segtoken:runs/shapes/run",
-    )
-
-
-def model_overrides(values: list[str]) -> dict[str, str]:
-    """``--model ROLE=SOURCE`` values as load() overrides; InputError for a malformed one."""
-    overrides = {}
-    for value in values:
-        role, sep, source = value.partition("=")
-        if not sep or not role or not source:
-            raise InputError(
-                f"--model takes ROLE=SOURCE (e.g. segmenter=/models/sam2), got {value!r}"
-            )
-        overrides[role] = source
-    return overrides
-
-
-def _pipeline(args: argparse.Namespace):
-    from pixelground.pipeline import load
-
-    pipeline = load(
-        args.preset, device=args.device, dtype=args.dtype, **model_overrides(args.model)
-    )
-    if args.preset == "auto":
-        print(f"pixelground: using preset {pipeline.preset.name!r}", file=sys.stderr)
-    if not pipeline.meaningful:
-        print(
-            f"pixelground: preset {pipeline.preset.name!r} uses random-weight models: "
-            "its output is not meaningful",
-            file=sys.stderr,
-        )
-    return pipeline
+#: check(args, image) before any model loads; ``image`` is the single IMAGE, else None.
+Check = Callable[[argparse.Namespace, LoadedImage | None], object]
 
 
 def _write_overlay(result: GroundedResult, image_path: Path, target: Path) -> None:
-    from PIL import Image
-
-    from pixelground.viz.overlay import render_result
-
     pixels = load_image(image_path).pixels
-    target.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(render_result(pixels, result)).save(target)
+    overlay = Image.fromarray(render_result(pixels, result))
+    save_atomic(target, overlay.save)
 
 
 def _overlay_target(args: argparse.Namespace, image_path: Path, many: bool) -> Path | None:
@@ -87,65 +69,103 @@ def _overlay_target(args: argparse.Namespace, image_path: Path, many: bool) -> P
     return overlay / f"{image_path.stem}.png" if many else overlay
 
 
-def run_images(
-    args: argparse.Namespace, task: Task, check: Callable[[], object] | None = None
-) -> int:
+def _check_outputs(args: argparse.Namespace, many: bool) -> None:
+    """-o and --overlay can be written (folders created) before any work starts."""
+    check_output(args.output, "-o")
+    if many:
+        check_output_dir(args.overlay, "--overlay")
+    else:
+        check_output(args.overlay, "--overlay")
+
+
+def _empty_reason(result: GroundedResult, pipeline: Pipeline, args: argparse.Namespace) -> str:
+    """Why a result has no region, as far as the command knows."""
+    if result.task == "segment":
+        if pipeline.preset.parts.get("grounding_model") is not None:
+            return "the model found nothing the expression refers to (it refused it)"
+        return f"no detection scored above the threshold {args.threshold}"
+    if result.task in ("ground", "caption", "chat") and result.text:
+        return "no phrase of the text was found in the image"
+    return "nothing was found"
+
+
+def _announce(result: GroundedResult, pipeline: Pipeline, args: argparse.Namespace, path) -> None:
+    """0-region results say so on stderr; an empty answer is an error, never a silent exit 0."""
+    if result.task in ("chat", "caption") and not result.text.strip():
+        if not pipeline.meaningful:  # random weights may well say nothing
+            say(f"the {result.task} for {path} is empty (random-weight models)")
+            return
+        raise InputError(
+            f"preset {pipeline.preset.name!r} gave an empty {result.task} for {path}: its "
+            "model cannot do this; use --preset default"
+        )
+    grounds = result.task not in ("chat", "caption") or getattr(args, "grounded", True)
+    if not len(result) and grounds and result.task != "chat":
+        say(f"0 regions for {path}: {_empty_reason(result, pipeline, args)}")
+
+
+def run_images(args: argparse.Namespace, task: Task, check: Check | None = None) -> int:
     """Run ``task(pipeline, image_path)`` on every image IMAGE names; write JSON or JSONL.
 
-    ``check`` validates the other arguments before any model loads.
+    Output paths, the image (one image) and ``check(args, image)`` are checked before any
+    model loads. Each result is written as soon as it is made; with several images a
+    failed image is reported and skipped, and the lines done are kept on an interruption.
     """
-    if check is not None:
-        check()
     paths = list_images(args.image)
     if not paths:
         raise InputError(f"no images found at {args.image}")
     many = len(paths) > 1 or Path(args.image).is_dir()
-    if not many:
-        load_image(paths[0])  # a bad single image fails before any model loads
-    pipeline = _pipeline(args)
-    out = open(args.output, "w") if args.output else sys.stdout  # noqa: SIM115
-    failures = 0
-    try:
-        for path in _progress(paths, many):
-            try:
-                result = task(pipeline, path)
-            except PixelgroundError as error:
-                if not many:
-                    raise
-                failures += 1
-                print(f"pixelground: skipped {path}: {error}", file=sys.stderr)
-                continue
-            out.write(result.to_json(indent=None if many else 2) + "\n")
-            out.flush()
-            target = _overlay_target(args, path, many)
-            if target is not None:
-                _write_overlay(result, path, target)
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    _check_outputs(args, many)
+    image = None if many else load_image(paths[0])  # a bad image fails before any model loads
+    if check is not None:
+        check(args, image)
+    pipeline = load_pipeline(args)
+    written: list[Path] = []
+    with ExitStack() as stack:
+        out: IO = sys.stdout
+        if args.output:
+            out = stack.enter_context(atomic_open(args.output, keep_partial=many))
+        failures = _run_each(args, task, pipeline, paths, many, out, written)
+    if many and written:
+        say(f"wrote {len(written)} overlays under {args.overlay}")
+        written = []
+    report_written(([Path(args.output)] if args.output else []) + written)
     if failures:
-        print(f"pixelground: {failures} of {len(paths)} images failed", file=sys.stderr)
+        say(f"{failures} of {len(paths)} images failed")
         return 1
     return 0
 
 
-def _progress(paths: list[Path], many: bool):
+def _run_each(args, task, pipeline, paths, many, out, written) -> int:
+    failures = 0
+    for path in _progress(paths, many):
+        try:
+            result = task(pipeline, path)
+            _announce(result, pipeline, args, path)
+        except PixelgroundError as error:
+            if not many:
+                raise
+            failures += 1
+            say(f"skipped {path}: {error}")
+            continue
+        out.write(result.to_json(indent=None if many else 2) + "\n")
+        out.flush()
+        target = _overlay_target(args, path, many)
+        if target is not None:
+            _write_overlay(result, path, target)
+            written.append(target)
+    return failures
+
+
+def _progress(paths: list[Path], many: bool) -> Iterator[Path]:
     if not many:
         yield from paths
         return
-    from rich.progress import Progress
-
-    with Progress(transient=True, console=_stderr_console()) as progress:
+    with Progress(transient=True, console=stderr_console()) as progress:
         job = progress.add_task("images", total=len(paths))
         for path in paths:
             yield path
             progress.advance(job)
-
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -160,9 +180,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlay", help="write an overlay PNG here (a folder for several images)")
 
 
-def _parse_mask(path: str, height: int, width: int):
-    import numpy as np
-
+def _parse_mask(path: str, height: int, width: int) -> np.ndarray:
     pixels = load_image(path).pixels
     mask = pixels.max(axis=2) > 0
     if mask.shape != (height, width):
@@ -172,31 +190,55 @@ def _parse_mask(path: str, height: int, width: int):
     return np.asarray(mask)
 
 
-def _describe(args: argparse.Namespace) -> int:
+def _region_prompt(args: argparse.Namespace) -> tuple[Box | None, Point | None]:
     given = [v for v in (args.box, args.point, args.mask) if v]
     if len(given) != 1:
         raise InputError(
             "describe needs exactly one of --box X0,Y0,X1,Y1, --point X,Y or --mask MASK.png"
         )
-
     box = Box.parse(args.box) if args.box else None
     point = Point.parse(args.point) if args.point else None
+    return box, point
 
-    def task(pipeline, path: Path) -> GroundedResult:
+
+def fit_box(box: Box, height: int, width: int) -> Box:
+    """``box`` checked against a (height, width) image; a box partly outside is clipped with
+    a warning, one outside (or inverted) is an InputError."""
+    box.validate(height, width)
+    clipped = box.clipped(height, width)
+    if clipped != box:
+        say(
+            f"box ({box.x0:g}, {box.y0:g}, {box.x1:g}, {box.y1:g}) reaches outside the "
+            f"{width}x{height} image; using ({clipped.x0:g}, {clipped.y0:g}, {clipped.x1:g}, "
+            f"{clipped.y1:g})"
+        )
+    return clipped
+
+
+def _describe(args: argparse.Namespace) -> int:
+    box, point = _region_prompt(args)
+
+    def check(_args: argparse.Namespace, image: LoadedImage | None) -> None:
+        nonlocal box
+        if image is None:
+            return
+        if box is not None:
+            box = fit_box(box, image.height, image.width)
+        if point is not None:
+            point.validate(image.height, image.width)
+        if args.mask:
+            _parse_mask(args.mask, image.height, image.width)
+
+    def task(pipeline: Pipeline, path: Path) -> GroundedResult:
         if args.mask:
             image = load_image(path)
             return pipeline.describe(image, mask=_parse_mask(args.mask, image.height, image.width))
         return pipeline.describe(path, box=box, point=point)
 
-    return run_images(args, task)
+    return run_images(args, task, check)
 
 
 def _presets(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from pixelground.backends.presets import AUTO_ORDER, PRESETS, part_available
-
     rows = []
     for preset in PRESETS.values():
         for role, part in preset.parts.items():
@@ -208,7 +250,8 @@ def _presets(args: argparse.Namespace) -> int:
         print(json.dumps([dict(zip(keys, row, strict=True)) for row in rows], indent=2))
         return 0
     table = Table(
-        title=f"pixelground presets (auto picks the first complete of {', '.join(AUTO_ORDER)})"
+        title="pixelground presets (auto: the best complete cached of "
+        f"{', '.join(AUTO_ORDER[:-1])}, else default when online, else shapes)"
     )
     for column in ("preset", "role", "backend", "checkpoint", "local"):
         table.add_column(column)
@@ -220,12 +263,25 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_chat(args: argparse.Namespace) -> None:
+    """chat needs a chat model (a VLM, or Sa2VA end to end): refused before anything loads."""
+    clean_text(args.question, "question")
+    preset = get_preset(args.preset).with_overrides(model_overrides(args.model))
+    if not can_chat(preset):
+        raise InputError(
+            f"preset {preset.name!r} has no chat model (its parts: {', '.join(preset.parts)}); "
+            "use --preset default, or add one with --model vlm=vlm:HUB_ID_OR_DIR"
+        )
+
+
 def _handler(task: Task, check: Callable[[argparse.Namespace], object] | None = None):
     """A subcommand handler running ``task`` over IMAGE after ``check(args)`` passes."""
 
     def handle(args: argparse.Namespace) -> int:
         return run_images(
-            args, lambda pipeline, path: task(pipeline, path, args), check and (lambda: check(args))
+            args,
+            lambda pipeline, path: task(pipeline, path, args),
+            check and (lambda a, _image: check(a)),
         )
 
     return handle
@@ -320,7 +376,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(
         handler=_handler(
             lambda pl, path, a: pl.chat(path, a.question, ground_answer=not a.no_ground),
-            lambda a: clean_text(a.question, "question"),
+            _check_chat,
         )
     )
 

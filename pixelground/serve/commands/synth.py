@@ -17,13 +17,17 @@ import json
 import sys
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
 from pixelground.core.errors import InputError
+from pixelground.core.files import check_output_dir
+from pixelground.synth.splits import SPLITS, TASKS
+from pixelground.synth.writer import SynthOptions, split_dir, write_split
 
 
 def register(subparsers: Any) -> None:
     """Add the ``synth`` subcommand."""
-    from pixelground.synth.splits import SPLITS, TASKS
-
     parser = subparsers.add_parser(
         "synth",
         help="generate the procedural grounding benchmark (shapes scenes and clips)",
@@ -58,11 +62,7 @@ def plan(split: str, n: int, n_eval: int | None) -> list[tuple[str, int]]:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``pixelground synth``."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from pixelground.synth.writer import SynthOptions, split_dir, write_split
-
+    check_output_dir(args.dir, "DIR")
     options = SynthOptions(size=args.size, num_frames=args.frames, image_format=args.image_format)
     jobs = plan(args.split, args.n, args.n_eval)
     console = Console(stderr=True)

@@ -16,88 +16,43 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from pixelground.backends.base import DETECTION_THRESHOLD
 from pixelground.core.errors import InputError
 from pixelground.core.result import Track, VideoResult
+from pixelground.serve.commands.common import (
+    add_model_option,
+    load_pipeline,
+    progress_bar,
+    report_written,
+    say,
+)
+from pixelground.serve.commands.video_tasks import check_video_outputs
 from pixelground.video.frames import FrameSource, open_video
+from pixelground.video.interactive import (
+    InteractiveVideoSegmentation,
+    merge_prompts,
+    prompts_from_cli,
+)
+from pixelground.video.outputs import write_outputs
+from pixelground.video.session import Sam2VideoTracker
 
 log = logging.getLogger("pixelground.cli")
 
 EXIT_INTERRUPTED = 130
 
 
-def _stderr_console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def _frames_per_second_column() -> Any:
-    from rich.progress import ProgressColumn
-    from rich.text import Text
-
-    class FramesPerSecond(ProgressColumn):
-        """Processed frames per second."""
-
-        def render(self, task: Any) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:.1f} frames/s" if speed else "- frames/s", style="cyan")
-
-    return FramesPerSecond()
-
-
-@contextmanager
-def progress_bar(total: int, description: str) -> Iterator[Callable[[Any], None]]:
-    """A rich progress bar on stderr with frames/s; yields the per-frame advance callback."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    console = _stderr_console()
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _frames_per_second_column(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=not console.is_terminal) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda _frame: progress.advance(task)
-
-
 def _tracker(args: argparse.Namespace) -> Any:
     """The SAM2 video tracker: from --checkpoint, else the preset's video_segmenter."""
     if args.checkpoint:
-        from pixelground.video.session import Sam2VideoTracker
-
         return Sam2VideoTracker(args.checkpoint, device=args.device, dtype=args.dtype)
-    pipeline = _pipeline(args)
+    pipeline = load_pipeline(args)
     tracker = pipeline.video_segmenter
     if tracker is None:
         raise InputError(f"preset {pipeline.preset.name!r} has no video segmenter")
     return tracker
-
-
-def _pipeline(args: argparse.Namespace) -> Any:
-    from pixelground.pipeline import load
-
-    pipeline = load(args.preset, device=args.device, dtype=args.dtype)
-    if not pipeline.meaningful:
-        print(
-            f"pixelground: preset {pipeline.preset.name!r} uses random-weight models: "
-            "its output is not meaningful",
-            file=sys.stderr,
-        )
-    return pipeline
 
 
 def _open_frames(args: argparse.Namespace) -> FrameSource:
@@ -151,7 +106,7 @@ class FramesSoFar:
 def _referring(args: argparse.Namespace, frames: FrameSource) -> tuple[VideoResult, bool]:
     """``track VIDEO TEXT`` (Pipeline.segment_video); returns the result and whether it was
     interrupted (then: the masks of the frames done so far)."""
-    pipeline = _pipeline(args)
+    pipeline = load_pipeline(args)
     with progress_bar(len(frames), "grounding and tracking") as advance:
         so_far = FramesSoFar(advance)
         try:
@@ -165,7 +120,7 @@ def _referring(args: argparse.Namespace, frames: FrameSource) -> tuple[VideoResu
                 on_frame=so_far,
             )
         except KeyboardInterrupt:
-            print("pixelground: interrupted; writing the frames done so far", file=sys.stderr)
+            say("interrupted; writing the frames done so far")
             partial = so_far.result(frames, " ".join(args.text.split()))
             partial.model["preset"] = pipeline.preset.name
             return partial, True
@@ -174,13 +129,7 @@ def _referring(args: argparse.Namespace, frames: FrameSource) -> tuple[VideoResu
 
 def _track_prompts(args: argparse.Namespace, frames: FrameSource) -> tuple[VideoResult, bool]:
     """Box/click tracking; returns the result and whether it was interrupted."""
-    from pixelground.video.interactive import (
-        InteractiveVideoSegmentation,
-        merge_prompts,
-        prompts_from_cli,
-    )
-
-    prompts = prompts_from_cli(args.box, args.point, args.neg_point)
+    prompts = _checked_prompts(args, frames)
     tracker = _tracker(args)
     session = tracker.session(frames, memory_frames=args.memory_frames)
     flow = InteractiveVideoSegmentation(session)
@@ -190,7 +139,7 @@ def _track_prompts(args: argparse.Namespace, frames: FrameSource) -> tuple[Video
         with progress_bar(session.planned_frames(args.direction), "tracking") as advance:
             flow.run(args.direction, on_frame=advance)
     except KeyboardInterrupt:
-        print("pixelground: interrupted; writing the frames done so far", file=sys.stderr)
+        say("interrupted; writing the frames done so far")
         return flow.result, True
     return flow.result, False
 
@@ -201,9 +150,27 @@ def _done_until(result: VideoResult) -> int:
     return last + 1
 
 
-def _track(args: argparse.Namespace) -> int:
-    from pixelground.video.outputs import write_outputs
+def _checked_prompts(args: argparse.Namespace, frames: FrameSource) -> list:
+    """--box/--point prompts checked against the video (frame range, size) before loading."""
+    prompts = prompts_from_cli(args.box, args.point, args.neg_point)
+    for item in prompts:
+        if item.frame >= len(frames):
+            raise InputError(
+                f"frame {item.frame} is outside the video's {len(frames)} frames "
+                f"(0..{len(frames) - 1})"
+            )
+        item.prompt.validate(frames.height, frames.width)
+        box = item.prompt.box
+        if box is not None and box.clipped(frames.height, frames.width) != box:
+            say(
+                f"the box on frame {item.frame} reaches outside the {frames.width}x"
+                f"{frames.height} video; the part inside is used"
+            )
+    return prompts
 
+
+def _track(args: argparse.Namespace) -> int:
+    check_video_outputs(args)
     frames = _open_frames(args)
     if args.text and (args.box or args.point or args.neg_point):
         raise InputError("give TEXT or --box/--point prompts, not both")
@@ -222,8 +189,7 @@ def _track(args: argparse.Namespace) -> int:
         overlay_path=args.overlay,
         stop=stop,
     )
-    for path in written:
-        print(f"pixelground: wrote {path}", file=sys.stderr)
+    report_written(written)
     return EXIT_INTERRUPTED if interrupted else 0
 
 
@@ -242,7 +208,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("video", help="video file (mp4, webm, mov, ...) or folder of frames")
+    p.add_argument(
+        "video", help="video file (mp4, webm, mov, ...) or folder of frames (always a video here)"
+    )
     p.add_argument("text", nargs="?", help="referring expression (tracks what it names)")
     p.add_argument("--box", action="append", default=[], metavar="X0,Y0,X1,Y1@FRAME[:ID]")
     p.add_argument("--point", action="append", default=[], metavar="X,Y@FRAME[:ID]")
@@ -251,6 +219,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="auto", help="model preset when no --checkpoint (tiny, ...)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--dtype", default=None, help="float32, float16 or bfloat16")
+    add_model_option(p)
     p.add_argument("-o", "--output", help="write VideoResult JSON here (default: stdout)")
     p.add_argument("--masks", help="write DAVIS-layout PNG masks under this folder")
     p.add_argument("--overlay", help="write an overlay video (H.264) here, e.g. out.mp4")

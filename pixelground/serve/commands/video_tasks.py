@@ -4,12 +4,13 @@
     pixelground describe VIDEO --box X0,Y0,X1,Y1@FRAME | --point X,Y@FRAME [--stream]
 
 VIDEO is a video file (its suffix is one of VIDEO_SUFFIXES), or a folder of frames with
-``--video`` (a folder is otherwise a folder of images). ``caption --grounded`` tracks the
-caption's phrases; ``describe --stream`` describes the region clip by clip (``--clip-frames``
-frames each), each caption conditioned on the previous one, and prints each clip's caption on
-stderr as it is written; without ``--stream`` the whole video is one clip. Output: VideoResult
-JSON (``-o`` or stdout), optionally DAVIS-layout PNG masks (``--masks DIR``) and an overlay
-video (``--overlay OUT.mp4``).
+``--video``: these commands take images too, so a folder is a batch of images unless
+``--video`` says it is a video (``track`` takes videos only: a folder is always a video).
+``caption --grounded`` tracks the caption's phrases; ``describe --stream`` describes the region
+clip by clip (``--clip-frames`` frames each), each caption conditioned on the previous one,
+and prints each clip's caption on stderr as it is written; without ``--stream`` the whole
+video is one clip. Output: VideoResult JSON (``-o`` or stdout), optionally DAVIS-layout PNG
+masks (``--masks DIR``) and an overlay video (``--overlay OUT.mp4``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ from typing import Any
 
 from pixelground.backends.base import DETECTION_THRESHOLD
 from pixelground.core.errors import InputError
+from pixelground.core.files import check_output, check_output_dir
 from pixelground.core.prompts import Box, Point
 from pixelground.core.result import CaptionEvent, VideoResult
+from pixelground.serve.commands.common import load_pipeline, progress_bar, report_written, say
 from pixelground.video.frames import VIDEO_SUFFIXES, FrameSource, open_video
+from pixelground.video.interactive import parse_at
+from pixelground.video.outputs import write_outputs
 
 Handler = Callable[[argparse.Namespace], int]
 _VIDEO_OPTIONS = "_video_options"
@@ -111,31 +116,28 @@ def _open(args: argparse.Namespace) -> FrameSource:
     )
 
 
-def _pipeline(args: argparse.Namespace) -> Any:
-    from pixelground.serve.commands import image
-
-    return image._pipeline(args)
+def check_video_outputs(args: argparse.Namespace) -> None:
+    """-o, --masks and --overlay can be written (folders created) before any work starts."""
+    check_output(args.output, "-o")
+    check_output_dir(args.masks, "--masks")
+    check_output(args.overlay, "--overlay")
 
 
 def _write(args: argparse.Namespace, result: VideoResult, frames: FrameSource) -> int:
-    from pixelground.video.outputs import write_outputs
-
     if args.output is None:
         sys.stdout.write(result.to_json(indent=None) + "\n")
     written = write_outputs(
         result, frames, json_path=args.output, masks_dir=args.masks, overlay_path=args.overlay
     )
-    for path in written:
-        print(f"pixelground: wrote {path}", file=sys.stderr)
+    report_written(written)
     return 0
 
 
 def caption(args: argparse.Namespace) -> int:
     """``caption VIDEO [--grounded]``."""
-    from pixelground.serve.commands.video import progress_bar
-
+    check_video_outputs(args)
     frames = _open(args)
-    pipeline = _pipeline(args)
+    pipeline = load_pipeline(args)
     bar = progress_bar(len(frames), "tracking phrases") if args.grounded else nullcontext()
     with bar as advance:
         result = pipeline.caption_video(
@@ -152,8 +154,6 @@ def caption(args: argparse.Namespace) -> int:
 
 def _region(args: argparse.Namespace) -> tuple[Box | None, Point | None, int]:
     """The --box or --point of ``describe VIDEO``, and its frame (0 without ``@FRAME``)."""
-    from pixelground.video.interactive import parse_at
-
     if args.mask:
         raise InputError(
             "for a video give --box X0,Y0,X1,Y1@FRAME or --point X,Y@FRAME, not --mask"
@@ -172,19 +172,23 @@ def _region(args: argparse.Namespace) -> tuple[Box | None, Point | None, int]:
 
 def describe(args: argparse.Namespace) -> int:
     """``describe VIDEO --box X0,Y0,X1,Y1@FRAME [--stream]``."""
-    from pixelground.serve.commands.video import progress_bar
-
     box, point, frame = _region(args)
+    check_video_outputs(args)
     frames = _open(args)
     if frame >= len(frames):
         raise InputError(f"frame {frame} is outside the video's {len(frames)} frames")
-    pipeline = _pipeline(args)
+    if box is not None:
+        box.validate(frames.height, frames.width)
+        clipped = box.clipped(frames.height, frames.width)
+        if clipped != box:
+            say(f"the box reaches outside the {frames.width}x{frames.height} video; clipped")
+        box = clipped
+    if point is not None:
+        point.validate(frames.height, frames.width)
+    pipeline = load_pipeline(args)
 
     def show(event: CaptionEvent) -> None:
-        print(
-            f"pixelground: frames {event.start_frame}-{event.end_frame}: {event.text}",
-            file=sys.stderr,
-        )
+        say(f"frames {event.start_frame}-{event.end_frame}: {event.text}")
 
     with progress_bar(len(frames), "tracking the region") as advance:
         result = pipeline.describe_video(
