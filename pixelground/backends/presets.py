@@ -272,11 +272,15 @@ def check_overrides(overrides: dict[str, str]) -> None:
                 )
 
 
-def missing_parts(preset: Preset) -> dict[str, list[str]]:
-    """Checkpoints of ``preset`` not present locally: checkpoint -> the roles that use it."""
+def missing_parts(preset: Preset, optional: bool = False) -> dict[str, list[str]]:
+    """Checkpoints of ``preset`` not present locally: checkpoint -> the roles that use it.
+
+    Parts of OPTIONAL_ROLES (a missing DINO only stops ``--mode cass``) count with
+    ``optional`` only.
+    """
     missing: dict[str, list[str]] = {}
     for role, part in preset.parts.items():
-        if not part_available(part):
+        if (optional or role not in OPTIONAL_ROLES) and not part_available(part):
             missing.setdefault(str(part.checkpoint), []).append(role)
     return missing
 
