@@ -50,11 +50,11 @@ TEXT_PARSER = Part("textblob")
 
 
 def _as_box(box: Box | Sequence[float] | None) -> Box | None:
-    return box if box is None or isinstance(box, Box) else Box(*box)
+    return None if box is None else Box.of(box)
 
 
 def _as_point(point: Point | Sequence[float] | None) -> Point | None:
-    return point if point is None or isinstance(point, Point) else Point(*point)
+    return None if point is None else Point.of(point)
 
 
 def build_part(part: Part, device: str | None = None, dtype: str | None = None) -> Any:
@@ -331,10 +331,8 @@ class Pipeline:
         given = [prompts] if isinstance(prompts, VideoPrompt) else list(prompts)
         if box is not None or point is not None or mask is not None:
             prompt = Prompt(
-                points=()
-                if point is None
-                else (point if isinstance(point, Point) else Point(*point),),
-                box=None if box is None else box if isinstance(box, Box) else Box(*box),
+                points=() if point is None else (Point.of(point),),
+                box=None if box is None else Box.of(box),
                 mask=None if mask is None else np.asarray(mask, dtype=bool),
             )
             given.append(VideoPrompt(frame, prompt))

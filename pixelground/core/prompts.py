@@ -37,6 +37,11 @@ class Point:
         """Parse ``"x,y"`` as typed on a command line."""
         return cls(*_parse_floats(text, 2, "X,Y"), positive=positive)
 
+    @classmethod
+    def of(cls, value: Point | Sequence[float]) -> Point:
+        """A Point from a Point or an (x, y) sequence; InputError for anything else."""
+        return value if isinstance(value, Point) else cls(*_numbers(value, 2, "point (x, y)"))
+
 
 @dataclass(frozen=True)
 class Box:
@@ -81,6 +86,11 @@ class Box:
         """Parse ``"x0,y0,x1,y1"`` as typed on a command line."""
         return cls(*_parse_floats(text, 4, "X0,Y0,X1,Y1"))
 
+    @classmethod
+    def of(cls, value: Box | Sequence[float]) -> Box:
+        """A Box from a Box or an (x0, y0, x1, y1) sequence; InputError for anything else."""
+        return value if isinstance(value, Box) else cls(*_numbers(value, 4, "box (x0, y0, x1, y1)"))
+
 
 @dataclass(frozen=True, eq=False)
 class Prompt:
@@ -114,6 +124,16 @@ class Prompt:
                 )
             if not self.mask.any():
                 raise InputError("mask prompt is empty: it must mark at least one pixel")
+
+
+def _numbers(value: object, count: int, what: str) -> list[float]:
+    try:
+        numbers = [float(v) for v in value]  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise InputError(f"a {what} takes {count} numbers, got {value!r}") from None
+    if len(numbers) != count:
+        raise InputError(f"a {what} takes {count} numbers, got {len(numbers)}")
+    return numbers
 
 
 def _parse_floats(text: str, count: int, form: str) -> list[float]:
