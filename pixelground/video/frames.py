@@ -38,12 +38,26 @@ def _natural_key(path: Path) -> list[object]:
 
 
 class FolderFrames(FrameSource):
-    """A folder of images (jpg, png, ...), one frame per file in natural sort order."""
+    """A folder of images (jpg, png, ...), one frame per file in natural sort order.
+
+    With ``on_error="skip"`` a frame that cannot be decoded (corrupt, truncated, another
+    size) is replaced by the last good frame and its source index recorded in ``skipped``,
+    so tracking goes on past it; with ``"raise"`` (default) it is an InputError naming it.
+    """
 
     def __init__(
-        self, folder: str | Path, sampling: Sampling | None = None, fps: float | None = None
+        self,
+        folder: str | Path,
+        sampling: Sampling | None = None,
+        fps: float | None = None,
+        on_error: str = "raise",
     ):
         super().__init__(sampling)
+        if on_error not in ("raise", "skip"):
+            raise InputError(f"on_error must be raise or skip, got {on_error!r}")
+        self.on_error = on_error
+        #: Source indices of frames that could not be decoded and were stood in for.
+        self.skipped: dict[int, str] = {}
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise InputError(f"frame folder not found: {self.folder}")
@@ -77,16 +91,38 @@ class FolderFrames(FrameSource):
         return len(self.files)
 
     def _decode(self, wanted: Iterator[int]) -> Iterator[tuple[int, np.ndarray]]:
+        last_good: np.ndarray | None = None
         for index in wanted:
             if index >= len(self.files):
                 return
-            pixels = load_image(self.files[index]).pixels
-            if pixels.shape[:2] != (self.height, self.width):
-                raise InputError(
-                    f"{self.files[index].name} is {pixels.shape[1]}x{pixels.shape[0]} but the "
-                    f"first frame is {self.width}x{self.height}; all frames must be the same size"
-                )
+            try:
+                pixels = self._frame(index)
+            except InputError as error:
+                if self.on_error == "raise":
+                    raise InputError(f"frame {index}: {error}") from error
+                self.skipped[index] = str(error)
+                pixels = last_good if last_good is not None else self._stand_in(index)
+            last_good = pixels
             yield index, pixels
+
+    def _frame(self, index: int) -> np.ndarray:
+        pixels = load_image(self.files[index]).pixels
+        if pixels.shape[:2] != (self.height, self.width):
+            raise InputError(
+                f"{self.files[index].name} is {pixels.shape[1]}x{pixels.shape[0]} but the "
+                f"first frame is {self.width}x{self.height}; all frames must be the same size"
+            )
+        return pixels
+
+    def _stand_in(self, index: int) -> np.ndarray:
+        """The nearest decodable frame before ``index`` (else after it), for a skipped one."""
+        order = [*range(index - 1, -1, -1), *range(index + 1, len(self.files))]
+        for other in order:
+            try:
+                return self._frame(other)
+            except InputError:
+                continue
+        raise InputError(f"no frame of {self.folder} can be decoded")
 
 
 class ArrayFrames(FrameSource):
@@ -134,6 +170,7 @@ def open_video(
     end: float | None = None,
     max_frames: int | None = None,
     frame_rate: float | None = None,
+    on_error: str = "raise",
 ) -> FrameSource:
     """Open a video file, a folder of frames, or a sequence of arrays as a frame source.
 
@@ -146,6 +183,8 @@ def open_video(
         end: second to stop before.
         max_frames: keep at most this many frames.
         frame_rate: the frame rate of a folder or arrays (video files know theirs).
+        on_error: a folder's undecodable frame: "raise" (InputError naming it) or "skip"
+            (the last good frame stands in; see FolderFrames.skipped).
 
     Returns:
         A FrameSource; nothing is decoded beyond what metadata needs.
@@ -160,6 +199,6 @@ def open_video(
     if not path.exists():
         raise InputError(f"video not found: {path}")
     if path.is_dir():
-        return FolderFrames(path, sampling, fps=frame_rate)
+        return FolderFrames(path, sampling, fps=frame_rate, on_error=on_error)
     require("av", "video")
     return VideoFileFrames(path, sampling)

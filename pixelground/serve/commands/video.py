@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pixelground.backends.base import DETECTION_THRESHOLD
-from pixelground.core.errors import InputError
+from pixelground.core.errors import InputError, PixelgroundError
 from pixelground.core.result import Track, VideoResult
 from pixelground.serve.commands.common import (
     add_model_option,
@@ -64,6 +64,7 @@ def _open_frames(args: argparse.Namespace) -> FrameSource:
         end=args.end,
         max_frames=args.max_frames,
         frame_rate=args.frame_rate,
+        on_error=args.on_error,
     )
 
 
@@ -103,9 +104,18 @@ class FramesSoFar:
         )
 
 
-def _referring(args: argparse.Namespace, frames: FrameSource) -> tuple[VideoResult, bool]:
-    """``track VIDEO TEXT`` (Pipeline.segment_video); returns the result and whether it was
-    interrupted (then: the masks of the frames done so far)."""
+#: Why tracking stopped early: Ctrl-C, or a user error mid-video (e.g. a corrupt frame).
+Stop = KeyboardInterrupt | PixelgroundError | None
+
+
+def _stopped(stop: KeyboardInterrupt | PixelgroundError) -> None:
+    what = "interrupted" if isinstance(stop, KeyboardInterrupt) else "stopped by an error"
+    say(f"{what}; writing the frames done so far")
+
+
+def _referring(args: argparse.Namespace, frames: FrameSource) -> tuple[VideoResult, Stop]:
+    """``track VIDEO TEXT`` (Pipeline.segment_video); returns the result and what stopped it
+    early, if anything (then the result holds the masks of the frames done so far)."""
     pipeline = load_pipeline(args)
     with progress_bar(len(frames), "grounding and tracking") as advance:
         so_far = FramesSoFar(advance)
@@ -119,16 +129,16 @@ def _referring(args: argparse.Namespace, frames: FrameSource) -> tuple[VideoResu
                 memory_frames=args.memory_frames,
                 on_frame=so_far,
             )
-        except KeyboardInterrupt:
-            say("interrupted; writing the frames done so far")
+        except (KeyboardInterrupt, PixelgroundError) as stop:
+            _stopped(stop)
             partial = so_far.result(frames, " ".join(args.text.split()))
             partial.model["preset"] = pipeline.preset.name
-            return partial, True
-    return result, False
+            return partial, stop
+    return result, None
 
 
-def _track_prompts(args: argparse.Namespace, frames: FrameSource) -> tuple[VideoResult, bool]:
-    """Box/click tracking; returns the result and whether it was interrupted."""
+def _track_prompts(args: argparse.Namespace, frames: FrameSource) -> tuple[VideoResult, Stop]:
+    """Box/click tracking; returns the result and what stopped it early, if anything."""
     prompts = _checked_prompts(args, frames)
     tracker = _tracker(args)
     session = tracker.session(frames, memory_frames=args.memory_frames)
@@ -138,10 +148,11 @@ def _track_prompts(args: argparse.Namespace, frames: FrameSource) -> tuple[Video
     try:
         with progress_bar(session.planned_frames(args.direction), "tracking") as advance:
             flow.run(args.direction, on_frame=advance)
-    except KeyboardInterrupt:
-        say("interrupted; writing the frames done so far")
-        return flow.result, True
-    return flow.result, False
+    except (KeyboardInterrupt, PixelgroundError) as stop:
+        _stopped(stop)
+        flow.result.model.update(interrupted=True)
+        return flow.result, stop
+    return flow.result, None
 
 
 def _done_until(result: VideoResult) -> int:
@@ -175,22 +186,38 @@ def _track(args: argparse.Namespace) -> int:
     if args.text and (args.box or args.point or args.neg_point):
         raise InputError("give TEXT or --box/--point prompts, not both")
     if args.text:
-        result, interrupted = _referring(args, frames)
+        result, stop = _referring(args, frames)
     else:
-        result, interrupted = _track_prompts(args, frames)
+        result, stop = _track_prompts(args, frames)
+    _drop_skipped(result, frames)
     if args.output is None:
         sys.stdout.write(result.to_json(indent=None) + "\n")
-    stop = _done_until(result) if interrupted else None
     written = write_outputs(
         result,
         frames,
         json_path=args.output,
         masks_dir=args.masks,
         overlay_path=args.overlay,
-        stop=stop,
+        stop=None if stop is None else _done_until(result),
     )
     report_written(written)
-    return EXIT_INTERRUPTED if interrupted else 0
+    if isinstance(stop, PixelgroundError):
+        raise stop
+    return EXIT_INTERRUPTED if stop is not None else 0
+
+
+def _drop_skipped(result: VideoResult, frames: FrameSource) -> None:
+    """Frames --on-error skip stood in for get no masks, and are named on stderr."""
+    skipped = getattr(frames, "skipped", None)
+    if not skipped:
+        return
+    sampled = [k for k in range(len(frames)) if frames.source_index(k) in skipped]
+    for track in result.tracks:
+        for k in sampled:
+            track.frames.pop(k, None)
+    for k in sampled:
+        say(f"skipped frame {k}: {skipped[frames.source_index(k)]}")
+    result.model["skipped_frames"] = sampled
 
 
 def _positive_int(text: str) -> int:
@@ -229,6 +256,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--end", type=float, help="second to stop before")
     p.add_argument("--max-frames", type=_positive_int, help="use at most N frames")
     p.add_argument("--frame-rate", type=float, help="frame rate of a folder of frames")
+    p.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="a frame that cannot be decoded: stop there, keeping the frames done (raise), or "
+        "track past it (skip; the frame gets no masks)",
+    )
     p.add_argument("--direction", choices=("both", "forward", "backward"), default="both")
     p.add_argument(
         "--memory-frames", type=_positive_int, default=None, help="memory bank size (SAM2: 7)"
