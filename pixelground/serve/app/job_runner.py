@@ -1,9 +1,9 @@
 """Runs video jobs one at a time in a worker thread, with the Pipeline's video methods.
 
 ``track`` with a text calls ``Pipeline.segment_video``, with boxes or clicks
-(``X0,Y0,X1,Y1@FRAME``, ``X,Y@FRAME`` as ``pixelground track`` takes them) the interactive
-flow over the preset's video segmenter; ``caption`` calls ``Pipeline.caption_video`` and
-``describe`` ``Pipeline.describe_video``, with the CLI's defaults. Progress is
+(``X0,Y0,X1,Y1@FRAME``, ``X,Y@FRAME`` as ``pixelground track`` takes them)
+``Pipeline.track``; ``caption`` calls ``Pipeline.caption_video`` and ``describe``
+``Pipeline.describe_video``, with the CLI's defaults. Progress is
 saved to the job record as frames are done; a cancelled job stops at the next frame.
 Outputs are written atomically (temp name, then rename).
 """
@@ -26,12 +26,7 @@ from pixelground.core.result import VideoResult
 from pixelground.serve.app.errors import error_code
 from pixelground.serve.app.jobs import JobRecord, JobStore, write_atomic
 from pixelground.video.frames import FrameSource, open_video
-from pixelground.video.interactive import (
-    InteractiveVideoSegmentation,
-    merge_prompts,
-    parse_at,
-    prompts_from_cli,
-)
+from pixelground.video.interactive import parse_at, prompts_from_cli
 from pixelground.video.outputs import write_davis_masks, write_overlay_video
 
 log = logging.getLogger("pixelground.server")
@@ -75,13 +70,7 @@ def run_track(pipeline: Any, frames: FrameSource, params: dict, progress: Progre
     prompts = prompts_from_cli(
         params.get("box", []), params.get("point", []), params.get("neg_point", [])
     )
-    tracker = pipeline.video_segmenter
-    if tracker is None:
-        raise InputError(f"preset {pipeline.preset.name!r} has no video segmenter")
-    flow = InteractiveVideoSegmentation(tracker.session(frames))
-    for track_id, frame, prompt in merge_prompts(prompts):
-        flow.prompt(frame, prompt, track_id)
-    return flow.run("both", on_frame=progress)
+    return pipeline.track(frames, prompts, on_frame=progress)
 
 
 def run_caption(pipeline: Any, frames: FrameSource, params: dict, progress: Progress):
