@@ -44,9 +44,10 @@ HEADLINES = {
 
 
 def format_value(key: str, value: Any) -> str:
-    """A cell: fractions as percentages with 2 decimals, counts as integers, text as is."""
+    """A cell: fractions as percentages with 2 decimals, counts as integers, text as is; an
+    undefined value (None, e.g. N-acc without a no-target sample) as "n/a"."""
     if value is None:
-        return "-"
+        return "n/a"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int) or (

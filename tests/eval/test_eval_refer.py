@@ -226,8 +226,15 @@ def test_rela_explicit_no_target_flags_and_parity_with_transcription():
         assert ours[key] == pytest.approx(value, abs=1e-12), key
 
 
-def test_rela_without_no_target_samples_reports_zero_accuracies():
+def test_rela_accuracies_are_none_when_undefined():
     gt = box(4, 4, 0, 2, 0, 2)
-    result = grefer_scores([gt], [gt])
-    assert result["N-acc"] == 0 and result["T-acc"] == 0
+    result = grefer_scores([gt], [gt])  # no no-target sample: N-acc undefined, T-acc defined
+    assert result["N-acc"] is None and result["T-acc"] == 1.0
+    empty = np.zeros_like(gt)
+    only_nt = grefer_scores([empty], [empty], gt_no_target=[True], pred_no_target=[True])
+    assert only_nt["N-acc"] == 1.0 and only_nt["T-acc"] is None
+    from pixelground.eval.report import format_value, to_json
+
+    assert format_value("N-acc", result["N-acc"]) == "n/a"
+    assert '"N-acc": null' in to_json(result)
     assert result["gIoU"] == 1.0 and result["Pr@0.9"] == 1.0

@@ -25,7 +25,7 @@ def test_format_value():
     assert format_value("bound_th", 0.008) == "0.008"
     assert format_value("CIDEr", 1.25) == "1.25"
     assert format_value("J", float("nan")) == "nan"
-    assert format_value("x", None) == "-" and format_value("ok", True) == "yes"
+    assert format_value("x", None) == "n/a" and format_value("ok", True) == "yes"
 
 
 def test_summary_rows_and_table_order():

@@ -19,7 +19,9 @@ Aggregates (fractions in [0, 1]; ReLA prints gIoU, cIoU and Pr@ multiplied by 10
 - **cIoU** = ``sum(I) / sum(U)``; reported as 0.0 when ``sum(U) == 0`` (ReLA would divide by 0).
 - **N-acc** = ``TP / (TP + FN)``: no-target samples recognised as such.
 - **T-acc** = ``TN / (TN + FP)``: target samples not mistaken for no-target.
-  Both are 0 when the data has no no-target sample, as in ReLA.
+  Each is None (null in JSON, "n/a" in tables) when undefined: N-acc without a no-target
+  sample, T-acc without a target sample. ReLA prints 0 for both when the data has no
+  no-target sample; a 0 there would read as "every no-target expression missed".
 - **Pr@0.7/0.8/0.9**: fraction of *target* samples whose IoU >= the threshold.
 
 No epsilon anywhere (unlike LISA's evaluator in refer.py).
@@ -115,11 +117,8 @@ class GReferAccumulator:
                 "no expressions were scored; check that predictions match the ground-truth ids"
             )
         c = self.confusion
-        if self.no_target > 0:
-            n_acc = c["TP"] / (c["TP"] + c["FN"])
-            t_acc = c["TN"] / (c["TN"] + c["FP"]) if c["TN"] + c["FP"] else 0.0
-        else:
-            n_acc = t_acc = 0.0
+        n_acc = c["TP"] / (c["TP"] + c["FN"]) if c["TP"] + c["FN"] else None
+        t_acc = c["TN"] / (c["TN"] + c["FP"]) if c["TN"] + c["FP"] else None
         out: dict[str, Any] = {
             "gIoU": self.sum_iou / self.total,
             "cIoU": self.sum_inter / self.sum_union if self.sum_union else 0.0,
