@@ -135,3 +135,15 @@ def test_interactive_prompt_errors(clicks):
     wrong_size = encode_rle(np.ones((8, 8), bool))[0]
     response = client.post(url, json={"mask": wrong_size})
     assert response.status_code == 400 and "mask prompt has shape" in response.text
+
+
+def test_chat_with_history_equals_cli(client, tmp_path, monkeypatch):
+    question = "where is the small green triangle?"
+    history = json.dumps([["what is in the image?", "shapes."]])
+    data = {"question": question, "history": history}
+    response = client.post("/v1/chat", files=upload(), data=data)
+    assert response.status_code == 200, response.text
+    argv = ["chat", EXAMPLE.name, question, "--preset", "shapes"]
+    assert response.json() == cli_json(tmp_path, monkeypatch, argv)  # shapes ignores history
+    bad = client.post("/v1/chat", files=upload(), data={**data, "history": '[["only one"]]'})
+    assert bad.status_code == 400 and "history turn" in bad.json()["error"]["message"]

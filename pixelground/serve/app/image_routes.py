@@ -5,6 +5,7 @@ one request gives the same JSON as ``pixelground TASK ... -o``. The image comes 
 multipart ``file`` or as the ``image_id`` of an image uploaded with ``POST /v1/images``.
 """
 
+import json
 from typing import Annotated, Any
 
 import numpy as np
@@ -162,6 +163,27 @@ async def semseg(state: State, form: Annotated[SemsegForm, Form()], file: Upload
 async def chat(state: State, form: Annotated[ChatForm, Form()], file: Upload = None):
     """The answer; its grounded phrases get masks unless ``ground`` is false."""
     clean_text(form.question, "question")
-    return await run_task(
-        state, form, file, lambda pl, im: pl.chat(im, form.question, ground_answer=form.ground)
-    )
+    history = parse_history(form.history)
+
+    def task(pl, im):
+        return pl.chat(im, form.question, history, ground_answer=form.ground)
+
+    return await run_task(state, form, file, task)
+
+
+def parse_history(text: str | None, limit: int = 20) -> list[tuple[str, str]]:
+    """Earlier chat turns from JSON ``[["question", "answer"], ...]``; InputError if malformed."""
+    if not text:
+        return []
+    try:
+        turns = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(f"history is not JSON: {error.msg}") from error
+    if not isinstance(turns, list) or len(turns) > limit:
+        raise InputError(f"history must be a list of at most {limit} [question, answer] pairs")
+    for turn in turns:
+        if not (
+            isinstance(turn, list) and len(turn) == 2 and all(isinstance(t, str) for t in turn)
+        ):
+            raise InputError('each history turn must be ["question", "answer"]')
+    return [(q, a) for q, a in turns]

@@ -109,6 +109,11 @@ class SemsegForm(TaskForm):
 class ChatForm(TaskForm):
     question: str = Field(max_length=4000)
     ground: bool = Field(default=True, description="ground the answer's phrases")
+    history: str | None = Field(
+        default=None,
+        max_length=64_000,
+        description='earlier turns as JSON: [["question", "answer"], ...] (at most 20)',
+    )
 
 
 class ImageSession(BaseModel):

@@ -1,7 +1,7 @@
 // The image view: upload, run a task, draw masks, click/box prompts, download JSON.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { imageId: null, file: null, result: null, resultText: null, points: [], box: null, drag: null };
+const state = { imageId: null, file: null, result: null, resultText: null, points: [], box: null, drag: null, chat: [] };
 
 function showError(message) {
   const box = $("error");
@@ -38,7 +38,8 @@ function setStatus(text) { $("status").textContent = text; }
 
 async function loadFile(file) {
   showError("");
-  state.file = file; state.result = null; state.points = []; state.box = null;
+  state.file = file; state.result = null; state.points = []; state.box = null; state.chat = [];
+  $("chat-log").innerHTML = "";
   const bitmap = await createImageBitmap(file).catch(() => null);
   if (bitmap) {
     const canvas = $("image-canvas");
@@ -76,7 +77,7 @@ function taskForm(task) {
   const text = $("text").value;
   if (task === "segment") form.append("text", text);
   if (task === "ground") form.append("caption", text);
-  if (task === "chat") form.append("question", text);
+  if (task === "chat") { form.append("question", text); form.append("history", JSON.stringify(state.chat)); }
   if (task === "semseg") form.append("classes", text);
   if (task === "caption") form.append("grounded", "true");
   return form;
@@ -89,12 +90,31 @@ async function runTask() {
   const started = performance.now();
   try {
     const { body, text } = await api(`/v1/${task}`, { method: "POST", body: taskForm(task) });
+    if (task === "chat") addChatTurn($("text").value, body.text);
     showResult(body, text);
     setStatus(`${task}: ${body.regions.length} region(s) in ${(performance.now() - started).toFixed(0)} ms`);
   } catch (err) {
     if (err.status === 404) state.imageId = null;
     showError(err.message); setStatus("");
   }
+}
+
+// Earlier turns above the latest answer (which shows with its grounded phrases below).
+function addChatTurn(question, answer) {
+  const log = $("chat-log");
+  if (state.chat.length) {
+    const [q, a] = state.chat[state.chat.length - 1];
+    const item = document.createElement("p");
+    item.className = "turn";
+    item.textContent = `Q: ${q} — A: ${a}`;
+    log.append(item);
+  }
+  state.chat.push([question, answer]);
+  const current = document.createElement("p");
+  current.className = "turn question";
+  current.textContent = `Q: ${question}`;
+  log.querySelectorAll(".question").forEach((el) => el.remove());
+  log.append(current);
 }
 
 function showResult(result, text) {
