@@ -24,7 +24,7 @@ def square_object(record, image, ctx):
     time.sleep(float(os.environ.get("ENGINE_FAKE_SLEEP", "0")))
     mask = np.zeros((image.height, image.width), bool)
     mask[image.height // 4 : image.height * 3 // 4, image.width // 4 : image.width * 3 // 4] = True
-    return {**record, "objects": [make_object(mask, 0.9, ["square"], "fake")]}
+    return {**record, "objects": [{**make_object(mask, 0.9, ["square"], "fake"), "id": 0}]}
 
 
 def crash_once(record, image, ctx):
