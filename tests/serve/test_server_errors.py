@@ -152,3 +152,25 @@ def test_limiter_refuses_with_retry_after_and_times_out():
     with pytest.raises(ApiError) as timed_out:
         asyncio.run(slow.run(time.sleep, 0.5))
     assert timed_out.value.status == 504
+
+
+def test_chunked_upload_stops_at_the_limit(client):
+    boundary = "pgboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="text"\r\n\r\nx\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode()
+
+    def body():  # no Content-Length: the limit is enforced while the body streams in
+        yield head
+        for _ in range(100):
+            yield b"0" * 10_000
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = client.post(
+        "/v1/segment",
+        content=body(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert "payload_too_large" in error_of(response, 413)

@@ -118,18 +118,27 @@ class BodyLimit:
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             await _send_413(send, self.limit)
             return
-        received = 0
+        received, exceeded, replaced = 0, False, False
 
         async def limited_receive() -> dict:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
+                    exceeded = True  # the app's answer (a parse error) becomes our 413
                     raise ApiError(413, "payload_too_large", _too_large(self.limit))
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def checked_send(message: dict) -> None:
+            nonlocal replaced
+            if exceeded and message["type"] == "http.response.start" and not replaced:
+                replaced = True
+                await _send_413(send, self.limit)
+            elif not replaced:
+                await send(message)
+
+        await self.app(scope, limited_receive, checked_send)
 
 
 def _too_large(limit: int) -> str:
