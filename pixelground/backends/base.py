@@ -189,6 +189,16 @@ class MaskDescriber(Protocol):
 
 
 @runtime_checkable
+class EmbeddingSegmenter(Protocol):
+    """A segmenter whose image encoder can run ahead of the prompts (SAM: embed once, then
+    answer every click on that image from the cached embedding)."""
+
+    def embed(self, image: np.ndarray) -> Any:
+        """The image embedding of an RGB uint8 (H, W, 3) image, cached for the last image."""
+        ...
+
+
+@runtime_checkable
 class CaptionInstructed(Protocol):
     """A grounding model with its own grounded-caption instruction (pixelground's own model)."""
 

@@ -7,6 +7,7 @@ import numpy as np
 from pixelground.backends.base import (
     DEFAULT_LOGIT_SCALE,
     CaptionInstructed,
+    EmbeddingSegmenter,
     MaskDescriber,
     TemperedScorer,
     VideoStreamer,
@@ -26,6 +27,9 @@ class Capable:
     gcg_prompt = "describe and segment"
     logit_scale = 42.0
 
+    def embed(self, image):
+        return "embedding"
+
     def describe_mask(self, image, mask):
         return "a thing"
 
@@ -39,7 +43,14 @@ class PredictingModel:
 
 
 def test_capabilities_are_found_by_isinstance():
-    for protocol in (MaskDescriber, CaptionInstructed, TemperedScorer, VideoStreamer):
+    protocols = (
+        MaskDescriber,
+        CaptionInstructed,
+        TemperedScorer,
+        VideoStreamer,
+        EmbeddingSegmenter,
+    )
+    for protocol in protocols:
         assert isinstance(Capable(), protocol) and not isinstance(Plain(), protocol)
     assert streams_video(Capable()) and not streams_video(Plain())
     assert logit_scale(Capable()) == 42.0 and logit_scale(Plain()) == DEFAULT_LOGIT_SCALE

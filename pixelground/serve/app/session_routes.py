@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, UploadFile
 from fastapi.responses import JSONResponse
 
-from pixelground.backends.base import describe_backend
+from pixelground.backends.base import EmbeddingSegmenter, describe_backend
 from pixelground.core.prompts import Box, Point, Prompt
 from pixelground.core.result import GroundedResult, ImageInfo, Region
 from pixelground.serve.app.image_routes import RESPONSES, decode_image, read_upload
@@ -35,7 +35,7 @@ def embed(pipeline, session: Session) -> float | None:
     if not has_prompted_segmenter(pipeline):
         return None
     segmenter = pipeline.backend("segmenter")
-    if not hasattr(segmenter, "embed"):
+    if not isinstance(segmenter, EmbeddingSegmenter):
         return None
     start = time.perf_counter()
     session.embedding = segmenter.embed(session.image.pixels)
