@@ -36,6 +36,15 @@ def pending_items(
         yield item
 
 
+def _check_options(engine: str, batch_size: int, shard_size: int, limit: int | None) -> None:
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}; use local or ray")
+    if batch_size < 1 or shard_size < 1 or (limit is not None and limit < 0):
+        raise InputError("batch size and shard size must be at least 1, limit at least 0")
+    if engine == "ray":
+        import_ray()  # a missing extra is one clear error before any work
+
+
 def annotate(
     source: str | Path,
     out: str | Path,
@@ -73,12 +82,7 @@ def annotate(
     Returns:
         The dataset's stats (also written to ``out/stats.json``).
     """
-    if engine not in ENGINES:
-        raise InputError(f"unknown engine {engine!r}; use local or ray")
-    if batch_size < 1 or shard_size < 1 or (limit is not None and limit < 0):
-        raise InputError("batch size and shard size must be at least 1, limit at least 0")
-    if engine == "ray":
-        import_ray()  # a missing extra is one clear error before any work
+    _check_options(engine, batch_size, shard_size, limit)
     settings = settings or Settings()
     settings = Settings(**{**settings.to_dict(), "levels": check_levels(levels)})
     pipe = preset if isinstance(preset, Pipeline) else load(preset, **load_options)
