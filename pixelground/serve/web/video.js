@@ -34,10 +34,13 @@ async function startVideoJob() {
   showError("");
   const form = new FormData();
   form.append("file", video.file, video.file.name);
-  form.append("kind", "track");
-  if ($("video-task").value === "track-box") {
+  const task = $("video-task").value;
+  form.append("kind", task.startsWith("track") ? "track" : task);
+  if (task === "track-box" || task === "describe") {
     if (!video.box) { showError("draw a box on the frame first"); return; }
     form.append("box", `${video.box.join(",")}@0`);
+  } else if (task === "caption") {
+    form.append("grounded", "true");
   } else {
     form.append("text", $("video-text").value);
   }
@@ -90,6 +93,7 @@ async function jobEnded(info) {
   try {
     video.result = (await api(info.downloads["result.json"])).body;
   } catch (err) { showError(err.message); return; }
+  showVideoText(video.result, 0);
   const count = video.result.video.num_frames || info.total;
   $("scrubber").max = String(count - 1); $("scrubber").value = "0"; $("scrubber").disabled = false;
   await showFrame(0);
@@ -105,6 +109,13 @@ function frameRegions(result, index, width, height) {
   return { image: { width, height }, regions };
 }
 
+// The result's text (a caption) and the caption event covering this frame, if any.
+function showVideoText(result, index) {
+  const events = (result.events || []).filter((e) => e.start_frame <= index && index <= e.end_frame);
+  const parts = [result.text, ...events.map((e) => `frames ${e.start_frame}-${e.end_frame}: ${e.text}`)];
+  $("video-text-out").textContent = parts.filter(Boolean).join("\n");
+}
+
 async function showFrame(index) {
   $("frame-index").textContent = String(index);
   const response = await fetch(`/v1/jobs/${video.job.id}/frames/${index}`, { headers: headers() });
@@ -114,6 +125,7 @@ async function showFrame(index) {
   canvas.width = bitmap.width; canvas.height = bitmap.height;
   canvas.getContext("2d").drawImage(bitmap, 0, 0);
   drawRegions($("frame-mask-canvas"), frameRegions(video.result, index, bitmap.width, bitmap.height), null);
+  showVideoText(video.result, index);
   document.body.dataset.frameShown = String(index);
 }
 
@@ -140,7 +152,7 @@ function setupVideoView() {
     ctx.clearRect(0, 0, overlay.width, overlay.height);
     ctx.strokeStyle = "#ff0"; ctx.lineWidth = 2;
     ctx.strokeRect(video.box[0], video.box[1], video.box[2] - video.box[0], video.box[3] - video.box[1]);
-    $("video-task").value = "track-box";
+    if ($("video-task").value !== "describe") $("video-task").value = "track-box";
   });
 }
 
