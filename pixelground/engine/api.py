@@ -74,7 +74,7 @@ def annotate(
         shard_size: records per committed shard.
         retry_failed: redo images recorded as failed.
         settings: thresholds and caps (Settings); ``levels`` overrides its levels.
-        progress: called with each finished record (local engine).
+        progress: called with each finished record.
         stages: the stage table to plan from (tests add their own).
         ray_options: RayEngine fields (address, workers, cpus_per_worker, num_cpus).
         **load_options: device, dtype and role overrides for ``pixelground.load``.
@@ -92,7 +92,7 @@ def annotate(
     items = pending_items(source, dataset, limit, retry_failed)
     if engine == "ray":
         runner = RayEngine(batch_size=batch_size, shard_size=shard_size, **(ray_options or {}))
-        runner.run(list(items), dataset, chosen, pipe, settings)
+        runner.run(list(items), dataset, chosen, pipe, settings, progress)
     else:
         ctx = Context(pipe, settings)
         for stage in chosen:

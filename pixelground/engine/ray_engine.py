@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
@@ -109,7 +109,7 @@ class RayEngine:
         return ray
 
     def run(self, items: list[Item], dataset: Dataset, stages: list[Stage], pipe: Pipeline,
-            settings: Settings) -> int:  # fmt: skip
+            settings: Settings, progress: Callable[[dict], None] | None = None) -> int:  # fmt: skip
         """Annotate ``items`` into ``dataset``; returns how many records were committed."""
         if not items:
             return 0
@@ -128,7 +128,10 @@ class RayEngine:
         run_id, committed, shards = uuid.uuid4().hex[:8], 0, 0
         pending: list[dict[str, Any]] = []
         for batch in ds.iter_batches(batch_size=self.batch_size, batch_format="numpy"):
-            pending += [json.loads(text) for text in batch["record"]]
+            for text in batch["record"]:
+                pending.append(json.loads(text))
+                if progress is not None:
+                    progress(pending[-1])
             if len(pending) >= self.shard_size:
                 dataset.commit(pending, run_id, shards)
                 committed, shards, pending = committed + len(pending), shards + 1, []

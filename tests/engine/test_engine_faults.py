@@ -89,6 +89,23 @@ def test_other_settings_are_refused_and_output_checked_first(tmp_path):
         run(tmp_path / "src", tmp_path / "busy")
 
 
+def test_sources_folder_glob_text_list_and_coco_json(tmp_path):
+    write_images(tmp_path / "src" / "sub", 3)
+    (tmp_path / "list.txt").write_text("src/sub/0.png\n# a comment\n\nsrc/sub/2.png\n")
+    coco = {"images": [{"id": 7, "file_name": "sub/1.png"}]}
+    (tmp_path / "src" / "coco.json").write_text(json.dumps(coco))
+    assert run(tmp_path / "src", tmp_path / "a")["done"] == 3  # recursive folder
+    assert run(str(tmp_path / "src" / "sub" / "[01].png"), tmp_path / "b")["done"] == 2
+    assert run(tmp_path / "list.txt", tmp_path / "c")["done"] == 2
+    assert [r["id"] for r in Dataset(tmp_path / "c").records()] == [
+        "src/sub/0.png",
+        "src/sub/2.png",
+    ]
+    assert run(tmp_path / "src" / "coco.json", tmp_path / "d")["done"] == 1
+    with pytest.raises(InputError, match="source not found"):
+        run(tmp_path / "missing", tmp_path / "e")
+
+
 SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
