@@ -8,7 +8,9 @@ naming the hub id, the cache path and how to pass a local directory instead.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 import socket
 import urllib.parse
@@ -18,6 +20,11 @@ from typing import Any
 from pixelground.core.errors import CheckpointMissingError, InputError, require
 
 HUB_HOST = "huggingface.co"
+#: Messages about downloads (the CLI shows this logger's INFO lines as "pixelground: ...").
+download_log = logging.getLogger("pixelground.download")
+#: Weight formats other than safetensors, skipped when a repository has safetensors.
+OTHER_WEIGHTS = (".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".ot", ".tflite", ".gguf")
+DOWNLOAD_ATTEMPTS = 2
 
 
 def hub_cache_dir() -> str:
@@ -99,6 +106,73 @@ def check_available(source: str) -> None:
         raise CheckpointMissingError(missing_checkpoint_message(source))
 
 
+def download_plan(source: str) -> list[tuple[str, int]]:
+    """(file, bytes) of a hub repository that ``from_pretrained`` needs: every file, without
+    other weight formats when safetensors are there."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(source, files_metadata=True)
+    files = [(s.rfilename, int(s.size or 0)) for s in info.siblings or []]
+    if any(name.endswith(".safetensors") for name, _ in files):
+        files = [(name, size) for name, size in files if not name.endswith(OTHER_WEIGHTS)]
+    return files
+
+
+def human_size(count: float) -> str:
+    """Bytes as ``12.3 MB``."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000
+    return f"{count:.1f} GB"
+
+
+@contextlib.contextmanager
+def _progress_bars() -> Any:
+    from huggingface_hub.utils import (
+        are_progress_bars_disabled,
+        disable_progress_bars,
+        enable_progress_bars,
+    )
+
+    was_disabled = are_progress_bars_disabled()
+    if was_disabled and os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") != "1":
+        enable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_disabled and os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") != "1":
+            disable_progress_bars()
+
+
+def download(source: str, attempts: int = DOWNLOAD_ATTEMPTS) -> None:
+    """Download a hub checkpoint into the cache: one line saying what and how much, a
+    progress bar per file, a broken download retried, then one error.
+
+    Raises:
+        CheckpointMissingError: the download failed ``attempts`` times (the message says why).
+    """
+    from huggingface_hub import snapshot_download
+
+    for attempt in range(1, attempts + 1):
+        try:
+            files = download_plan(source)
+            total = human_size(sum(size for _, size in files))
+            download_log.info("downloading %s (%d files, %s) to %s", source, len(files), total,
+                              hub_cache_dir())  # fmt: skip
+            with _progress_bars():
+                snapshot_download(source, allow_patterns=[name for name, _ in files])
+            return
+        except Exception as error:  # network and hub errors of several libraries
+            reason = " ".join(str(error).split())[:300] or type(error).__name__
+            if attempt == attempts:
+                raise CheckpointMissingError(
+                    f"downloading {source} failed {attempts} times ({reason}); check the "
+                    "connection and run again: what was downloaded is kept in the cache"
+                ) from error
+            download_log.info("download of %s broke (%s); trying again", source, reason)
+
+
 def load_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
     """``cls.from_pretrained(source, **kwargs)`` with a clear error when the checkpoint is missing.
 
@@ -111,8 +185,11 @@ def load_pretrained(cls: Any, source: str, **kwargs: Any) -> Any:
         Whatever ``from_pretrained`` returns.
     """
     check_available(source)
-    if not is_local_checkpoint(source) and not hub_reachable():
-        kwargs.setdefault("local_files_only", True)
+    if not is_local_checkpoint(source):
+        if not hub_reachable():
+            kwargs.setdefault("local_files_only", True)
+        elif not is_cached(source):
+            download(source)
     try:
         return cls.from_pretrained(
             str(Path(source).expanduser()) if is_local_checkpoint(source) else source, **kwargs

@@ -58,14 +58,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_downloads() -> None:
+    """Downloads say what and how much in one "pixelground: ..." line, with progress bars;
+    Hugging Face's other progress bars stay off (they would bury our one-line messages)."""
+    from huggingface_hub.utils import disable_progress_bars
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()  # its retry warnings: ours is the one line that counts
+    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") is None:
+        disable_progress_bars()  # re-enabled by backends.loading.download while it runs
+    downloads = logging.getLogger("pixelground.download")
+    if not downloads.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("pixelground: %(message)s"))
+        downloads.addHandler(handler)
+        downloads.setLevel(logging.INFO)
+        downloads.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
-    # Hugging Face's per-file progress bars would bury our one-line messages.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else argv))
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    _show_downloads()
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
