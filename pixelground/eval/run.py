@@ -32,7 +32,20 @@ from pathlib import Path
 from typing import Any
 
 from pixelground.core.errors import InputError, UnknownNameError
+from pixelground.eval import scoring
+from pixelground.eval.datasets.glamm_gcg import load_gcg
+from pixelground.eval.datasets.mevis import load_mevis, load_refytvos
+from pixelground.eval.datasets.png_narratives import load_png
+from pixelground.eval.datasets.reasonseg import load_reasonseg
+from pixelground.eval.datasets.refcoco import load_grefer, load_refer
+from pixelground.eval.datasets.synth import find_split, is_synth_split, load_synth
+from pixelground.eval.metrics.entity import evaluate_entity
+from pixelground.eval.metrics.panoptic import evaluate_panoptic
 from pixelground.eval.metrics.phrase_similarity import SimilarityTable
+from pixelground.eval.metrics.semantic import evaluate_semantic_folders
+from pixelground.eval.metrics.vos import evaluate_vos
+from pixelground.eval.predictions import read_predictions
+from pixelground.eval.scoring import records_as_samples
 
 TASKS = ("refer", "grefer", "vos", "gcg", "caption", "panoptic", "entity", "semseg", "png")
 FORMATS = (
@@ -118,8 +131,6 @@ def infer_format(path: Path, task: str) -> str:
 
 def _holds_synth(path: Path) -> bool:
     """A split, task or root folder written by ``pixelground synth``."""
-    from pixelground.eval.datasets.synth import is_synth_split
-
     if is_synth_split(path):
         return True
     folders = [p for p in path.iterdir() if p.is_dir()]
@@ -158,41 +169,22 @@ def load_dataset(
         raise InputError(f"a {fmt} dataset cannot be scored as {task}; use {', '.join(allowed)}")
     split = split or DEFAULT_SPLITS.get(fmt)
     if fmt in ("refcoco", "refcoco+", "refcocog"):
-        from pixelground.eval.datasets.refcoco import load_refer
-
         return fmt, load_refer(path, fmt, split, image_dir=image_dir)
     if fmt == "grefcoco":
-        from pixelground.eval.datasets.refcoco import load_grefer
-
         return fmt, load_grefer(path, split, image_dir=image_dir)
     if fmt == "reasonseg":
-        from pixelground.eval.datasets.reasonseg import load_reasonseg
-
         return fmt, load_reasonseg(path, split)
     if fmt == "gcg":
-        from pixelground.eval.datasets.glamm_gcg import load_gcg
-
         return fmt, load_gcg(path, split or "val", image_dir)
     if fmt == "png":
-        from pixelground.eval.datasets.png_narratives import load_png
-
         return fmt, load_png(path, split or "val2017", image_dir)
     if fmt == "mevis":
-        from pixelground.eval.datasets.mevis import load_mevis
-
         return fmt, load_mevis(path, split or "valid_u")
     if fmt == "refytvos":
-        from pixelground.eval.datasets.mevis import load_refytvos
-
         return fmt, load_refytvos(path, split or "valid")
     if fmt == "synth":
-        from pixelground.eval.datasets.synth import load_synth
-
         return fmt, load_synth(path, task, split)
     if fmt == "records":
-        from pixelground.eval.predictions import read_predictions
-        from pixelground.eval.scoring import records_as_samples
-
         return fmt, records_as_samples(read_predictions(path))
     raise InputError(f"{fmt} ground truth is read by the caption scorer only")
 
@@ -209,8 +201,6 @@ def caption_references(spec: str | Path, split: str | None = None) -> dict[str, 
     if fmt == "gcg":
         _, samples = load_dataset(spec, "caption", split)
         return {s.id: [s.caption] for s in samples}
-    from pixelground.eval.predictions import read_predictions
-
     return {k: [p.text or ""] for k, p in read_predictions(path).items()}
 
 
@@ -218,7 +208,7 @@ def _pick(options: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
     return {k: options[k] for k in names if options.get(k) is not None}
 
 
-def _check_protocol(task: str, protocol: str | None) -> str | None:
+def check_protocol(task: str, protocol: str | None) -> str | None:
     choices = PROTOCOLS.get(task)
     if protocol is None or choices is None:
         if protocol is not None:
@@ -255,7 +245,7 @@ def score(
         The metric's JSON-ready dict plus ``"task"`` and ``"protocol"``.
     """
     check_task(task)
-    protocol = _check_protocol(task, protocol)
+    protocol = check_protocol(task, protocol)
     result = _dispatch(task, pred, gt, protocol, opts)
     return {"task": task, "protocol": protocol or _default_protocol(task), **result}
 
@@ -269,31 +259,20 @@ def _default_protocol(task: str) -> str:
 
 
 def _dispatch(task: str, pred: Any, gt: Any, protocol: str | None, opts: dict[str, Any]) -> dict:
-    from pixelground.eval import scoring
-    from pixelground.eval.predictions import read_predictions
-
     if task == "vos":
-        from pixelground.eval.metrics.vos import evaluate_vos
-
         names = ("sequences", "bound_th", "exclude_void", "max_proposals", "per_frame")
         fmt, path = parse_dataset_spec(gt)
         if fmt is not None and fmt not in ("mevis", "synth"):
             raise InputError(f"vos scores DAVIS or MeViS-layout folders, not {fmt} data")
         if fmt == "synth":
-            from pixelground.eval.datasets.synth import find_split
-
             path = find_split(path, "rvos", opts.get("split"))
         default = "mevis" if fmt else "semi"
         return evaluate_vos(path, pred, protocol or default, **_pick(opts, names))
     if task == "panoptic":
-        from pixelground.eval.metrics.panoptic import evaluate_panoptic
-
         return evaluate_panoptic(
             gt, opts.get("gt_dir"), pred, opts.get("pred_dir"), opts.get("categories")
         )
     if task == "entity":
-        from pixelground.eval.metrics.entity import evaluate_entity
-
         return evaluate_entity(gt, entity_predictions(pred, gt))
     if task == "semseg":
         return _semseg(pred, gt, opts)
@@ -324,8 +303,6 @@ def score_loaded(
             callable) or ``similarity_table`` (a JSON file, see
             :mod:`pixelground.eval.metrics.phrase_similarity`) instead of the encoder.
     """
-    from pixelground.eval import scoring
-
     allow = bool(opts.get("allow_missing", False))
     if task == "refer":
         return scoring.score_refer(samples, predictions, protocol or "lisa", allow)
@@ -349,8 +326,6 @@ def score_loaded(
 
 
 def _semseg(pred: Any, gt: Any, opts: dict[str, Any]) -> dict[str, Any]:
-    from pixelground.eval.metrics.semantic import evaluate_semantic_folders
-
     if not opts.get("num_classes"):
         raise InputError("semseg scoring needs the number of classes (--num-classes N)")
     names = ("class_names", "ignore_index", "convention", "reduce_zero_label")
@@ -365,8 +340,6 @@ def entity_predictions(pred: str | Path, gt: str | Path) -> list[dict[str, Any]]
         data = json.loads(path.read_text())
         if isinstance(data, list) and (not data or "segmentation" in data[0]):
             return data
-    from pixelground.eval.predictions import read_predictions
-
     images = json.loads(Path(gt).read_text()).get("images", [])
     by_name = {Path(img["file_name"]).stem: img["id"] for img in images}
     by_id = {str(img["id"]): img["id"] for img in images}

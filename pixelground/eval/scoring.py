@@ -101,6 +101,11 @@ class _Matcher:
         return len(set(self.by_id) - self.used)
 
 
+def _check_missing(task: str, missing: list[str], allow_missing: bool) -> None:
+    if missing and not allow_missing:
+        raise _missing_error(task, missing)
+
+
 def _missing_error(task: str, missing: list[str]) -> InputError:
     return InputError(
         f"{len(missing)} {task} samples have no prediction (e.g. {missing[0]!r}); predictions "
@@ -156,8 +161,7 @@ def score_refer(
             rela.update(pred, gt, gt_nt, pred_nt, sample_id=str(sample.id))
             if not gt_nt:
                 targets.update(pred, gt)
-    if missing and not allow_missing:
-        raise _missing_error("refer", missing)
+    _check_missing("refer", missing, allow_missing)
     out = acc.result()
     if with_no_target:
         target_scores = targets.result() if targets.count else None

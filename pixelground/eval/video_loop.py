@@ -41,6 +41,19 @@ from pixelground.backends.base import DETECTION_THRESHOLD
 from pixelground.core.errors import InputError
 from pixelground.core.masks import decode_rle
 from pixelground.core.media import load_image
+from pixelground.eval.metrics.jf import BOUND_TH
+from pixelground.eval.metrics.vos_protocols import expression_scores
+from pixelground.eval.run import load_dataset
+from pixelground.eval.run_folder import (
+    PREDICTIONS_FILE,
+    check_limit,
+    predict_resumable,
+    read_progress,
+    run_head,
+    write_manifest,
+    write_report,
+)
+from pixelground.eval.scoring import add_types
 from pixelground.video.frames import FrameSource, VideoMetadata
 
 log = logging.getLogger(__name__)
@@ -107,10 +120,11 @@ def video_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     """The segment_video options of a run: :data:`VIDEO_OPTIONS` updated with given values."""
     out = dict(VIDEO_OPTIONS)
     for key, value in (options or {}).items():
+        if value is None:  # not given (the CLI passes every option of every task)
+            continue
         if key not in VIDEO_OPTIONS:
             raise InputError(f"unknown rvos option {key!r}; use {', '.join(VIDEO_OPTIONS)}")
-        if value is not None:
-            out[key] = value
+        out[key] = value
     return out
 
 
@@ -168,7 +182,6 @@ def run_video_predictions(
     on_step: StepCallback | None = None,
 ) -> dict[str, int]:
     """Predict every expression not yet in ``out_dir/predictions.jsonl``; returns counts."""
-    from pixelground.eval.loop import predict_resumable
 
     def predict_one(sample: Any) -> dict[str, Any]:
         result = predict_expression(pipeline, sample, options).to_dict()
@@ -207,9 +220,6 @@ def score_expressions(
         "per_sample": [{"id", "video", "expression", "text", "J", "F", "JF", "frames",
         "tracks", "missing", ("error")}]}``, plus ``by_type`` when expressions have types.
     """
-    from pixelground.eval.metrics.vos import BOUND_TH
-    from pixelground.eval.scoring import add_types
-
     if not samples:
         raise InputError("no expressions to score")
     bound_th = BOUND_TH if bound_th is None else bound_th
@@ -240,8 +250,6 @@ def _score_row(
     out_dir: str | Path | None,
 ) -> dict[str, Any]:
     """One expression's per-sample row: J and F means over its frames (MeViS protocol)."""
-    from pixelground.eval.metrics.vos_protocols import expression_scores
-
     sid = str(sample.id)
     gt = sample.gt_masks()
     pred = np.zeros_like(gt) if result is None else union_masks(result, len(gt), sid)
@@ -309,16 +317,6 @@ def evaluate_video(
     Returns:
         The full result (with per-expression rows); report.json holds it without them.
     """
-    from pixelground.eval.loop import (
-        PREDICTIONS_FILE,
-        _model_of,
-        check_limit,
-        read_progress,
-        write_manifest,
-        write_report,
-    )
-    from pixelground.eval.run import load_dataset
-
     protocol = check_protocol(protocol)
     settings = video_options(options)
     fmt, samples = load_dataset(dataset, TASK, split)
@@ -330,18 +328,9 @@ def evaluate_video(
     counts = run_video_predictions(pipeline, samples, out, settings, on_step)
     done, errors = read_progress(out / PREDICTIONS_FILE, parse=_result_of)
     wanted = {str(s.id) for s in samples}
-    head = {
-        "task": TASK,
-        "protocol": protocol,
-        "dataset": str(dataset),
-        "format": fmt,
-        "samples": len(samples),
-        "errors": len([e for e in errors if e in wanted]),
-        "this_run": counts,
-        "model": _model_of(pipeline),
-        "options": settings,
-        "masks_dir": str(out / MASKS_DIR),
-    }
+    failed = len([e for e in errors if e in wanted])
+    head = run_head(TASK, dataset, fmt, pipeline, len(samples), failed, counts)
+    head.update(protocol=protocol, options=settings, masks_dir=str(out / MASKS_DIR))
     if not all(s.has_ground_truth for s in samples):
         rows = [_unscored_row(s, done.get(str(s.id)), errors) for s in samples]
         result = {**head, "scored": False, "note": _no_truth_note(out), "per_sample": rows}

@@ -40,6 +40,8 @@ import numpy as np
 from pixelground.core.errors import InputError
 from pixelground.core.masks import decode_rle
 from pixelground.core.result import check_version
+from pixelground.eval.datasets.glamm_gcg import GCGSample
+from pixelground.eval.datasets.mevis import load_mevis
 
 FORMAT = "pixelground.synth"
 DEFAULT_SPLIT = "test"
@@ -235,8 +237,6 @@ def load_synth_refer(folder: str | Path) -> list[SynthReferSample]:
 
 def load_synth_gcg(folder: str | Path) -> list[Any]:
     """The images of a synthetic ``gcg`` split folder as GranD-f GCG samples."""
-    from pixelground.eval.datasets.glamm_gcg import GCGSample
-
     folder = Path(folder)
     samples = []
     for record in _annotations(folder):
@@ -260,8 +260,6 @@ def load_synth_gcg(folder: str | Path) -> list[Any]:
 
 def load_synth_video(folder: str | Path) -> list[Any]:
     """The expressions of a synthetic ``video`` split folder (MeViS layout, with types)."""
-    from pixelground.eval.datasets.mevis import load_mevis
-
     folder = Path(folder)
     types = {str(r["id"]): r.get("type") for r in _annotations(folder)}
     expressions = load_mevis(folder)

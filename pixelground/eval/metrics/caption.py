@@ -188,15 +188,7 @@ def caption_scores(
     """
     require("pycocoevalcap", "eval")
     groups = _normalise_groups(metrics)
-    unknown = [k for k in candidates if k not in references]
-    if unknown:
-        raise InputError(
-            f"{len(unknown)} candidate ids have no reference caption (e.g. {unknown[0]!r}); "
-            "check that predictions and ground truth use the same image ids"
-        )
-    ids = [k for k in references if k in candidates]
-    if not ids:
-        raise InputError("no candidate caption matches a reference id; nothing to score")
+    ids = _scored_ids(references, candidates)
     refs = {
         k: [references[k]] if isinstance(references[k], str) else list(references[k]) for k in ids
     }
@@ -219,15 +211,26 @@ def caption_scores(
             out[name] = float(value)
             for k, v in zip(gts.keys(), values_i, strict=True):
                 per_sample[k][name] = float(v)
-    out.update(
-        {
-            "count": len(ids),
-            "missing_candidates": len(references) - len(ids),
-            "omitted": dict(OMITTED),
-            "per_sample": list(per_sample.values()),
-        }
-    )
+    out.update(count=len(ids), missing_candidates=len(references) - len(ids))
+    out.update(omitted=dict(OMITTED), per_sample=list(per_sample.values()))
     return out
+
+
+def _scored_ids(
+    references: Mapping[Hashable, Sequence[str] | str], candidates: Mapping[Hashable, str]
+) -> list[Hashable]:
+    """The ids with a reference and a candidate; InputError for candidates without a
+    reference or when none is left."""
+    unknown = [k for k in candidates if k not in references]
+    if unknown:
+        raise InputError(
+            f"{len(unknown)} candidate ids have no reference caption (e.g. {unknown[0]!r}); "
+            "check that predictions and ground truth use the same image ids"
+        )
+    ids = [k for k in references if k in candidates]
+    if not ids:
+        raise InputError("no candidate caption matches a reference id; nothing to score")
+    return ids
 
 
 def java_available() -> bool:
