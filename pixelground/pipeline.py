@@ -14,7 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from pixelground.backends.base import DETECTION_THRESHOLD, VideoStreamer
+from pixelground.backends.base import (
+    DETECTION_THRESHOLD,
+    CaptionInstructed,
+    Phrase,
+    VideoStreamer,
+)
 from pixelground.backends.presets import (
     PACKAGE_PREFIX,
     ROLES,
@@ -442,6 +447,11 @@ class Pipeline:
             VideoResult (task "caption"); see pixelground.video.captions.
         """
         model = self._video_model(strategy, supports_video, "Sa2VA", grounded and caption is None)
+        streamer = self.backend("grounding_model")
+        if grounded and model is None and not self.has("video_segmenter"):
+            if isinstance(streamer, VideoStreamer) and isinstance(streamer, CaptionInstructed):
+                frames = as_frames(video, **sampling)
+                return self._finish(self._caption_then_track(streamer, frames, caption, on_frame))
         two_stage = model is None
         writes = two_stage and caption is None
         needs_vlm = merge == "vlm" or not self.has("captioner")
@@ -462,6 +472,37 @@ class Pipeline:
         )
         frames = as_frames(video, **sampling)
         return self._finish(task(frames, grounded=grounded, caption=caption, on_frame=on_frame))
+
+    def _caption_then_track(
+        self, model: Any, frames: Any, caption: str | None, on_frame: OnFrame | None
+    ) -> VideoResult:
+        """Grounded video caption with a model that tracks expressions itself (``shapes``):
+        its grounded caption of the middle frame, then each phrase segmented through the
+        video as a referring expression."""
+        middle = frames.read(len(frames) // 2)
+        answer = model.ground(middle, model.gcg_prompt)
+        text, phrases = answer.text, [p for p in answer.phrases if p.text.strip()]
+        if caption is not None:
+            text, phrases = caption, [Phrase(caption, 0, len(caption))]
+        tracks = []
+        for phrase in phrases:
+            found = self.segment_video(
+                frames, phrase.text, strategy="end-to-end", on_frame=on_frame
+            )
+            for track in found.tracks:
+                track.id, track.phrase = len(tracks) + 1, phrase.text
+                track.span = (phrase.start, phrase.end)
+                tracks.append(track)
+        return VideoResult(
+            task="caption",
+            video=frames.video_info(),
+            text=text,
+            tracks=tracks,
+            model={
+                "preset": self.preset.name,
+                "strategy": "caption the middle frame, then segment each phrase through the video",
+            },  # fmt: skip
+        )
 
     def describe_video(
         self,
