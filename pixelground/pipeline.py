@@ -447,8 +447,8 @@ class Pipeline:
             VideoResult (task "caption"); see pixelground.video.captions.
         """
         model = self._video_model(strategy, supports_video, "Sa2VA", grounded and caption is None)
-        streamer = self.backend("grounding_model")
         if grounded and model is None and not self.has("video_segmenter"):
+            streamer = self.backend("grounding_model")
             if isinstance(streamer, VideoStreamer) and isinstance(streamer, CaptionInstructed):
                 frames = as_frames(video, **sampling)
                 return self._finish(self._caption_then_track(streamer, frames, caption, on_frame))
