@@ -9,6 +9,7 @@ from PIL import Image
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
+import pixelground  # noqa: E402
 from pixelground.backends.dino import DinoKeys  # noqa: E402
 from pixelground.core.errors import InputError  # noqa: E402
 
@@ -39,8 +40,6 @@ def save_dinov2(directory, registers: int) -> str:
 
 @pytest.mark.parametrize("registers", [0, 4])
 def test_dinov2_keys_and_cass(tmp_path, shared_data, registers):
-    import pixelground
-
     directory = save_dinov2(tmp_path / "dinov2", registers)
     dino = DinoKeys(directory, device="cpu")
     assert dino.prefix == 1 + registers and dino.grid_for(224) == (4, 4)

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import pixelground
 from pixelground.backends.cass import dino_input
 from pixelground.core.errors import InputError
 from pixelground.core.result import GroundedResult
+from pixelground.serve.cli import main
 from pixelground.tasks.cass import window_starts
+from pixelground.tasks.semseg import OpenVocabSegmentation
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
@@ -20,8 +23,6 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def pipe():
-    import pixelground
-
     return pixelground.load("tiny")
 
 
@@ -99,8 +100,6 @@ def test_background_setting_and_class_files(pipe, voc_image):
 
 
 def test_cass_needs_a_dino_of_clips_width(pipe):
-    from pixelground.tasks.semseg import OpenVocabSegmentation
-
     with pytest.raises(InputError, match="dino"):
         OpenVocabSegmentation(scorer=pipe.scorer, mode="cass")
     with pytest.raises(InputError, match="unknown CASS setting"):
@@ -108,8 +107,6 @@ def test_cass_needs_a_dino_of_clips_width(pipe):
 
 
 def test_cli_semseg_cass(voc_image, tmp_path, capsys):
-    from pixelground.serve.cli import main
-
     out = tmp_path / "out.json"
     argv = ["semseg", str(voc_image), "--classes", "person,dog", "--mode", "cass"]
     assert main([*argv, "--setting", "city_scapes", "--preset", "tiny", "-o", str(out)]) == 0
