@@ -99,9 +99,9 @@ def rss_mb(field: str = "VmHWM") -> float:
 
 def run_bounded(checkpoint: str, video: MovingShapes) -> dict:
     """pixelground's TrackingSession (bounded memory), forward propagation."""
+    from pixelground.backends.sam2_video import Sam2VideoTracker
     from pixelground.core.prompts import Box, Prompt
     from pixelground.video.frames import ArrayFrames
-    from pixelground.video.session import Sam2VideoTracker
 
     tracker = Sam2VideoTracker(checkpoint, device="cpu", dtype="float32")
     session = tracker.session(ArrayFrames(video, fps=FPS))

@@ -25,7 +25,7 @@ BACKENDS: dict[str, str] = {
     "sa2va": "pixelground.backends.sa2va:Sa2VABackend",
     "textblob": "pixelground.backends.parser:TextBlobParser",
     "spacy": "pixelground.backends.parser:SpacyParser",
-    "sam2-video": "pixelground.video.session:Sam2VideoTracker",
+    "sam2-video": "pixelground.backends.sam2_video:Sam2VideoTracker",
     "segtoken": "pixelground.backends.seg_token:SegTokenModelBackend",
 }
 

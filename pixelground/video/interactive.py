@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from pixelground.backends.sam2_video import FrameTracks, TrackingSession, TrackMask
 from pixelground.core.errors import InputError
 from pixelground.core.prompts import Box, Point, Prompt
 from pixelground.core.result import Track, VideoResult
-from pixelground.video.session import FrameTracks, TrackingSession, TrackMask
 
 TASK = "track"
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from pixelground.backends.base import DETECTION_THRESHOLD, Detection, Detector, Segmenter
+from pixelground.backends.sam2_video import FrameTracks
 from pixelground.core.errors import InputError
 from pixelground.core.frames import FrameSource
 from pixelground.core.masks import mask_iou
@@ -28,7 +29,6 @@ from pixelground.core.result import Track
 from pixelground.tasks.common import boxes_to_masks, inside_detections, select_detections
 from pixelground.video.frames import open_video
 from pixelground.video.interactive import InteractiveVideoSegmentation
-from pixelground.video.session import FrameTracks
 
 log = logging.getLogger(__name__)
 

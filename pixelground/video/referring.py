@@ -38,6 +38,7 @@ from pixelground.backends.base import (
     Segmenter,
     VideoStreamer,
 )
+from pixelground.backends.sam2_video import FrameTracks, TrackMask
 from pixelground.core.errors import InputError
 from pixelground.core.frames import FrameSource
 from pixelground.core.prompts import Prompt
@@ -59,7 +60,6 @@ from pixelground.video.keyframes import (
     unmatched,
 )
 from pixelground.video.sa2va_video import segment_video_frames, supports_video
-from pixelground.video.session import FrameTracks, TrackMask
 
 log = logging.getLogger(__name__)
 

@@ -73,7 +73,7 @@ def tiny_video_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tracker(tiny_video_checkpoint: Path):
     """The tiny checkpoint loaded the way users load real ones."""
-    from pixelground.video.session import Sam2VideoTracker
+    from pixelground.backends.sam2_video import Sam2VideoTracker
 
     return Sam2VideoTracker(str(tiny_video_checkpoint), device="cpu")
 

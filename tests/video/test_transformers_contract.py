@@ -1,4 +1,4 @@
-"""The private parts of transformers' SAM2 video session that pixelground.video.session uses.
+"""The private parts of transformers' SAM2 video session that backends/sam2_video.py uses.
 
 The bounded session prunes transformers' inference-session state by hand and sets the
 model's memory-bank size per session. pyproject pins transformers to the range this was
@@ -26,8 +26,8 @@ def _changed(what: str) -> str:
 
     return (
         f"transformers {transformers.__version__} changed {what}, which "
-        "pixelground/video/session.py relies on: pin transformers to the range in pyproject.toml "
-        "or update the bounded session"
+        "pixelground/backends/sam2_video.py relies on: pin transformers to the range in "
+        "pyproject.toml or update the bounded session"
     )
 
 

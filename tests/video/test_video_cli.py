@@ -128,7 +128,7 @@ def test_text_tracking_calls_pipeline_segment_video(swan_dir: Path, tmp_path: Pa
 def test_ctrl_c_during_text_tracking_writes_frames_done(
     swan_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    from pixelground.video.session import FrameTracks, TrackMask
+    from pixelground.backends.sam2_video import FrameTracks, TrackMask
 
     advanced = []
 

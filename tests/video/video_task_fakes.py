@@ -17,10 +17,10 @@ import pytest
 
 from pixelground.backends.base import Detection, MaskCandidates
 from pixelground.backends.presets import Preset
+from pixelground.backends.sam2_video import FrameTracks, TrackMask
 from pixelground.core.prompts import Prompt
 from pixelground.pipeline import Pipeline
 from pixelground.video.keyframes import box_mask
-from pixelground.video.session import FrameTracks, TrackMask
 
 HEIGHT, WIDTH = 48, 64
 

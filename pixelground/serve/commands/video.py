@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pixelground.backends.base import DETECTION_THRESHOLD
+from pixelground.backends.sam2_video import Sam2VideoTracker
 from pixelground.core.errors import InputError, PixelgroundError
 from pixelground.core.result import Track, VideoResult
 from pixelground.serve.commands.common import (
@@ -37,7 +38,6 @@ from pixelground.video.interactive import (
     prompts_from_cli,
 )
 from pixelground.video.outputs import write_outputs
-from pixelground.video.session import Sam2VideoTracker
 
 log = logging.getLogger("pixelground.cli")
 

@@ -36,8 +36,8 @@ import numpy as np
 
 from pixelground.backends.loading import load_pretrained, select_device, select_dtype
 from pixelground.core.errors import InputError, require
+from pixelground.core.frames import FrameSource
 from pixelground.core.prompts import Box, Point, Prompt
-from pixelground.video.frames import FrameSource
 
 log = logging.getLogger(__name__)
 
