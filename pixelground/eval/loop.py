@@ -43,29 +43,18 @@ from pixelground.eval.run_folder import (
     write_manifest,
     write_report,
 )
+from pixelground.eval.tasks import TASK_TABLE, VIDEO_ALIASES, eval_tasks
+from pixelground.eval.tasks import marked_caption as marked_caption
 from pixelground.eval.video_loop import evaluate_video
 
 log = logging.getLogger(__name__)
 
-EVAL_TASKS = ("refer", "grefer", "gcg", "caption", "png", "rvos")
+#: The tasks ``pixelground eval`` runs (the table: :mod:`pixelground.eval.tasks`).
+EVAL_TASKS = eval_tasks()
 #: Names ``pixelground eval`` accepts for referring video segmentation.
-VIDEO_TASKS = ("rvos", "vos")
+VIDEO_TASKS = VIDEO_ALIASES
 #: Prediction options of the image tasks (passed to the pipeline method).
-IMAGE_OPTIONS = {"refer": ("threshold", "compose"), "grefer": ("threshold", "compose")}
-
-
-def marked_caption(narrative: Any) -> str:
-    """The narrative's caption with each ground-truth phrase wrapped in ``<p>...</p>``."""
-    caption = narrative.caption
-    spans = sorted({p.span for p in narrative.phrases if p.span is not None})
-    pieces, cursor = [], 0
-    for start, end in spans:
-        if start < cursor:  # overlapping spans: keep the first
-            continue
-        pieces += [caption[cursor:start], "<p>", caption[start:end], "</p>"]
-        cursor = end
-    pieces.append(caption[cursor:])
-    return "".join(pieces)
+IMAGE_OPTIONS = {name: task.options for name, task in TASK_TABLE.items() if task.options}
 
 
 def check_eval_task(task: str) -> None:
@@ -87,14 +76,10 @@ def predict(task: str, pipeline: Any, sample: Any, options: Mapping[str, Any] | 
         options: refer/grefer ``threshold`` (detection score), passed when set.
     """
     check_eval_task(task)
-    image = str(sample.image_path)
-    if task in ("refer", "grefer"):
-        return pipeline.segment(image, sample.text, **(options or {}))
-    if task == "gcg":
-        return pipeline.caption(image, grounded=True)
-    if task == "caption":
-        return pipeline.caption(image)
-    return pipeline.ground(image, marked_caption(sample))
+    answer = TASK_TABLE[task].predict
+    if answer is None:
+        raise InputError(f"{task} is answered over videos: use evaluate() or evaluate_video()")
+    return answer(pipeline, sample, options or {})
 
 
 def run_predictions(

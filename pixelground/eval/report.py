@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pixelground.eval.tasks import TASK_TABLE
+
 #: Keys holding bulk per-item data, left out of tables and of the summary JSON.
 BULK_KEYS = frozenset(
     {"per_sample", "per_object", "per_proposal", "per_frame", "per_expression", "per_sequence",
@@ -28,19 +30,8 @@ def _is_count(key: str) -> bool:
     return low in COUNT_KEYS or low.startswith(COUNT_PREFIXES)
 
 
-#: The metrics each task's table shows first, as the papers report them.
-HEADLINES = {
-    "refer": ("gIoU", "cIoU", "N-acc", "T-acc"),
-    "grefer": ("gIoU", "cIoU", "N-acc", "T-acc", "Pr@0.7", "Pr@0.8", "Pr@0.9"),
-    "vos": ("JF", "J", "F"),
-    "rvos": ("JF", "J", "F"),
-    "gcg": ("METEOR", "CIDEr", "AP50", "mIoU", "recall", "phrase_encoder"),
-    "caption": ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "Bleu_1"),
-    "panoptic": ("All.pq", "All.sq", "All.rq", "Things.pq", "Stuff.pq"),
-    "entity": ("AP", "AP50", "AP75"),
-    "semseg": ("mIoU", "aAcc", "mAcc"),
-    "png": ("AR.All", "AR.Things", "AR.Stuff", "AR.Singulars", "AR.Plurals"),
-}
+#: The metrics each task's table shows first, as the papers report them (from the task table).
+HEADLINES = {name: task.headline for name, task in TASK_TABLE.items()}
 
 
 def format_value(key: str, value: Any) -> str:

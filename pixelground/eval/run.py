@@ -46,8 +46,10 @@ from pixelground.eval.metrics.semantic import evaluate_semantic_folders
 from pixelground.eval.metrics.vos import evaluate_vos
 from pixelground.eval.predictions import read_predictions
 from pixelground.eval.scoring import records_as_samples
+from pixelground.eval.tasks import TASK_TABLE, scored_tasks
 
-TASKS = ("refer", "grefer", "vos", "gcg", "caption", "panoptic", "entity", "semseg", "png")
+#: The tasks ``score`` scores (the table: :mod:`pixelground.eval.tasks`).
+TASKS = scored_tasks()
 FORMATS = (
     "refcoco", "refcoco+", "refcocog", "grefcoco", "reasonseg", "gcg", "png", "mevis",
     "refytvos", "coco-captions", "records", "synth",
@@ -57,20 +59,9 @@ DEFAULT_SPLITS = {
     "reasonseg": "val", "gcg": "val", "png": "val2017", "mevis": "valid_u", "refytvos": "valid",
     "synth": "test",
 }  # fmt: skip
-#: Referring video datasets (MeViS layout or Ref-YouTube-VOS); ``rvos`` is what
-#: ``pixelground eval`` runs on them (scored with the MeViS per-expression protocol).
-VIDEO_FORMATS = ("mevis", "refytvos", "synth")
-TASK_FORMATS = {
-    "refer": ("refcoco", "refcoco+", "refcocog", "reasonseg", "records", "synth"),
-    "grefer": ("grefcoco", "records", "synth"),
-    "gcg": ("gcg", "synth"),
-    "caption": ("coco-captions", "gcg", "records", "synth"),
-    "png": ("png",),
-    "rvos": VIDEO_FORMATS,
-}
+TASK_FORMATS = {name: task.formats for name, task in TASK_TABLE.items() if task.formats}
 PROTOCOLS = {
-    "refer": ("lisa", "glamm", "sa2va"),
-    "vos": ("semi", "semi-supervised", "unsupervised", "mevis"),
+    name: task.protocols for name, task in TASK_TABLE.items() if task.protocols and task.scored
 }
 
 
@@ -251,11 +242,7 @@ def score(
 
 
 def _default_protocol(task: str) -> str:
-    return {
-        "refer": "lisa", "grefer": "rela", "vos": "semi", "gcg": "glamm", "caption": "coco-caption",
-        "panoptic": "panopticapi", "entity": "coco-segm-agnostic", "semseg": "mmseg",
-        "png": "png",
-    }[task]  # fmt: skip
+    return TASK_TABLE[task].default_protocol
 
 
 def _dispatch(task: str, pred: Any, gt: Any, protocol: str | None, opts: dict[str, Any]) -> dict:

@@ -35,9 +35,10 @@ from pixelground.core.files import check_output, check_output_dir, write_text_at
 from pixelground.eval.loop import check_eval_task, evaluate
 from pixelground.eval.report import print_table, summary, to_json, write_per_sample_csv
 from pixelground.eval.run import score
+from pixelground.eval.tasks import eval_tasks, scored_tasks
 from pixelground.serve.commands.common import add_model_option, load_pipeline, say
 
-TASK_HELP = "refer, grefer, vos, gcg, caption, panoptic, entity, semseg or png"
+TASK_HELP = ", ".join(scored_tasks())
 
 
 def _stdout_console():
@@ -232,7 +233,7 @@ def _add_eval(subparsers: Any) -> None:
         "OUT/Annotations/VIDEO/EXP_ID/FRAME.png (the MeViS submission layout) and scores J, F "
         "and J&F with the MeViS per-expression protocol.",
     )
-    parser.add_argument("task", help="refer, grefer, gcg, caption, png or rvos (alias vos)")
+    parser.add_argument("task", help=", ".join(eval_tasks()) + " (rvos: alias vos)")
     parser.add_argument(
         "--dataset",
         required=True,
