@@ -12,6 +12,8 @@ and the prompt frame excluded).
     python benchmarks/video_memory.py --lengths 100,1000,3000
     python benchmarks/video_memory.py --lengths 100,300 --threads 2 --json results.json
     python benchmarks/video_memory.py --side 512 --lengths 100,1000,3000
+    python benchmarks/video_memory.py --side 256 --lengths 100,300 --modes "" \\
+        --command-heights 256,480      # the whole track command, JSON + PNGs + overlay
 
 ``--side`` feeds the same model (every weight the same shape) smaller frames: at 1024 pixels
 (the published model) one frame costs several CPU seconds on 2 cores, mostly memory attention
@@ -198,6 +200,62 @@ def _collect(process: subprocess.Popen, mode: str, length: int) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def write_clip(video: MovingShapes, path: Path) -> Path:
+    """Encode the synthesised clip as H.264 mp4, one frame at a time (never all in memory)."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.height, stream.width = video.height, video.width
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "23", "preset": "ultrafast"}
+        for k in range(len(video)):
+            frame = av.VideoFrame.from_ndarray(video[k], format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def run_command(checkpoint: str, length: int, height: int, scratch: Path) -> dict:
+    """``pixelground track CLIP --box ...@0 -o --masks --overlay`` as a user runs it; the
+    child's peak RSS from wait4 (the whole command: decoding, model, JSON, PNGs, overlay)."""
+    width = (height * 16 // 9) // 2 * 2
+    video = MovingShapes(length, height, width)
+    clip = write_clip(video, scratch / f"clip-{height}p-{length}.mp4")
+    out = scratch / f"out-{height}p-{length}"
+    box = ",".join(f"{v:.0f}" for v in video.box(0))
+    argv = [sys.executable, "-m", "pixelground.serve.cli", "track", str(clip), "--box",
+            f"{box}@0", "--checkpoint", checkpoint, "--device", "cpu", "-o", str(out / "r.json"),
+            "--masks", str(out / "masks"), "--overlay", str(out / "overlay.mp4")]  # fmt: skip
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - start
+    err = process.stderr.read() if process.stderr else ""
+    row = {"mode": "command", "length": length, "height": height}
+    if os.waitstatus_to_exitcode(status) != 0:
+        return row | {"error": err.strip().splitlines()[-1:]}
+    masks = sum(1 for _ in (out / "masks").rglob("*.png"))
+    return row | {"peak_rss_mb": round(usage.ru_maxrss / 1024), "seconds": round(elapsed, 1),
+                  "masks_written": masks}  # fmt: skip
+
+
+def _command_table(rows: list[dict]) -> str:
+    header = f"{'video':<8}{'frames':>8}{'peak RSS MB':>13}{'seconds':>9}{'PNGs':>7}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        if "peak_rss_mb" not in row:
+            lines.append(f"{row['height']}p{'':<4}{row['length']:>8}  {row.get('error')}")
+            continue
+        lines.append(
+            f"{row['height']}p{'':<4}{row['length']:>8}{row['peak_rss_mb']:>13}"
+            f"{row['seconds']:>9}{row['masks_written']:>7}"
+        )
+    return "\n".join(lines)
+
+
 def _table(rows: list[dict]) -> str:
     header = (
         f"{'mode':<9}{'frames':>8}{'peak RSS MB':>13}{'after prompt MB':>17}{'frames/s':>10}"
@@ -250,6 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="run the modes of one length at the same time (fair speed on a busy machine)",
     )
+    parser.add_argument(
+        "--command-heights",
+        default="",
+        help="also run the whole `pixelground track -o --masks --overlay` command on the clip "
+        "at these heights (e.g. 256,480), for each of --lengths",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--length", type=int, help=argparse.SUPPRESS)
@@ -284,13 +348,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             for process, mode in runs:  # --together: side by side, under the same load
                 rows.append(_collect(process, mode, length))
                 print(_table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+        heights = [int(v) for v in args.command_heights.split(",") if v]
+        commands = [
+            run_command(checkpoint, length, height, Path(scratch))
+            for height in heights
+            for length in lengths
+        ]
     load = os.getloadavg()[0]
+    if commands:
+        print(f"Whole command: pixelground track -o --masks --overlay, {args.side}-pixel input")
+        print(_command_table(commands))
     print(f"SAM2.1-hiera-tiny (random weights), {args.side}-pixel input, 480p video")
     print(_table(rows))
     print(_flatness(rows))
     print(f"(load average at the end: {load:.1f} on {os.cpu_count()} cores)")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(rows + commands, indent=2) + "\n")
     return 0
 
 

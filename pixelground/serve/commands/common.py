@@ -9,6 +9,7 @@ any weights load, and reports which preset ``auto`` chose.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -55,6 +56,16 @@ def model_overrides(values: list[str]) -> dict[str, str]:
             )
         overrides[role] = source
     return overrides
+
+
+def lazy_handler(module: str, name: str) -> Callable[[argparse.Namespace], int]:
+    """A handler imported from ``module`` when it runs: commands whose code loads torch (train)
+    stay out of the CLI's start-up."""
+
+    def handle(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module), name)(args)
+
+    return handle
 
 
 def say(message: str) -> None:

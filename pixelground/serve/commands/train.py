@@ -24,8 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from pixelground.core.errors import InputError
+from pixelground.serve.commands.common import lazy_handler
 
 logger = logging.getLogger(__name__)
+#: The handlers, which load torch and the model code: imported when one of them runs.
+RUN_MODULE = "pixelground.serve.commands.train_run"
 
 
 def register(subparsers: Any) -> None:
@@ -41,7 +44,7 @@ def register(subparsers: Any) -> None:
     train.add_argument("--steps", type=int, help="total optimizer steps (overrides the config)")
     train.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     train.add_argument("--no-resume", action="store_true", help="start over even if DIR has one")
-    train.set_defaults(handler=run_train)
+    train.set_defaults(handler=lazy_handler(RUN_MODULE, "run_train"))
 
     tune = subparsers.add_parser(
         "finetune",
@@ -59,7 +62,7 @@ def register(subparsers: Any) -> None:
     tune.add_argument("--batch-size", type=int, default=8)
     tune.add_argument("--lora-r", type=int, default=0, help="LoRA rank on the LM (0: full)")
     tune.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
-    tune.set_defaults(handler=run_finetune)
+    tune.set_defaults(handler=lazy_handler(RUN_MODULE, "run_finetune"))
 
     calibrate = subparsers.add_parser(
         "calibrate",
@@ -75,7 +78,7 @@ def register(subparsers: Any) -> None:
         choices=("skip", "raise"),
         help="bad data lines: skip them (default) or refuse the file",
     )
-    calibrate.set_defaults(handler=run_calibrate)
+    calibrate.set_defaults(handler=lazy_handler(RUN_MODULE, "run_calibrate"))
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -105,88 +108,3 @@ def _near(folder: Path, name: str) -> str:
     if not Path(name).is_absolute() and not Path(name).exists() and candidate.exists():
         return str(candidate)
     return name
-
-
-def _run(train_cfg: Any, overrides: dict[str, Any]) -> int:
-    from pixelground.models.checkpoints import find_checkpoint
-    from pixelground.models.train import train
-
-    logging.getLogger("pixelground.models").setLevel(logging.INFO)
-    try:
-        final = train(train_cfg, overrides)
-    except KeyboardInterrupt:
-        saved = find_checkpoint(train_cfg.out)
-        print(f"interrupted; checkpoint saved in {saved}; run again to resume")
-        return 130
-    print(f"checkpoint: {final}")
-    print(f"training curve: {Path(train_cfg.out) / 'train_log.jsonl'}")
-    return 0
-
-
-def run_train(args: argparse.Namespace) -> int:
-    """Handler of ``pixelground train``."""
-    from pixelground.models.train_config import split_flat_config
-
-    data = read_config(args.config)
-    for key in ("out", "steps", "device"):
-        if getattr(args, key) is not None:
-            data[key] = getattr(args, key)
-    if args.no_resume:
-        data["resume"] = False
-    train_cfg, overrides = split_flat_config(data)
-    return _run(train_cfg, overrides)
-
-
-def run_finetune(args: argparse.Namespace) -> int:
-    """Handler of ``pixelground finetune``."""
-    from pixelground.models.train_config import TrainConfig
-
-    out = args.out or f"{str(args.source).rstrip('/')}-finetuned"
-    if Path(out).resolve() == Path(args.source).resolve():
-        raise InputError("--out must differ from --from, or the checkpoint would be overwritten")
-    train_cfg = TrainConfig(
-        data=list(args.data),
-        out=out,
-        init_from=args.source,
-        steps=args.steps,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        warmup_steps=min(20, max(1, args.steps // 10)),
-        save_every=max(1, min(100, args.steps)),
-        on_error=args.on_error,
-        device=args.device,
-    )
-    overrides = {"lora_r": args.lora_r} if args.lora_r else {}
-    return _run(train_cfg, overrides)
-
-
-def run_calibrate(args: argparse.Namespace) -> int:
-    """Handler of ``pixelground calibrate``."""
-    from pixelground.models.checkpoints import find_checkpoint
-    from pixelground.models.data import read_finetune_jsonl
-    from pixelground.models.seg_model import CONFIG_NAME, SegTokenModel
-    from pixelground.models.target_decision import fit_target_decision
-
-    found = find_checkpoint(args.checkpoint)
-    if found is None:
-        raise InputError(f"no [SEG]-model checkpoint in {args.checkpoint}")
-    samples = []
-    for path in args.data:
-        data = read_finetune_jsonl(path, on_error=args.on_error)
-        for problem in data.problems:
-            print(f"skipped: {problem}")
-        samples.extend(data.samples)
-    model = SegTokenModel.from_pretrained(found).eval()
-    fit = fit_target_decision(model, samples)
-    config_path = Path(found) / CONFIG_NAME
-    config = json.loads(config_path.read_text())
-    config["target_decision"] = list(fit.weights)
-    config_path.write_text(json.dumps(config, indent=1))
-    names = ("LM log-odds", "prior peak", "mask's word fit")
-    terms = " + ".join(f"{w:.4f} * {n}" for w, n in zip(fit.weights[:-1], names, strict=False))
-    print(f"{fit.lines} referring lines ({fit.targets} with a target)")
-    print(f"target_decision: {terms} + {fit.weights[-1]:.4f}")
-    print(f"  fitted:   N-acc {fit.n_acc:.3f}  T-acc {fit.t_acc:.3f}")
-    print(f"  LM alone: N-acc {fit.lm_n_acc:.3f}  T-acc {fit.lm_t_acc:.3f}")
-    print(f"written to {config_path}")
-    return 0
