@@ -1,7 +1,8 @@
 """``pixelground annotate`` and ``pixelground export``: the data engine on the command line.
 
     pixelground annotate SOURCE --out DATASET [--levels 1,2,3] [--preset P] [--engine local|ray]
-                         [--ray-address ADDR] [--workers N] [--limit N] [--batch-size B]
+                         [--ray-address ADDR] [--workers N] [--cpus-per-worker C]
+                         [--gpus-per-worker G] [--limit N] [--batch-size B]
                          [--shard-size S] [--retry-failed] [--model ROLE=SOURCE]
     pixelground export DATASET --format coco|gcg|refer|grand --out FILE
 
@@ -38,7 +39,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--preset", default="auto")
     run.add_argument("--engine", default="local", choices=("local", "ray"))
     run.add_argument("--ray-address", help="join a Ray cluster (e.g. auto); default: start one")
-    run.add_argument("--workers", type=int, default=1, help="Ray actors per stage group")
+    run.add_argument("--workers", type=int, default=1, help="Ray actors per level")
+    run.add_argument("--cpus-per-worker", type=float, default=0.5, help="CPUs per Ray actor")
+    run.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray actor")
     run.add_argument("--limit", type=int, help="annotate at most the first N images")
     run.add_argument("--batch-size", type=int, default=4)
     run.add_argument("--shard-size", type=int, default=64, help="records per committed shard")
@@ -73,7 +76,9 @@ def run_annotate(args: argparse.Namespace) -> int:
         TimeRemainingColumn,
     )
 
-    ray_options = {"address": args.ray_address, "workers": args.workers}
+    ray_options = {"address": args.ray_address, "workers": args.workers,
+                   "cpus_per_worker": args.cpus_per_worker,
+                   "gpus_per_worker": args.gpus_per_worker}  # fmt: skip
     settings = Settings(max_objects=args.max_objects)
     total = count_source(args.source, args.limit)
     columns = (TextColumn("annotate"), BarColumn(), MofNCompleteColumn(),
