@@ -22,7 +22,9 @@ from engine_fakes import FAKE_PIPE, FAKE_STAGES, write_images
 from pixelground.core.errors import InputError
 from pixelground.engine.api import annotate
 from pixelground.engine.dataset import Dataset
-from pixelground.engine.stages import Settings
+from pixelground.engine.local import LocalEngine
+from pixelground.engine.source import Item
+from pixelground.engine.stages import Context, Settings, Stage
 
 
 def run(source, out, **options):
@@ -140,3 +142,27 @@ def test_interrupted_or_killed_run_keeps_commits_and_resumes(tmp_path, sig):
     assert not list((out / "shards").glob(".*.tmp"))
     ids = Counter(r["id"] for r in Dataset(out).raw_records())
     assert len(ids) == 12 and set(ids.values()) == {1}
+
+
+def test_local_engine_reads_the_source_a_bounded_distance_ahead(tmp_path):
+    paths = write_images(tmp_path / "src", 3)
+    produced, lead = [0], []
+
+    def source():
+        for index in range(40):
+            produced[0] += 1
+            yield Item(str(index), str(paths[index % 3]))
+
+    def stage(record, image, ctx):
+        time.sleep(0.005)
+        lead.append(produced[0] - int(record["id"]))
+        return record
+
+    folder = Dataset(tmp_path / "out")
+    folder.root.mkdir()
+    folder.shards.mkdir()
+    engine = LocalEngine(batch_size=2, shard_size=8, prefetch=2)
+    stages = [Stage("lead", 1, stage, finds_objects=True)]
+    assert engine.run(source(), folder, stages, Context(FAKE_PIPE, Settings())) == 40
+    assert max(lead) <= 2 * (2 + 2)  # the batch in hand, the queue, and one being loaded
+    assert len(folder.shard_paths()) == 5
