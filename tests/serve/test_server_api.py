@@ -137,13 +137,10 @@ def test_interactive_prompt_errors(clicks):
     assert response.status_code == 400 and "mask prompt has shape" in response.text
 
 
-def test_chat_with_history_equals_cli(client, tmp_path, monkeypatch):
-    question = "where is the small green triangle?"
-    history = json.dumps([["what is in the image?", "shapes."]])
-    data = {"question": question, "history": history}
+def test_chat_refused_without_a_chat_model_as_the_cli(client, monkeypatch):
+    data = {"question": "where is the small green triangle?", "history": "[]"}
     response = client.post("/v1/chat", files=upload(), data=data)
-    assert response.status_code == 200, response.text
-    argv = ["chat", EXAMPLE.name, question, "--preset", "shapes"]
-    assert response.json() == cli_json(tmp_path, monkeypatch, argv)  # shapes ignores history
-    bad = client.post("/v1/chat", files=upload(), data={**data, "history": '[["only one"]]'})
-    assert bad.status_code == 400 and "history turn" in bad.json()["error"]["message"]
+    assert response.status_code == 400
+    assert "has no chat model" in response.json()["error"]["message"]
+    monkeypatch.chdir(EXAMPLE.parent)
+    assert main(["chat", EXAMPLE.name, data["question"], "--preset", "shapes"]) == 2

@@ -174,3 +174,11 @@ def test_chunked_upload_stops_at_the_limit(client):
         headers={"content-type": f"multipart/form-data; boundary={boundary}"},
     )
     assert "payload_too_large" in error_of(response, 413)
+
+
+def test_chat_history_is_checked():
+    client = make_client(models={"vlm": "vlm:tiny:smolvlm"})  # a chat model: history is read
+    for bad in ('[["only one"]]', "not json", "[" + '["q", "a"],' * 20 + '["q", "a"]]'):
+        data = {"question": "what is there?", "history": bad}
+        response = client.post("/v1/chat", files=upload(), data=data)
+        assert "history" in error_of(response, 400)

@@ -12,6 +12,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import JSONResponse
 
+from pixelground.backends.presets import can_chat
 from pixelground.core.errors import InputError
 from pixelground.core.media import LoadedImage, load_image
 from pixelground.core.prompts import Box, Point
@@ -91,9 +92,11 @@ def mask_from_upload(data: bytes, image: LoadedImage, max_pixels: int) -> np.nda
 async def segment(state: State, form: Annotated[SegmentForm, Form()], file: Upload = None):
     """Masks of what ``text`` refers to (none, one or several)."""
     clean_text(form.text, "expression")  # checked before any model loads, as the CLI does
-    return await run_task(
-        state, form, file, lambda pl, im: pl.segment(im, form.text, form.threshold)
-    )
+
+    def task(pl, im):
+        return pl.segment(im, form.text, form.threshold, compose=form.compose)
+
+    return await run_task(state, form, file, task)
 
 
 @router.post("/ground", responses=RESPONSES, summary="phrase grounding")
@@ -137,7 +140,9 @@ async def describe(
                 prompt.validate(im.height, im.width)
         if mask_data is not None:
             return pl.describe(im, mask=mask_from_upload(mask_data, im, limit))
-        return pl.describe(im, box=box, point=point)
+        # a box partly outside the image is clipped to it, as the CLI does
+        region = box.clipped(im.height, im.width) if box is not None else None
+        return pl.describe(im, box=region, point=point)
 
     return await run_task(state, form, file, task)
 
@@ -163,6 +168,12 @@ async def semseg(state: State, form: Annotated[SemsegForm, Form()], file: Upload
 async def chat(state: State, form: Annotated[ChatForm, Form()], file: Upload = None):
     """The answer; its grounded phrases get masks unless ``ground`` is false."""
     clean_text(form.question, "question")
+    if not can_chat(state.pipeline.preset):  # refused before any model loads, as the CLI does
+        preset = state.pipeline.preset
+        raise InputError(
+            f"preset {preset.name!r} has no chat model (its parts: {', '.join(preset.parts)}); "
+            "serve --preset default, or add one with --model vlm=vlm:HUB_ID_OR_DIR"
+        )
     history = parse_history(form.history)
 
     def task(pl, im):

@@ -76,6 +76,9 @@ class SegmentForm(TaskForm):
     threshold: float = Field(
         default=DETECTION_THRESHOLD, ge=0.0, le=1.0, description="minimum detector score"
     )
+    compose: bool | None = Field(
+        default=None, description="answer ordinals, relations and sets by composing instances"
+    )
 
 
 class GroundForm(TaskForm):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pixelground.core.errors import InputError, require
 from pixelground.serve.app.settings import ServerSettings
-from pixelground.serve.commands.image import add_model_option, model_overrides
+from pixelground.serve.commands.common import add_model_option, model_overrides
 
 
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
