@@ -5,7 +5,8 @@ Everything that lists tasks reads this table: ``pixelground score`` and ``pixelg
 (their task names, help and checks), the dataset loader (which formats a task accepts), the
 eval loop (which pipeline call answers a sample, with which options) and the report (the
 headline metrics). Adding a task is a row here plus its scorer in
-:mod:`pixelground.eval.run` (``SCORERS``).
+:mod:`pixelground.eval.run` (a branch of ``score_loaded`` for a dataset task, of ``_dispatch``
+for a task scored from files).
 """
 
 from __future__ import annotations
