@@ -13,14 +13,17 @@ command resumes (done images are skipped); a dataset made with other settings is
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from pixelground.core.errors import InputError
 from pixelground.engine.api import annotate
+from pixelground.engine.dataset import Dataset
 from pixelground.engine.export import FORMATS, export
-from pixelground.engine.source import count_source
+from pixelground.engine.source import iter_source
 from pixelground.engine.stages import Settings
 from pixelground.serve.commands.image import add_model_option, model_overrides
 
@@ -66,6 +69,14 @@ def _levels(text: str) -> list[int]:
         raise InputError(f"--levels takes numbers like 1,2,3, got {text!r}") from error
 
 
+def _remaining(args: argparse.Namespace) -> int:
+    """Images a run will annotate: the source's first --limit minus those already recorded."""
+    previous = Dataset(args.out).status() if (Path(args.out) / "manifest.json").is_file() else {}
+    skipped = {i for i, state in previous.items() if state == "done" or not args.retry_failed}
+    counted = itertools.islice(iter_source(args.source), args.limit)
+    return sum(1 for item in counted if item.id not in skipped)
+
+
 def run_annotate(args: argparse.Namespace) -> int:
     """Annotate SOURCE into DATASET with a progress bar; prints the stats as JSON."""
     from rich.progress import (
@@ -80,7 +91,7 @@ def run_annotate(args: argparse.Namespace) -> int:
                    "cpus_per_worker": args.cpus_per_worker,
                    "gpus_per_worker": args.gpus_per_worker}  # fmt: skip
     settings = Settings(max_objects=args.max_objects)
-    total = count_source(args.source, args.limit)
+    total = _remaining(args)
     columns = (TextColumn("annotate"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]} img/s"),
                TimeRemainingColumn())  # fmt: skip
