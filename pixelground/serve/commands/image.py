@@ -32,7 +32,15 @@ from pixelground.backends.presets import (
 )
 from pixelground.core.errors import InputError, PixelgroundError
 from pixelground.core.files import atomic_open, check_output, check_output_dir, save_atomic
-from pixelground.core.media import LoadedImage, list_images, load_image
+from pixelground.core.masks import decode_rle, encode_rle
+from pixelground.core.media import (
+    WORK_PIXELS,
+    LoadedImage,
+    image_size,
+    list_images,
+    load_image,
+    load_image_reduced,
+)
 from pixelground.core.prompts import Box, Point
 from pixelground.core.result import GroundedResult
 from pixelground.pipeline import Pipeline
@@ -56,8 +64,8 @@ Task = Callable[..., GroundedResult]
 Check = Callable[[argparse.Namespace, LoadedImage | None], object]
 
 
-def _write_overlay(result: GroundedResult, image_path: Path, target: Path) -> None:
-    pixels = load_image(image_path).pixels
+def _write_overlay(result: GroundedResult, image: Path | LoadedImage, target: Path) -> None:
+    pixels = load_image(image).pixels
     overlay = Image.fromarray(render_result(pixels, result))
     save_atomic(target, overlay.save)
 
@@ -104,19 +112,25 @@ def _announce(result: GroundedResult, pipeline: Pipeline, args: argparse.Namespa
         say(f"0 regions for {path}: {_empty_reason(result, pipeline, args)}")
 
 
-def run_images(args: argparse.Namespace, task: Task, check: Check | None = None) -> int:
+def run_images(
+    args: argparse.Namespace, task: Task, check: Check | None = None, reduce: bool = True
+) -> int:
     """Run ``task(pipeline, image_path)`` on every image IMAGE names; write JSON or JSONL.
 
     Output paths, the image (one image) and ``check(args, image)`` are checked before any
     model loads. Each result is written as soon as it is made; with several images a
     failed image is reported and skipped, and the lines done are kept on an interruption.
+    With ``reduce`` (commands without pixel prompts) an image over WORK_PIXELS is decoded at
+    a working resolution and its masks are scaled back to the original size as RLE.
     """
     paths = list_images(args.image)
     if not paths:
         raise InputError(f"no images found at {args.image}")
     many = len(paths) > 1 or Path(args.image).is_dir()
     _check_outputs(args, many)
-    image = None if many else load_image(paths[0])  # a bad image fails before any model loads
+    image = None if many else _source(paths[0], reduce)[0]  # a bad image fails before loading
+    if isinstance(image, Path):
+        image = load_image(image)
     if check is not None:
         check(args, image)
     pipeline = load_pipeline(args)
@@ -125,7 +139,7 @@ def run_images(args: argparse.Namespace, task: Task, check: Check | None = None)
         out: IO = sys.stdout
         if args.output:
             out = stack.enter_context(atomic_open(args.output, keep_partial=many))
-        failures = _run_each(args, task, pipeline, paths, many, out, written)
+        failures = _run_each(args, task, pipeline, paths, (many, reduce), out, written)
     if many and written:
         say(f"wrote {len(written)} overlays under {args.overlay}")
         written = []
@@ -136,11 +150,42 @@ def run_images(args: argparse.Namespace, task: Task, check: Check | None = None)
     return 0
 
 
-def _run_each(args, task, pipeline, paths, many, out, written) -> int:
+def _source(path: Path, reduce: bool) -> tuple[Path | LoadedImage, tuple[int, int] | None]:
+    """What a task gets for ``path``: the path, or, for an image over WORK_PIXELS, its pixels
+    at a working resolution and the original (height, width)."""
+    if not reduce:
+        return path, None
+    height, width = image_size(path)
+    if height * width <= WORK_PIXELS:
+        return path, None
+    return load_image_reduced(path), (height, width)
+
+
+def at_size(result: GroundedResult, height: int, width: int) -> dict:
+    """``result`` (computed at a working resolution) as JSON at the original (height, width):
+    boxes scaled, masks resized (nearest) one at a time and encoded as RLE."""
+    data = result.to_dict()
+    sy, sx = height / result.image.height, width / result.image.width
+    data["image"].update(height=height, width=width)
+    data["model"]["working_size"] = [result.image.height, result.image.width]
+    for region in data["regions"]:
+        if region["box"] is not None:
+            x0, y0, x1, y1 = region["box"]
+            region["box"] = [x0 * sx, y0 * sy, x1 * sx, y1 * sy]
+        if region["mask"] is not None:
+            small = Image.fromarray(decode_rle(region["mask"]).astype(np.uint8))
+            big = np.asarray(small.resize((width, height), Image.Resampling.NEAREST)) > 0
+            region["mask"] = encode_rle(big)[0]
+    return data
+
+
+def _run_each(args, task, pipeline, paths, modes, out, written) -> int:
     failures = 0
+    many, reduce = modes
     for path in _progress(paths, many):
         try:
-            result = task(pipeline, path)
+            source, original = _source(path, reduce)
+            result = task(pipeline, source)
             _announce(result, pipeline, args, path)
         except PixelgroundError as error:
             if not many:
@@ -148,11 +193,13 @@ def _run_each(args, task, pipeline, paths, many, out, written) -> int:
             failures += 1
             say(f"skipped {path}: {error}")
             continue
-        out.write(result.to_json(indent=None if many else 2) + "\n")
+        indent = None if many else 2
+        data = result.to_dict() if original is None else at_size(result, *original)
+        out.write(json.dumps(data, indent=indent) + "\n")
         out.flush()
         target = _overlay_target(args, path, many)
         if target is not None:
-            _write_overlay(result, path, target)
+            _write_overlay(result, source, target)  # at the working resolution
             written.append(target)
     return failures
 
@@ -235,7 +282,7 @@ def _describe(args: argparse.Namespace) -> int:
             return pipeline.describe(image, mask=_parse_mask(args.mask, image.height, image.width))
         return pipeline.describe(path, box=box, point=point)
 
-    return run_images(args, task, check)
+    return run_images(args, task, check, reduce=False)
 
 
 def _presets(args: argparse.Namespace) -> int:
