@@ -19,6 +19,7 @@ timed calls only (reset through /proc/self/clear_refs after the warm-up).
 
     nice python benchmarks/image_tasks.py                      # every task, 3 runs (1 slow)
     nice python benchmarks/image_tasks.py --tasks caption,segment --runs 5 --json out.json
+    python benchmarks/image_tasks.py --large 1,16,64,169 --large-preset shapes   # big images
     python benchmarks/image_tasks.py --preset tiny --tasks caption --runs 1   # plumbing only
 
 Answers have a fixed length (column "tokens"): Florence-2 20 new tokens (3 beams),
@@ -39,11 +40,14 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -317,6 +321,47 @@ def format_table(records: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def large_image_rows(megapixels: Sequence[float], preset: str, scratch: Path) -> list[dict]:
+    """Peak RSS of the whole ``pixelground segment`` command against image size: a square PNG
+    of each size (two flat squares on a flat background), the child's peak from wait4."""
+    from PIL import Image
+
+    rows = []
+    for size in megapixels:
+        side = int((size * 1e6) ** 0.5)
+        pixels = np.full((side, side, 3), 50, np.uint8)
+        pixels[side // 10 : side // 3, side // 10 : side // 3] = (0, 200, 0)
+        pixels[side // 2 : side * 3 // 4, side // 2 : side * 3 // 4] = (200, 0, 0)
+        path = scratch / f"{side}.png"
+        Image.fromarray(pixels).save(path, compress_level=1)
+        del pixels
+        out = str(scratch / "out.json")
+        argv = [sys.executable, "-m", "pixelground.serve.cli", "segment", str(path),
+                "the green square", "--preset", preset, "-o", out]  # fmt: skip
+        start = time.perf_counter()
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(process.pid, 0)
+        row = {"side": side, "megapixels": round(side * side / 1e6, 1),
+               "seconds": round(time.perf_counter() - start, 1),
+               "peak_rss_mb": round(usage.ru_maxrss / 1024)}  # fmt: skip
+        if os.waitstatus_to_exitcode(status) != 0:
+            row["error"] = (process.stderr.read() or b"").decode().strip().splitlines()[-1:]
+        rows.append(row)
+        path.unlink()
+    return rows
+
+
+def _large_table(rows: Sequence[dict]) -> str:
+    lines = [f"{'image':>13}{'MP':>7}{'peak RSS MB':>13}{'seconds':>9}"]
+    for row in rows:
+        side = f"{row['side']}x{row['side']}"
+        note = f"  {row['error']}" if "error" in row else ""
+        lines.append(
+            f"{side:>13}{row['megapixels']:>7}{row['peak_rss_mb']:>13}{row['seconds']:>9}{note}"
+        )
+    return "\n".join(lines)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     from real_size_models import default_cache
@@ -334,6 +379,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="write every record (and each run) here")
     parser.add_argument("--preset", default="default", choices=("default", "tiny"))
     parser.add_argument("--image", type=Path, default=IMAGE)
+    parser.add_argument(
+        "--large",
+        help="instead: peak RSS of `pixelground segment` on square PNGs of these megapixels, "
+        "e.g. 1,16,64,169 (with --large-preset)",
+    )
+    parser.add_argument("--large-preset", default="shapes", help="preset for --large")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     unknown = [t for t in args.tasks.split(",") if t not in TASKS]
@@ -349,6 +400,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
         return child(args)
+    if args.large:
+        with tempfile.TemporaryDirectory(prefix="pg-large-") as scratch:
+            sizes = [float(v) for v in args.large.split(",") if v]
+            rows = large_image_rows(sizes, args.large_preset, Path(scratch))
+        print(f"pixelground segment, preset {args.large_preset}, load {os.getloadavg()[0]:.1f}")
+        print(_large_table(rows))
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        return 0
     names = args.tasks.split(",")
     if args.preset == "default":
         from real_size_models import ensure_model
