@@ -242,6 +242,16 @@ def run_command(checkpoint: str, length: int, height: int, scratch: Path) -> dic
                   "masks_written": masks}  # fmt: skip
 
 
+def _commands(args: argparse.Namespace, checkpoint: str, lengths: list[int], scratch: Path) -> list:
+    """The --command-heights rows, printed as a table."""
+    heights = [int(v) for v in args.command_heights.split(",") if v]
+    rows = [run_command(checkpoint, n, h, scratch) for h in heights for n in lengths]
+    if rows:
+        print(f"Whole command: pixelground track -o --masks --overlay, {args.side}-pixel input")
+        print(_command_table(rows))
+    return rows
+
+
 def _command_table(rows: list[dict]) -> str:
     header = f"{'video':<8}{'frames':>8}{'peak RSS MB':>13}{'seconds':>9}{'PNGs':>7}"
     lines = [header, "-" * len(header)]
@@ -348,16 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for process, mode in runs:  # --together: side by side, under the same load
                 rows.append(_collect(process, mode, length))
                 print(_table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
-        heights = [int(v) for v in args.command_heights.split(",") if v]
-        commands = [
-            run_command(checkpoint, length, height, Path(scratch))
-            for height in heights
-            for length in lengths
-        ]
+        commands = _commands(args, checkpoint, lengths, Path(scratch))
     load = os.getloadavg()[0]
-    if commands:
-        print(f"Whole command: pixelground track -o --masks --overlay, {args.side}-pixel input")
-        print(_command_table(commands))
     print(f"SAM2.1-hiera-tiny (random weights), {args.side}-pixel input, 480p video")
     print(_table(rows))
     print(_flatness(rows))
