@@ -2,9 +2,12 @@
 decoding in a thread pool (Pillow's PNG decoder releases the GIL), frames handed on in order
 as they are decoded so that a scorer can consume a video chunk by chunk in bounded memory.
 
-Mask PNGs (8-bit grayscale or palette, rows filtered with None, Sub or Up, which is how label
-PNGs are written) are decoded here with ISA-L's inflate and numpy (:func:`fast_png`): inflate
-is the whole cost of such a file, and ISA-L's is several times zlib's; anything else goes to
+Mask PNGs (8-bit grayscale or palette) are decoded here with ISA-L's inflate
+(:func:`fast_png`): inflate is most of the cost of such a file, and ISA-L's is several times
+zlib's. Rows filtered with None, Sub or Up (how palette label PNGs are written) are then
+undone with numpy; rows with Average or Paeth filters (Pillow writes 0/255 grayscale masks
+with Paeth rows among the others) by Pillow's PNG row decoder, handed the inflated rows as
+stored (uncompressed) deflate blocks so that nothing is inflated twice. Anything else goes to
 Pillow. What a frame holds is found with single SIMD passes (``max``; ``(a - 1) < 254`` for "is this
 grayscale frame binary", DAVIS-2016: values 0 and 255 only) rather than with ``np.isin``,
 ``np.unique`` or a histogram over the pixels.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import struct
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,9 +32,11 @@ from PIL import Image
 from pixelground.core.errors import InputError
 
 try:  # ISA-L's inflate, several times zlib's speed on mask PNGs (the "eval" extra installs it)
+    from isal.isal_zlib import adler32 as _adler32
     from isal.isal_zlib import decompress as _inflate
     from isal.isal_zlib import error as _inflate_error
 except ImportError:  # pragma: no cover - without the extra, the standard library's zlib
+    from zlib import adler32 as _adler32
     from zlib import decompress as _inflate
     from zlib import error as _inflate_error
 
@@ -76,9 +82,25 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_MODES = {0: "L", 3: "P"}
 
 
+_STORED_BLOCK = 65535  # the largest stored deflate block
+
+
+def stored_zlib(raw: bytes) -> bytes:
+    """``raw`` as a zlib stream of stored (uncompressed) deflate blocks: what
+    ``zlib.compress(raw, 0)`` gives, with ISA-L's Adler-32 and no compressor pass."""
+    view, parts = memoryview(raw), [b"\x78\x01"]
+    for start in range(0, max(len(raw), 1), _STORED_BLOCK):
+        block = view[start : start + _STORED_BLOCK]
+        final = start + _STORED_BLOCK >= len(raw)
+        parts.append(struct.pack("<BHH", final, len(block), 0xFFFF ^ len(block)))
+        parts.append(block)
+    parts.append(struct.pack(">I", _adler32(raw) & 0xFFFFFFFF))
+    return b"".join(parts)
+
+
 def _unfilter(rows: np.ndarray) -> np.ndarray | None:
     """Undo PNG filters of (H, 1 + W) one-byte-per-pixel rows; None when a row uses Average
-    or Paeth (their per-pixel recurrence is left to Pillow)."""
+    or Paeth (their per-pixel recurrence is left to Pillow's row decoder)."""
     kinds, data = rows[:, 0], rows[:, 1:]
     if not kinds.any():
         return data
@@ -93,12 +115,22 @@ def _unfilter(rows: np.ndarray) -> np.ndarray | None:
     return out
 
 
+def _pillow_rows(raw: bytes, mode: str, width: int, height: int) -> np.ndarray | None:
+    """Rows with any PNG filter undone by Pillow's PNG ("zip") decoder, fed the already
+    inflated rows as stored blocks; None if Pillow rejects them (bad filter type)."""
+    try:
+        image = Image.frombytes(mode, (width, height), stored_zlib(raw), "zip", mode)
+    except (OSError, ValueError):
+        return None
+    return np.asarray(image)
+
+
 def fast_png(path: Path) -> tuple[str, np.ndarray] | None:
     """(mode, pixels) of an 8-bit grayscale or palette PNG without interlacing, read with
     ISA-L's inflate (``isal``; zlib without it) and numpy: the file's chunks are walked, the
     image data inflated in one call and the row filters undone (None, Sub, Up) with whole-row
-    numpy operations. None for anything
-    else (other formats, depths, interlacing, Average/Paeth rows, damaged data): the caller
+    numpy operations, or (Average, Paeth) by Pillow's row decoder on the inflated rows.
+    None for anything else (other formats, depths, interlacing, damaged data): the caller
     then decodes with Pillow, which also gives the error message."""
     try:
         data = path.read_bytes()
@@ -130,8 +162,11 @@ def fast_png(path: Path) -> tuple[str, np.ndarray] | None:
         return None
     if len(raw) != height * (width + 1):
         return None
+    mode = _PNG_MODES[colour]
     pixels = _unfilter(np.frombuffer(raw, dtype=np.uint8).reshape(height, width + 1))
-    return None if pixels is None else (_PNG_MODES[colour], pixels)
+    if pixels is None:
+        pixels = _pillow_rows(raw, mode, width, height)
+    return None if pixels is None else (mode, pixels)
 
 
 def _decode(path: Path) -> tuple[str, np.ndarray]:
