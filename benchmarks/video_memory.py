@@ -15,6 +15,10 @@ and the prompt frame excluded).
     python benchmarks/video_memory.py --side 256 --lengths 100,300 --modes "" \\
         --command-heights 256,480      # the whole track command, JSON + PNGs + overlay
 
+Whole command measured at 256-pixel input (shared 2-core machine): peak RSS 1030 / 1031 MB
+at 50 / 150 frames of a 256p clip, 1034 / 1039 MB at 480p (JSON, DAVIS PNGs and overlay
+written each time).
+
 ``--side`` feeds the same model (every weight the same shape) smaller frames: at 1024 pixels
 (the published model) one frame costs several CPU seconds on 2 cores, mostly memory attention
 over 7 x 4096 memory tokens, so 3,000 frames take hours; at 512 the memory holds 4x fewer
