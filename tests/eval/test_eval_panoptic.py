@@ -162,3 +162,36 @@ def test_reader_areas_match_the_json_and_ids_round_trip(sample, tmp_path):
     assert rgb2id(np.array([[[1, 2, 3]]], np.uint8))[0, 0] == 1 + 2 * 256 + 3 * 65536
     with pytest.raises(InputError):
         load_coco_panoptic(sample["gt_json"], tmp_path / "missing")
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P"])
+def test_rgb_id_png_reader_equals_pillow(tmp_path, mode):
+    """The ISA-L + Pillow-row-decoder path (RGB, RGBA; Pillow writes their rows with mixed
+    filters, Paeth among them) and the Pillow fallback (palette) give panopticapi's ids."""
+    from PIL import Image
+
+    from pixelground.eval.datasets.mask_png import fast_rgb_png
+
+    rng = np.random.default_rng(5)
+    ids = np.zeros((70, 90), dtype=np.uint32)
+    for _ in range(8):
+        y, x = rng.integers(0, 60), rng.integers(0, 80)
+        ids[y : y + rng.integers(4, 30), x : x + rng.integers(4, 40)] = rng.integers(1, 2**24)
+    ids[::7, ::5] = rng.integers(0, 2**24, ids[::7, ::5].shape)  # busy rows too
+    image = Image.fromarray(id2rgb(ids))
+    if mode == "RGBA":
+        image.putalpha(Image.fromarray(rng.integers(0, 256, (70, 90)).astype(np.uint8)))
+    elif mode == "P":
+        ids = ids * 0 + (ids % 3) * 0x010101  # three gray ids: an exact palette
+        image = Image.fromarray(id2rgb(ids)).convert("P", palette=Image.Palette.ADAPTIVE)
+    image.save(tmp_path / "ids.png")
+    with Image.open(tmp_path / "ids.png") as reference:
+        expected = rgb2id(np.asarray(reference.convert("RGB")))
+        pixels = np.asarray(reference)
+    assert np.array_equal(read_panoptic_png(tmp_path / "ids.png"), expected)
+    assert np.array_equal(expected, ids)
+    fast = fast_rgb_png(tmp_path / "ids.png")
+    if mode == "P":
+        assert fast is None
+    else:
+        assert fast is not None and np.array_equal(fast, pixels)

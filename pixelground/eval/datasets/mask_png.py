@@ -80,6 +80,7 @@ class LabelFrame:
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_MODES = {0: "L", 3: "P"}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # bytes per 8-bit pixel, by colour type
 
 
 _STORED_BLOCK = 65535  # the largest stored deflate block
@@ -115,23 +116,31 @@ def _unfilter(rows: np.ndarray) -> np.ndarray | None:
     return out
 
 
-def _pillow_rows(raw: bytes, mode: str, width: int, height: int) -> np.ndarray | None:
-    """Rows with any PNG filter undone by Pillow's PNG ("zip") decoder, fed the already
-    inflated rows as stored blocks; None if Pillow rejects them (bad filter type)."""
+def pillow_rows(raw: bytes, mode: str, rawmode: str, size: tuple[int, int]) -> np.ndarray | None:
+    """Pixels of inflated PNG rows (``rawmode`` pixels, any filter), unfiltered by Pillow's PNG
+    ("zip") row decoder fed them as stored blocks, as a ``mode`` image; None if Pillow rejects
+    them (a bad filter type)."""
     try:
-        image = Image.frombytes(mode, (width, height), stored_zlib(raw), "zip", mode)
+        image = Image.frombytes(mode, size, stored_zlib(raw), "zip", rawmode)
     except (OSError, ValueError):
         return None
     return np.asarray(image)
 
 
-def fast_png(path: Path) -> tuple[str, np.ndarray] | None:
-    """(mode, pixels) of an 8-bit grayscale or palette PNG without interlacing, read with
-    ISA-L's inflate (``isal``; zlib without it) and numpy: the file's chunks are walked, the
-    image data inflated in one call and the row filters undone (None, Sub, Up) with whole-row
-    numpy operations, or (Average, Paeth) by Pillow's row decoder on the inflated rows.
-    None for anything else (other formats, depths, interlacing, damaged data): the caller
-    then decodes with Pillow, which also gives the error message."""
+@dataclass(frozen=True)
+class InflatedPng:
+    """An 8-bit, non-interlaced PNG's header fields and its inflated (still filtered) rows."""
+
+    width: int
+    height: int
+    colour: int
+    raw: bytes
+
+
+def inflate_png(path: Path) -> InflatedPng | None:
+    """Walk a PNG's chunks and inflate its image data in one ISA-L call (``isal``; zlib
+    without it). None unless the file is an 8-bit, non-interlaced PNG whose data inflates to
+    exactly its rows (the caller then decodes with Pillow, which also gives the error)."""
     try:
         data = path.read_bytes()
     except OSError:
@@ -154,19 +163,43 @@ def fast_png(path: Path) -> tuple[str, np.ndarray] | None:
         return None
     width, height = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:8], "big")
     depth, colour, interlace = header[8], header[9], header[12]
-    if depth != 8 or colour not in _PNG_MODES or interlace != 0 or not width or not height:
+    channels = _PNG_CHANNELS.get(colour)
+    if depth != 8 or channels is None or interlace != 0 or not width or not height:
         return None
     try:
         raw = _inflate(b"".join(idat))
     except (_inflate_error, zlib.error, ValueError):
         return None
-    if len(raw) != height * (width + 1):
+    if len(raw) != height * (channels * width + 1):
         return None
-    mode = _PNG_MODES[colour]
-    pixels = _unfilter(np.frombuffer(raw, dtype=np.uint8).reshape(height, width + 1))
+    return InflatedPng(width, height, colour, raw)
+
+
+def fast_png(path: Path) -> tuple[str, np.ndarray] | None:
+    """(mode, pixels) of an 8-bit grayscale or palette PNG without interlacing, inflated by
+    :func:`inflate_png`, the row filters undone (None, Sub, Up) with whole-row numpy
+    operations, or (Average, Paeth) by Pillow's row decoder on the inflated rows. None for
+    anything else (other formats, depths, interlacing, damaged data): the caller then decodes
+    with Pillow, which also gives the error message."""
+    png = inflate_png(path)
+    if png is None or png.colour not in _PNG_MODES:
+        return None
+    mode, width, height = _PNG_MODES[png.colour], png.width, png.height
+    pixels = _unfilter(np.frombuffer(png.raw, dtype=np.uint8).reshape(height, width + 1))
     if pixels is None:
-        pixels = _pillow_rows(raw, mode, width, height)
+        pixels = pillow_rows(png.raw, mode, mode, (width, height))
     return None if pixels is None else (mode, pixels)
+
+
+def fast_rgb_png(path: Path) -> np.ndarray | None:
+    """(H, W, 3) uint8 of an 8-bit RGB PNG without interlacing (RGBA: (H, W, 4)), inflated by
+    :func:`inflate_png` and unfiltered by Pillow's row decoder. None for anything else (left
+    to Pillow)."""
+    png = inflate_png(path)
+    if png is None or png.colour not in (2, 6):
+        return None
+    mode = "RGB" if png.colour == 2 else "RGBA"
+    return pillow_rows(png.raw, mode, mode, (png.width, png.height))
 
 
 def _decode(path: Path) -> tuple[str, np.ndarray]:
