@@ -109,13 +109,24 @@ def atomic_path(path: str | Path, keep_partial: bool = False) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_open(
-    path: str | Path, mode: str = "w", keep_partial: bool = False, encoding: str = "utf-8"
+    path: str | Path,
+    mode: str = "w",
+    keep_partial: bool = False,
+    encoding: str = "utf-8",
+    fsync: bool = False,
 ) -> Iterator[IO]:
-    """``open(path, mode)`` on a temporary file renamed into place (see :func:`atomic_path`)."""
+    """``open(path, mode)`` on a temporary file renamed into place (see :func:`atomic_path`).
+
+    With ``fsync`` the content reaches the disk before the rename, so a commit survives a
+    machine crash too (the data engine's shards).
+    """
     with atomic_path(path, keep_partial) as temp:
         kwargs = {} if "b" in mode else {"encoding": encoding}
         with open(temp, mode, **kwargs) as handle:
             yield handle
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

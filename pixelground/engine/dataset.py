@@ -16,32 +16,26 @@ failed one redone with ``--retry-failed``), readers take its ``done`` record.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pixelground.core.errors import InputError
+from pixelground.core.files import atomic_open
 
 FORMAT = "pixelground.engine"
 VERSION = 1
+#: What an interrupted shard commit leaves behind (core.files.atomic_path's temporary name).
+PARTIAL_SHARDS = ".shard-*.partial.jsonl"
 #: Manifest keys that must match for a run to add to an existing dataset.
 SETTING_KEYS = ("format", "version", "preset", "parts", "settings", "stages")
 
 
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as handle:
+        json.dump(data, handle, indent=1)
 
 
 class Dataset:
@@ -95,7 +89,7 @@ class Dataset:
                 )
             write_json(self.manifest_path, manifest)
         self.shards.mkdir(exist_ok=True)
-        for stale in self.shards.glob(".*.tmp"):
+        for stale in self.shards.glob(PARTIAL_SHARDS):
             stale.unlink(missing_ok=True)
 
     def _check_writable(self) -> None:
@@ -116,16 +110,8 @@ class Dataset:
         if not lines:
             return None
         target = self.shards / f"shard-{run_id}-{number:05d}.jsonl"
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=self.shards)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.writelines(lines)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(target, fsync=True) as handle:
+            handle.writelines(lines)
         return target
 
     def shard_paths(self) -> list[Path]:

@@ -22,13 +22,12 @@ records are exported.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pixelground.core.errors import InputError
+from pixelground.core.files import atomic_open
 from pixelground.core.masks import decode_rle
 from pixelground.engine.dataset import Dataset
 from pixelground.engine.objects import object_name
@@ -129,15 +128,8 @@ def export(dataset_dir: str | Path, fmt: str, out: str | Path) -> int:
 
 def _write(path: Path, chunks: list[str], count: int) -> int:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with atomic_open(path) as handle:
+            handle.writelines(chunks)
     except OSError as error:
         raise InputError(f"cannot write {path}: {error.strerror or error}") from error
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.writelines(chunks)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return count

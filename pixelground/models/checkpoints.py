@@ -15,6 +15,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from pixelground.core.files import write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 LATEST_NAME = "latest"
@@ -56,13 +58,6 @@ def find_checkpoint(path: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
-def write_atomic_text(path: Path, text: str) -> None:
-    """Replace ``path``'s content atomically."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(run_dir: Path, step: int, write: Callable[[Path], None], keep: int = 2) -> Path:
     """Write a step checkpoint atomically and point ``latest`` at it.
 
@@ -88,7 +83,7 @@ def save_checkpoint(run_dir: Path, step: int, write: Callable[[Path], None], kee
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
-    write_atomic_text(run_dir / LATEST_NAME, final.name)
+    write_text_atomic(run_dir / LATEST_NAME, final.name)
     for stale in step_dirs(run_dir)[: -max(keep, 1)]:
         if stale != final:
             shutil.rmtree(stale, ignore_errors=True)

@@ -21,7 +21,7 @@ from engine_fakes import FAKE_PIPE, FAKE_STAGES, write_images
 
 from pixelground.core.errors import InputError
 from pixelground.engine.api import annotate
-from pixelground.engine.dataset import Dataset
+from pixelground.engine.dataset import PARTIAL_SHARDS, Dataset
 from pixelground.engine.local import LocalEngine
 from pixelground.engine.source import Item
 from pixelground.engine.stages import Context, Settings, Stage
@@ -136,10 +136,10 @@ def test_interrupted_or_killed_run_keeps_commits_and_resumes(tmp_path, sig):
     process.stderr.close()
     committed = [r["id"] for r in Dataset(out).raw_records()]
     assert 2 <= len(committed) < 12 and len(set(committed)) == len(committed)
-    assert not list((out / "shards").glob(".*.tmp")) or sig == signal.SIGKILL
+    assert not list((out / "shards").glob(PARTIAL_SHARDS)) or sig == signal.SIGKILL
     stats = run(tmp_path / "src", out)
     assert stats["done"] == 12
-    assert not list((out / "shards").glob(".*.tmp"))
+    assert not list((out / "shards").glob(PARTIAL_SHARDS))
     ids = Counter(r["id"] for r in Dataset(out).raw_records())
     assert len(ids) == 12 and set(ids.values()) == {1}
 

@@ -13,15 +13,14 @@ jobs older than the time-to-live are deleted, and new jobs are refused beyond th
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pixelground.core.files import atomic_open
 from pixelground.serve.app.errors import ApiError
 from pixelground.serve.app.security import ID_PATTERN, check_id, new_id
 
@@ -68,14 +67,8 @@ class JobRecord:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to a temp file beside ``path`` and rename it over ``path``."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as out:
+        out.write(data)
 
 
 class JobStore:
