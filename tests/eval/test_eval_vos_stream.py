@@ -3,6 +3,7 @@ of the unsupervised protocol, the PNG readers' fast paths."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import struct
 import zlib
@@ -247,3 +248,46 @@ def test_fast_png_equals_pillow_on_the_shared_masks(shared_data):
             with Image.open(path) as image:
                 assert fast[0] == image.mode and np.array_equal(fast[1], np.asarray(image))
     assert decoded >= 8
+
+
+def test_mevis_reuses_a_video_s_truth_only_for_the_same_objects(tmp_path, monkeypatch):
+    """Expressions naming the same objects (in any order) share the summarised GT chunks;
+    other objects, other videos and a disabled cache give the same per-expression figures."""
+    from pixelground.core.masks import encode_rle
+    from pixelground.eval.metrics import vos_folders
+
+    rng = np.random.default_rng(4)
+    objects = np.zeros((3, 5, 20, 30), dtype=bool)
+    for k, t in itertools.product(range(3), range(5)):
+        y, x = rng.integers(0, 12), rng.integers(0, 20)
+        objects[k, t, y : y + 8, x : x + 10] = True
+    frames = [f"{t:05d}" for t in range(5)]
+    mask_dict = {str(k): [encode_rle(m)[0] for m in objects[k]] for k in range(3)}
+    expressions = {"0": [0, 1], "1": [1, 0], "2": [2], "3": [0, 1]}
+    videos = {
+        v: {"frames": frames, "expressions": {e: {"anno_id": a} for e, a in expressions.items()}}
+        for v in ("vidA", "vidB")
+    }
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "gt" / "meta_expressions.json").write_text(json.dumps({"videos": videos}))
+    (tmp_path / "gt" / "mask_dict.json").write_text(json.dumps(mask_dict))
+    for video, exp in itertools.product(videos, expressions):
+        for t, frame in enumerate(frames):
+            path = tmp_path / "pred" / video / exp / f"{frame}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pred = objects[int(exp) % 3, t] ^ (rng.random((20, 30)) < 0.05)
+            Image.fromarray(pred.astype(np.uint8) * 255).save(path)
+    unions = []
+    real_union = vos_folders.ExpressionTruth.union
+    monkeypatch.setattr(
+        vos_folders.ExpressionTruth,
+        "union",
+        lambda self, video, *rest: unions.append(video) or real_union(self, video, *rest),
+    )
+    cached = evaluate_vos(tmp_path / "gt", tmp_path / "pred", "mevis")
+    assert unions == ["vidA", "vidA", "vidB", "vidB"]  # one per object set and video
+    monkeypatch.setattr(vos_folders, "TRUTH_CACHE_FRAMES", 0)
+    assert evaluate_vos(tmp_path / "gt", tmp_path / "pred", "mevis") == cached
+    assert len(unions) == 4 + 8
+    per = cached["per_expression"]
+    assert per["vidA_0"]["J_per_frame"] != per["vidA_2"]["J_per_frame"]

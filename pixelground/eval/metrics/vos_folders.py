@@ -304,12 +304,20 @@ def _as_list(value: Any) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+#: Summarised GT chunks kept for the other expressions of a video that name the same objects
+#: (MeViS expressions share them): at most this many frames, and only within one video.
+TRUTH_CACHE_FRAMES = 1024
+
+
 class ExpressionTruth:
     """GT masks of expressions, from ``mask_dict.json`` (MeViS) or label PNGs (Ref-YTVOS),
-    produced a window of frames at a time."""
+    produced a window of frames at a time; summarised chunks (:meth:`tracked`) are reused by
+    the other expressions of the same video that refer to the same objects."""
 
     def __init__(self, root: Path):
         self.root = root
+        self._cache: dict[tuple, Track] = {}
+        self._cached_frames = 0
         mask_dict = root / "mask_dict.json"
         self.mask_dict = json.loads(mask_dict.read_text()) if mask_dict.is_file() else None
         if self.mask_dict is None and not (root / "Annotations").is_dir():
@@ -349,6 +357,32 @@ class ExpressionTruth:
                     out[index] |= mask
         return out
 
+    def tracked(
+        self,
+        video: str,
+        frames: Sequence[str],
+        expression: dict,
+        geometry: Geometry,
+        start: int = 0,
+    ) -> Track:
+        """:func:`track` of :meth:`union` on a chunk, reused for an expression of the same
+        video naming the same objects (the cache holds one video's chunks, bounded)."""
+        ids = ("anno", *sorted(map(str, _as_list(expression.get("anno_id")))))
+        if self.mask_dict is None:
+            ids = ("obj", *sorted(int(i) for i in _as_list(expression.get("obj_id"))))
+        shape = (geometry.height, geometry.width)
+        key = (video, ids, start, len(frames), shape, geometry.radius)
+        if key in self._cache:
+            return self._cache[key]
+        if any(cached[0] != video for cached in self._cache):
+            self._cache.clear()
+            self._cached_frames = 0
+        result = track(self.union(video, frames, expression, shape, start), geometry)
+        if self._cached_frames + len(frames) <= TRUTH_CACHE_FRAMES:
+            self._cache[key] = result
+            self._cached_frames += len(frames)
+        return result
+
 
 def _ytvos_label(path: Path) -> np.ndarray:
     return read_label_frame(path, "davis2017", VOID_LABEL).cleared()
@@ -379,9 +413,9 @@ def expression_counts(
             if mask.shape != first.shape:
                 raise InputError(f"predictions of {video} have sizes {first.shape}, {mask.shape}")
         window = frames[start : start + len(batch)]
-        gt = truth.union(video, window, expression, first.shape, start)
+        gt = truth.tracked(video, window, expression, geometry, start)
         pred = track(np.stack(batch), geometry)
-        counts.add(start, [track(gt, geometry)], {0: pred}, geometry)
+        counts.add(start, [gt], {0: pred}, geometry)
     return counts
 
 
