@@ -334,8 +334,7 @@ def _handler(task: Task, check: Callable[[argparse.Namespace], object] | None = 
     return handle
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the image commands to the CLI."""
+def _add_segment(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("segment", help="referring segmentation: masks of what TEXT names")
     _add_common(p)
     p.add_argument("text", help='referring expression, e.g. "the man in the red jacket"')
@@ -353,6 +352,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
     )
 
+
+def _add_ground(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("ground", help="phrase grounding: masks for each phrase of CAPTION")
     _add_common(p)
     p.add_argument(
@@ -372,6 +373,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
     )
 
+
+def _add_caption(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("caption", help="caption an image, optionally grounded (GCG)")
     _add_common(p)
     p.add_argument("--grounded", action="store_true", help="tie the caption's phrases to masks")
@@ -380,6 +383,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     image_caption = _handler(lambda pl, path, a: pl.caption(path, a.grounded, a.detailed))
     p.set_defaults(handler=video_tasks.dispatch(video_tasks.caption, image_caption))
 
+
+def _add_describe(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "describe", help="region understanding: label and captions of a region"
     )
@@ -390,6 +395,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     video_tasks.add_describe_options(p)
     p.set_defaults(handler=video_tasks.dispatch(video_tasks.describe, _describe))
 
+
+def _add_entities(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("entities", help="entity segmentation: masks of everything")
     _add_common(p)
     p.add_argument("--points-per-side", type=int, default=16)
@@ -397,6 +404,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         handler=_handler(lambda pl, path, a: pl.entities(path, points_per_side=a.points_per_side))
     )
 
+
+def _add_semseg(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("semseg", help="open-vocabulary semantic segmentation")
     _add_common(p)
     p.add_argument(
@@ -416,6 +425,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
     )
 
+
+def _add_chat(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("chat", help="ask a question about an image")
     _add_common(p)
     p.add_argument("question")
@@ -427,6 +438,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         )
     )
 
+
+def _add_presets(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("presets", help="list presets and which parts are available locally")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=_presets)
+
+
+#: One registration function per command, in the order ``pixelground --help`` lists them.
+_COMMANDS = (
+    _add_segment,
+    _add_ground,
+    _add_caption,
+    _add_describe,
+    _add_entities,
+    _add_semseg,
+    _add_chat,
+    _add_presets,
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the image commands to the CLI."""
+    for add in _COMMANDS:
+        add(subparsers)
