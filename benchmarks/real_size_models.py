@@ -10,6 +10,8 @@ users take.
   vocabulary 51328) with a 768-pixel processor (577 image tokens).
 - SAM2.1-hiera-tiny and CLIP ViT-B/16: ``build_real_size`` of pixelground's tiny package
   (SAM2's mask decoder edited for realistic masks and scores, see :func:`build_sam2`).
+- Depth-Anything-V2-Small (the data engine's depth role; not in MODELS, built on request):
+  written here, see :func:`build_depth`.
 - SmolVLM-256M-Instruct: written here (pixelground has no real-size config for it):
   Idefics3 with a SigLIP-B/16 vision tower at 512 px (12 layers, d=768), pixel shuffle 4
   (64 tokens per 512-px tile), SmolLM2-135M (30 layers, d=576, 9 heads, 3 KV heads,
@@ -79,6 +81,7 @@ ROLES = {
     "clip": ("scorer",),
     "smolvlm": ("vlm",),
     "dino": ("dino",),
+    "depth": ("depth",),
 }
 
 
@@ -274,6 +277,49 @@ def build_clip(directory: Path) -> None:
     build_real_size("clip", directory)
 
 
+def build_depth(directory: Path) -> None:
+    """Depth-Anything-V2-Small at real size: DINOv2-S/14 backbone (12 layers, d=384) and DPT
+    head as in the released config, 518-pixel processor keeping the aspect ratio (multiples
+    of 14), as the released ``preprocessor_config.json``."""
+    import torch
+    import transformers
+
+    backbone = transformers.Dinov2Config(
+        hidden_size=384,
+        num_hidden_layers=12,
+        num_attention_heads=6,
+        intermediate_size=1536,
+        image_size=518,
+        patch_size=14,
+        out_features=["stage3", "stage6", "stage9", "stage12"],
+        reshape_hidden_states=False,
+    )
+    config = transformers.DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=384,
+        reassemble_factors=[4, 2, 1, 0.5],
+        neck_hidden_sizes=[48, 96, 192, 384],
+        fusion_hidden_size=64,
+        head_hidden_size=32,
+        head_in_index=-1,
+        patch_size=14,
+        depth_estimation_type="relative",
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = transformers.DepthAnythingForDepthEstimation(config).eval()
+    model.save_pretrained(directory)
+    processor = transformers.DPTImageProcessor(
+        size={"height": 518, "width": 518},
+        keep_aspect_ratio=True,
+        ensure_multiple_of=14,
+        resample=3,
+        image_mean=[0.485, 0.456, 0.406],
+        image_std=[0.229, 0.224, 0.225],
+    )
+    processor.save_pretrained(directory)
+
+
 def build_dino(directory: Path) -> None:
     """DINO ViT-B/8 (facebook/dino-vitb8) at real size, for ``semseg --mode cass``."""
     from pixelground.backends.tiny.dino import build_dino as build
@@ -321,6 +367,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "clip": build_clip,
     "smolvlm": build_smolvlm,
     "dino": build_dino,
+    "depth": build_depth,
 }
 
 
