@@ -248,12 +248,18 @@ class Pipeline:
         box: Box | Sequence[float] | None = None,
         point: Point | Sequence[float] | None = None,
         mask: np.ndarray | None = None,
+        *,
+        detailed: bool = True,
     ) -> GroundedResult:
-        """Region understanding: label, short caption and detailed caption of one region."""
+        """Region understanding: label, short caption and detailed caption of one region.
+
+        ``detailed=False`` skips the detailed caption (one generation fewer per region).
+        """
         task = RegionUnderstanding(
             captioner=self.require("captioner", "describe"),
             segmenter=self.backend("segmenter"),
             preset=self.preset.name,
+            detailed=detailed,
         )
         return self._finish(task(image, box=_as_box(box), point=_as_point(point), mask=mask))
 

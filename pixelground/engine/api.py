@@ -76,7 +76,8 @@ def annotate(
         settings: thresholds and caps (Settings); ``levels`` overrides its levels.
         progress: called with each finished record.
         stages: the stage table to plan from (tests add their own).
-        ray_options: RayEngine fields (address, workers, cpus_per_worker, num_cpus).
+        ray_options: RayEngine fields (address, workers, cpus_per_worker, gpus_per_worker,
+            num_cpus, stage_resources: {stage: {"cpus", "gpus", "workers"}}).
         **load_options: device, dtype and role overrides for ``pixelground.load``.
 
     Returns:
@@ -87,11 +88,14 @@ def annotate(
     settings = Settings(**{**settings.to_dict(), "levels": check_levels(levels)})
     pipe = preset if isinstance(preset, Pipeline) else load(preset, **load_options)
     chosen = plan(pipe, settings.levels, stages)
+    runner = None
+    if engine == "ray":
+        runner = RayEngine(batch_size=batch_size, shard_size=shard_size, **(ray_options or {}))
+        runner.check(chosen, pipe.preset)  # bad stage resources: refused before any work
     dataset = Dataset(out)
     dataset.open_for_writing(build_manifest(pipe, settings, chosen))
     items = pending_items(source, dataset, limit, retry_failed)
-    if engine == "ray":
-        runner = RayEngine(batch_size=batch_size, shard_size=shard_size, **(ray_options or {}))
+    if runner is not None:
         runner.run(list(items), dataset, chosen, pipe, settings, progress)
     else:
         ctx = Context(pipe, settings)

@@ -112,7 +112,8 @@ def new_record(item: Item, image: LoadedImage | None) -> Record:
     }
 
 
-def _fail(record: Record, stage: str, error: BaseException) -> Record:
+def failed_record(record: Record, stage: str, error: BaseException) -> Record:
+    """``record`` marked failed at ``stage`` with the error's message."""
     message = str(error) or type(error).__name__
     if not isinstance(error, InputError):
         message = f"{type(error).__name__}: {message}"
@@ -126,7 +127,7 @@ def load_items(items: Sequence[Item]) -> list[tuple[Record, LoadedImage | None]]
         try:
             image = load_image(item.path)
         except Exception as error:  # noqa: BLE001 - any unreadable image is a failed record
-            out.append((_fail(new_record(item, None), "load", error), None))
+            out.append((failed_record(new_record(item, None), "load", error), None))
             continue
         out.append((new_record(item, image), image))
     return out
@@ -164,7 +165,7 @@ def run_stage(stage: Stage, record: Record, image: LoadedImage, ctx: Context) ->
     try:
         out = stage.fn(record, image, ctx)
     except Exception as error:  # noqa: BLE001 - one image's failure must not stop the run
-        return _fail(record, stage.name, error)
+        return failed_record(record, stage.name, error)
     return {**out, "timings": {**out["timings"], stage.name: time.perf_counter() - started}}
 
 

@@ -203,7 +203,8 @@ def attributes(record: Record, image: LoadedImage, ctx: Context) -> Record:
     objects = []
     masks = object_masks(record["objects"], image.height, image.width)
     for obj, mask in zip(record["objects"], masks, strict=True):
-        region = ctx.pipe.describe(image, mask=mask).regions[0]
+        # label + short caption only: the detailed caption is not kept (one generation less)
+        region = ctx.pipe.describe(image, mask=mask, detailed=False).regions[0]
         short = str(region.attributes.get("short_caption") or region.label or "").strip()
         obj = {**obj, "attribute": short or None}
         if not obj["labels"] and region.label:

@@ -28,11 +28,15 @@ class RegionUnderstanding:
     Attributes:
         captioner: labels and describes regions.
         segmenter: turns a point or box into the region's mask.
+        detailed: also generate the detailed caption (one more generation per region when
+            the captioner is not region-prompted); False leaves it out (attribute None,
+            text = the short caption).
     """
 
     captioner: Captioner
     segmenter: Segmenter | None = None
     preset: str | None = None
+    detailed: bool = True
 
     def __call__(
         self,
@@ -73,7 +77,9 @@ class RegionUnderstanding:
         else:
             crop = mask_crops(pixels, [region_mask], margin=0.15)[0]
             short = self.captioner.caption(crop, detailed=False).strip()
-            detailed = self.captioner.caption(crop, detailed=True).strip()
+            detailed = (
+                self.captioner.caption(crop, detailed=True).strip() if self.detailed else None
+            )
         region = Region(
             mask=region_mask,
             box=region_box,
@@ -85,7 +91,7 @@ class RegionUnderstanding:
         return GroundedResult(
             task="describe",
             image=image_info(loaded),
-            text=detailed,
+            text=short if detailed is None else detailed,
             regions=[region],
             model=model_info(self.preset, captioner=self.captioner, segmenter=self.segmenter),
         )

@@ -50,3 +50,26 @@ def write_images(folder: Path, count: int, size: int = 32) -> list[Path]:
         Image.fromarray(pixels).save(path)
         paths.append(path)
     return paths
+
+
+def square_in_step(record, image, ctx):
+    """square_object, noting the process it ran in (each Ray step is its own actor pool)."""
+    out = square_object(record, image, ctx)
+    return {**out, "pids": {"square": os.getpid()}}
+
+
+def crash_once_in_step(record, image, ctx):
+    """crash_once in a second step (it uses the parser role, so it gets its own pool)."""
+    marker = Path(record["image"]).parent / ".crashed"
+    if Path(record["image"]).name == "2.png" and not marker.exists():
+        marker.write_text("x")
+        os._exit(1)
+    loaded = ctx.pipe.backend("parser") is not None
+    return {**record, "pids": {**record["pids"], "crash": os.getpid()}, "parser": loaded}
+
+
+#: Two Ray steps: a model-free stage, then a stage using the parser that kills its actor once.
+STEP_STAGES = (
+    Stage("square", 1, square_in_step, finds_objects=True),
+    Stage("crash", 1, crash_once_in_step, uses=("parser",)),
+)

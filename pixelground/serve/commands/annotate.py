@@ -2,7 +2,8 @@
 
     pixelground annotate SOURCE --out DATASET [--levels 1,2,3] [--preset P] [--engine local|ray]
                          [--ray-address ADDR] [--workers N] [--cpus-per-worker C]
-                         [--gpus-per-worker G] [--limit N] [--batch-size B]
+                         [--gpus-per-worker G] [--stage-resources STAGE=gpu:G,cpu:C,workers:N]
+                         [--limit N] [--batch-size B]
                          [--shard-size S] [--retry-failed] [--model ROLE=SOURCE]
     pixelground export DATASET --format coco|gcg|refer|grand --out FILE
 
@@ -23,6 +24,7 @@ from pixelground.core.errors import InputError
 from pixelground.engine.api import annotate
 from pixelground.engine.dataset import Dataset
 from pixelground.engine.export import FORMATS, export
+from pixelground.engine.ray_engine import parse_stage_resources
 from pixelground.engine.source import iter_source
 from pixelground.engine.stages import Settings
 from pixelground.serve.commands.image import add_model_option, model_overrides
@@ -42,9 +44,12 @@ def register(subparsers: Any) -> None:
     run.add_argument("--preset", default="auto")
     run.add_argument("--engine", default="local", choices=("local", "ray"))
     run.add_argument("--ray-address", help="join a Ray cluster (e.g. auto); default: start one")
-    run.add_argument("--workers", type=int, default=1, help="Ray actors per level")
+    run.add_argument("--workers", type=int, default=1, help="Ray actors per step (default)")
     run.add_argument("--cpus-per-worker", type=float, default=0.5, help="CPUs per Ray actor")
     run.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray actor")
+    run.add_argument("--stage-resources", action="append", default=[], metavar="SPEC",
+                     help="Ray resources of the step holding STAGE: STAGE=gpu:G,cpu:C,workers:N "
+                     "(repeatable), e.g. detect=gpu:0.5,cpu:1")  # fmt: skip
     run.add_argument("--limit", type=int, help="annotate at most the first N images")
     run.add_argument("--batch-size", type=int, default=4)
     run.add_argument("--shard-size", type=int, default=64, help="records per committed shard")
@@ -89,7 +94,8 @@ def run_annotate(args: argparse.Namespace) -> int:
 
     ray_options = {"address": args.ray_address, "workers": args.workers,
                    "cpus_per_worker": args.cpus_per_worker,
-                   "gpus_per_worker": args.gpus_per_worker}  # fmt: skip
+                   "gpus_per_worker": args.gpus_per_worker,
+                   "stage_resources": parse_stage_resources(args.stage_resources)}  # fmt: skip
     settings = Settings(max_objects=args.max_objects)
     total = _remaining(args)
     columns = (TextColumn("annotate"), BarColumn(), MofNCompleteColumn(),
