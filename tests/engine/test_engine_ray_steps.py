@@ -13,6 +13,7 @@ from pixelground.core.errors import InputError
 from pixelground.engine.ray_engine import RayEngine, StageWorker, parse_stage_resources, steps
 from pixelground.engine.runner import ALL_STAGES
 from pixelground.engine.stages import Settings
+from pixelground.serve.cli import main
 
 
 def names(grouped):
@@ -72,3 +73,15 @@ def test_stage_resources_unknown_stage_or_conflict_refused():
     engine = RayEngine(stage_resources={"entities": {"gpus": 1}, "merge": {"gpus": 0.5}})
     with pytest.raises(InputError, match="different gpus"):
         engine.check(ALL_STAGES, PRESETS["tiny"])
+
+
+@pytest.mark.parametrize("spec", ["detect=tpu:1", "nope=gpu:1"])
+def test_cli_stage_resources_refused_before_any_work(tmp_path, capsys, spec):
+    """A malformed spec, or a stage not in the run, is one line and exit 2; no dataset."""
+    pytest.importorskip("ray")
+    write_images(tmp_path / "src", 1)
+    code = main(["annotate", str(tmp_path / "src"), "--out", str(tmp_path / "out"),
+                 "--engine", "ray", "--preset", "shapes", "--stage-resources", spec])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--stage-resources" in err
+    assert not (tmp_path / "out").exists()
