@@ -240,6 +240,19 @@ def check_record(record: Any, line: int, base: Path) -> Sample:
     return Sample(line, frames, size, conversation, masks, regions, video)
 
 
+def _parse_line(text: str) -> Any:
+    """One JSONL line parsed; _Bad naming the column (on this line) where the JSON breaks."""
+    line = text.rstrip("\r\n")  # a trailing newline would move an error at the end to line 2
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as error:
+        at = " " if error.msg.endswith(" at") else " at "  # "Invalid control character at"
+        where = f"{error.msg}{at}column {error.pos + 1}"
+        if error.pos >= len(line):
+            where += f", the end of the line (it stops at column {len(line)})"
+        raise _Bad(f"not valid JSON: {where}") from None
+
+
 def read_finetune_jsonl(path: str | Path, on_error: str = "raise") -> FinetuneData:
     """Read and validate a fine-tuning JSONL file.
 
@@ -266,10 +279,7 @@ def read_finetune_jsonl(path: str | Path, on_error: str = "raise") -> FinetuneDa
             if not text.strip():
                 continue
             try:
-                try:
-                    record = json.loads(text)
-                except json.JSONDecodeError as error:
-                    raise _Bad(f"not valid JSON ({error.msg} at column {error.colno})") from None
+                record = _parse_line(text)
                 samples.append(check_record(record, number, path.parent))
             except _Bad as bad:
                 problem = DataLineError(path, number, str(bad))

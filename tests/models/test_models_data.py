@@ -97,6 +97,22 @@ def test_other_problems_name_the_line(tiny_data, text, needle):
     assert caught.value.line == 2
 
 
+def test_json_error_names_its_column_on_the_line(tiny_data):
+    """An error at the end of a line is at its last column + 1, not "line 2 column 1"."""
+    cut = '{"id": "xy", "image": "images/000.png", "n": 1,'  # 47 characters, then a newline
+    path = tiny_data.parent / "cut.jsonl"
+    path.write_text(tiny_data.read_text().splitlines()[0] + "\n" + cut + "\n")
+    with pytest.raises(DataLineError) as caught:
+        read_finetune_jsonl(path)
+    assert caught.value.line == 2
+    assert "at column 48, the end of the line (it stops at column 47)" in caught.value.problem
+    path.write_text('{"image": "images/000.png", "conversation": tru}\n')
+    with pytest.raises(
+        DataLineError, match=r"line 1: not valid JSON: Expecting value at column 45;"
+    ):
+        read_finetune_jsonl(path)
+
+
 def test_fewer_seg_markers_than_masks_is_an_error(tiny_data, tmp_path):
     record = json.loads(tiny_data.read_text().splitlines()[0])
     record["image"] = str(tiny_data.parent / record["image"])
