@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pixelground.core.errors import InputError
+from pixelground.core.errors import InputError, UnknownNameError
 from pixelground.eval.run import check_protocol, check_task, load_dataset, score_loaded
 from pixelground.eval.run_folder import CSV_FILE as CSV_FILE
 from pixelground.eval.run_folder import MANIFEST_FILE as MANIFEST_FILE
@@ -59,11 +59,17 @@ IMAGE_OPTIONS = {name: task.options for name, task in TASK_TABLE.items() if task
 
 def check_eval_task(task: str) -> None:
     """InputError unless ``pixelground eval`` can run ``task`` (the others are score-only)."""
-    if task not in EVAL_TASKS and task not in VIDEO_TASKS:
+    if task in EVAL_TASKS or task in VIDEO_TASKS:
+        return
+    runs = ", ".join(
+        f"{t} (alias {VIDEO_TASKS[1]})" if t == VIDEO_TASKS[0] else t for t in EVAL_TASKS
+    )
+    if task in TASK_TABLE:
         raise InputError(
-            f"`pixelground eval` runs {', '.join(EVAL_TASKS)}; for {task}, write predictions "
+            f"`pixelground eval` cannot run {task}, only {runs}: write {task} predictions "
             f"with the matching command and score them with `pixelground score {task}`"
         )
+    raise UnknownNameError(f"unknown eval task {task!r}; use one of {runs}")
 
 
 def predict(task: str, pipeline: Any, sample: Any, options: Mapping[str, Any] | None = None) -> Any:

@@ -142,6 +142,27 @@ def _is_coco_captions(path: Path) -> bool:
     return bool(anns) and isinstance(anns[0], dict) and "caption" in anns[0]
 
 
+def dataset_format(spec: str | Path, task: str) -> tuple[str, Path]:
+    """(format, path) of a ``FORMAT:PATH`` spec (format inferred when omitted), checked
+    against what ``task`` reads; nothing is loaded, so a command can check it up front.
+
+    Raises:
+        InputError: ``task`` cannot be scored on this format (the message names the formats
+            the task reads and the tasks the format serves), or the path is not found.
+    """
+    fmt, path = parse_dataset_spec(spec)
+    fmt = fmt or infer_format(path, task)
+    allowed = TASK_FORMATS.get(task)
+    if allowed is not None and fmt not in allowed:
+        served = [name for name, formats in TASK_FORMATS.items() if fmt in formats]
+        raise InputError(
+            f"a {fmt} dataset cannot be scored as {task}: {task} reads "
+            f"{', '.join(allowed[:-1]) + ' or ' if len(allowed) > 1 else ''}{allowed[-1]} datasets"
+            + (f"; a {fmt} dataset serves {', '.join(served)}" if served else "")
+        )
+    return fmt, path
+
+
 def load_dataset(
     spec: str | Path,
     task: str,
@@ -153,11 +174,7 @@ def load_dataset(
     Returns:
         (format, samples) — samples as the format's loader returns them.
     """
-    fmt, path = parse_dataset_spec(spec)
-    fmt = fmt or infer_format(path, task)
-    allowed = TASK_FORMATS.get(task)
-    if allowed is not None and fmt not in allowed:
-        raise InputError(f"a {fmt} dataset cannot be scored as {task}; use {', '.join(allowed)}")
+    fmt, path = dataset_format(spec, task)
     split = split or DEFAULT_SPLITS.get(fmt)
     if fmt in ("refcoco", "refcoco+", "refcocog"):
         return fmt, load_refer(path, fmt, split, image_dir=image_dir)
@@ -181,7 +198,8 @@ def load_dataset(
 
 
 def caption_references(spec: str | Path, split: str | None = None) -> dict[str, list[str]]:
-    """id -> reference captions from COCO captions JSON, GranD-f GCG data or records."""
+    """id -> reference captions from COCO captions JSON, GranD-f GCG data, a synth gcg split or
+    records."""
     fmt, path = parse_dataset_spec(spec)
     fmt = fmt or infer_format(path, "caption")
     if fmt == "coco-captions":
@@ -189,10 +207,10 @@ def caption_references(spec: str | Path, split: str | None = None) -> dict[str, 
         for ann in json.loads(path.read_text())["annotations"]:
             refs.setdefault(str(ann["image_id"]), []).append(str(ann["caption"]))
         return refs
-    if fmt == "gcg":
-        _, samples = load_dataset(spec, "caption", split)
-        return {s.id: [s.caption] for s in samples}
-    return {k: [p.text or ""] for k, p in read_predictions(path).items()}
+    if fmt == "records":
+        return {k: [p.text or ""] for k, p in read_predictions(path).items()}
+    _, samples = load_dataset(spec, "caption", split)  # gcg, synth; other formats refused
+    return {str(s.id): [s.caption] for s in samples}
 
 
 def _pick(options: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:

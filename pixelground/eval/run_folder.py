@@ -188,20 +188,26 @@ def write_manifest(
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(key, old value, new value) of the settings that differ (one level into dicts)."""
+    """(dotted key, old value, new value) of each setting that differs, down to the leaves.
+
+    A preset recorded under ``model.preset`` that differs stands for its parts: the parts
+    (which follow from it) are then left out, so the message names the one setting.
+    """
+    out = _leaf_differences(old, new, "")
+    if any(key == "model.preset" for key, _, _ in out):
+        out = [d for d in out if not d[0].startswith("model.parts.")]
+    return out
+
+
+def _leaf_differences(old: Any, new: Any, prefix: str) -> list[tuple[str, Any, Any]]:
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [] if old == new else [(prefix, old, new)]
+    keys = sorted(set(old) | set(new)) if prefix else list(new)  # top level: the new keys
     out = []
-    for key, value in new.items():
-        if key not in old or old[key] == value:
-            continue
-        if isinstance(value, dict) and isinstance(old[key], dict):
-            keys = sorted(set(value) | set(old[key]))
-            out += [
-                (f"{key}.{k}", old[key].get(k), value.get(k))
-                for k in keys
-                if old[key].get(k) != value.get(k)
-            ]
-        else:
-            out.append((key, old[key], value))
+    for key in keys:
+        if not prefix and key not in old:
+            continue  # a setting older manifests did not record
+        out += _leaf_differences(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else key)
     return out
 
 

@@ -265,10 +265,77 @@ def test_eval_model_option_replaces_a_part(bench, tmp_path, capsys):
     assert main(argv) == 0
     parts = json.loads((out / "run.json").read_text())["model"]["parts"]
     assert parts["segmenter"] == "sam2:tiny:sam2"
+    other_model = ["--model", "grounding_model=segtoken:package:shapes"]
+    assert main([*argv, *other_model]) == 2  # another model's predictions are not mixed in
+    err = capsys.readouterr().err
+    assert "model.parts.grounding_model was None, now 'segtoken:package:shapes'" in err
+    assert "resume with the same settings" in err
     missing = tmp_path / "no-checkpoint"
     other_model = ["--model", f"grounding_model=segtoken:{missing}"]
-    assert main([*argv, *other_model]) == 2  # another model's predictions are not mixed in
-    assert "resume with the same settings" in capsys.readouterr().err
     assert main([*argv, *other_model, "--out", str(tmp_path / "other")]) == 2
     err = capsys.readouterr().err
-    assert "grounding_model of preset 'tiny'" in err and str(missing) in err
+    assert f"--model grounding_model=segtoken:{missing}: {missing} does not exist" in err
+
+
+def test_score_caption_reads_a_synth_gcg_split(bench, tmp_path, capsys):
+    """`score caption --gt synth:DIR` reads the gcg split's captions (no "id keys" error)."""
+    from pixelground.serve.cli import main
+
+    pred = tmp_path / "captions.jsonl"
+    records = lines(bench / "gcg" / "test" / "annotations.jsonl")
+    pred.write_text("".join(json.dumps({"id": r["id"], "text": r["gt"]["text"]}) + "\n"
+                            for r in records))  # fmt: skip
+    result = score("caption", pred, f"synth:{bench}", caption_metrics=["BLEU"])
+    assert result["count"] == 2 and result["Bleu_1"] == pytest.approx(1.0)
+    assert main(["score", "caption", "--gt", f"synth:{bench}/gcg/test", "--pred", str(pred),
+                 "--metrics", "BLEU", "--json", "--summary-only"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["Bleu_4"] == pytest.approx(1.0)
+    with pytest.raises(InputError, match="is a synthetic refer split; caption is evaluated"):
+        score("caption", pred, f"synth:{bench}/refer/test")
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        ("foo", "unknown eval task 'foo'; use one of refer, grefer, gcg, caption, png, rvos "
+                "(alias vos)"),
+        ("panoptic", "`pixelground eval` cannot run panoptic, only refer, "),
+        ("png", "a synth dataset cannot be scored as png: png reads png datasets; a synth "
+                "dataset serves refer, grefer, gcg, caption, rvos"),
+    ],
+)  # fmt: skip
+def test_eval_of_a_task_the_dataset_cannot_serve_is_one_line(bench, tmp_path, capsys, task,
+                                                              message):  # fmt: skip
+    """One line, before any model loads (no 'random-weight' or 'using preset' line)."""
+    from pixelground.serve.cli import main
+
+    argv = ["eval", task, "--dataset", f"synth:{bench}", "--preset", "tiny",
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pixelground: error: " + message) and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_resuming_with_another_preset_names_the_differing_setting(bench, tmp_path):
+    """Another preset is named as model.preset (not its parts' dictionaries); another part of
+    the same preset as model.parts.ROLE."""
+    from pixelground.backends.presets import get_preset
+
+    class Preset(TruthPipeline):
+        def __init__(self, bench, preset):
+            super().__init__(bench)
+            self.preset = preset
+
+    spec, out = f"synth:{bench}/refer/test", tmp_path / "run"
+    tiny = get_preset("tiny")
+    evaluate("refer", spec, Preset(bench, get_preset("shapes")), out, limit=1)
+    with pytest.raises(InputError) as caught:
+        evaluate("refer", spec, Preset(bench, tiny), out, limit=1)
+    message = str(caught.value)
+    assert "(model.preset was 'shapes', now 'tiny');" in message and "parts" not in message
+    evaluate("refer", spec, Preset(bench, tiny), tmp_path / "tiny", limit=1)
+    other = tiny.with_overrides({"segmenter": "sam2:/models/sam2"})
+    with pytest.raises(InputError, match=r"\(model\.parts\.segmenter was 'sam2:tiny:sam2', now "
+                                         r"'sam2:/models/sam2'\);"):  # fmt: skip
+        evaluate("refer", spec, Preset(bench, other), tmp_path / "tiny", limit=1)

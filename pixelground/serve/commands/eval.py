@@ -32,9 +32,9 @@ from rich.progress import (
 from pixelground.backends.base import DETECTION_THRESHOLD
 from pixelground.core.errors import InputError
 from pixelground.core.files import check_output, check_output_dir, write_text_atomic
-from pixelground.eval.loop import check_eval_task, evaluate
+from pixelground.eval.loop import VIDEO_TASKS, check_eval_task, evaluate
 from pixelground.eval.report import print_table, summary, to_json, write_per_sample_csv
-from pixelground.eval.run import score
+from pixelground.eval.run import dataset_format, score
 from pixelground.eval.tasks import eval_tasks, scored_tasks
 from pixelground.serve.commands.common import add_model_option, load_pipeline, say
 
@@ -128,6 +128,7 @@ def _prediction_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _eval(args: argparse.Namespace) -> int:
     check_eval_task(args.task)
+    dataset_format(args.dataset, "rvos" if args.task in VIDEO_TASKS else args.task)
     _check_outputs(args)
     out_dir = args.out or str(Path("pixelground-eval") / f"{args.task}-{args.preset}")
     check_output_dir(out_dir, "--out")
@@ -139,7 +140,10 @@ def _eval(args: argparse.Namespace) -> int:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=_stderr_console(), transient=True) as progress:
+    console = _stderr_console()
+    with Progress(
+        *columns, console=console, transient=True, disable=not console.is_terminal
+    ) as progress:
         bar = progress.add_task(f"eval {args.task}", total=None)
         result = evaluate(
             args.task,
