@@ -15,8 +15,21 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 . .venv/bin/activate
-python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+# pip quietly; its output (less the index's location warnings) is shown, and a failed
+# install stops the setup.
+pip_install() {
+  local log status
+  log=$(mktemp)
+  python -m pip install -q "$@" >"$log" 2>&1 && status=0 || status=$?
+  grep -v '^WARNING: Location' "$log" >&2 || true
+  rm -f "$log"
+  if [ "$status" -ne 0 ]; then
+    echo "setup: 'pip install $*' failed (exit $status)" >&2
+    exit 1
+  fi
+}
+pip_install --upgrade pip
 # torch is pinned: an unpinned torch makes pip download a multi-GB CUDA build.
-python -m pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v '^WARNING: Location' || true
-python -m pip install -q -e ".[all,test,ray]" 2>&1 | grep -v '^WARNING: Location' || true
+pip_install torch==2.14.1 torchvision==0.29.1
+pip_install -e ".[all,test,ray]"
 python -c "import pixelground, torch, transformers; print('pixelground ready: torch', torch.__version__, 'transformers', transformers.__version__)"
