@@ -298,11 +298,11 @@ def require_parts(preset: Preset) -> None:
         return
     listing = "; ".join(f"{', '.join(roles)}: {c}" for c, roles in missing.items())
     hub_ids = " ".join(c for c in missing if c not in local)
-    fix = f"download them on a machine with internet (huggingface-cli download ID, for {hub_ids})"
+    fix = f"Download them on a machine with internet (huggingface-cli download ID, for {hub_ids})"
     raise CheckpointMissingError(
         f"preset {preset.name!r} is missing {len(missing)} checkpoint(s), not in the local "
         f"cache ({hub_cache_dir()}) and the hub cannot be reached: {listing}. "
-        f"{fix if hub_ids else 'check the paths'}, or pass local directories with "
+        f"{fix if hub_ids else 'Check the paths'}, or pass local directories with "
         "--model ROLE=/path/to/dir"
     )
 
