@@ -17,6 +17,7 @@ import pytest
 from server_support import EXAMPLE, EXPRESSION, SHAPES_WITH_CLICKS, serve_process, swan_clip
 
 from pixelground.core.masks import decode_rle
+from pixelground.serve.commands.common import COMMAND_ROLES
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +67,11 @@ def cli_segment(tmp_path: Path) -> dict:
     """``pixelground segment`` run beside the example, with the server's preset and parts."""
     out = tmp_path / "cli.json"
     command = [sys.executable, "-m", "pixelground.serve.cli", "segment", EXAMPLE.name, EXPRESSION]
-    command += ["--preset", "shapes", *MODEL_ARGS, "-o", str(out)]
+    # the parts segment uses (an override of a role a command never uses is refused)
+    used = [
+        f"--model={r}={s}" for r, s in SHAPES_WITH_CLICKS.items() if r in COMMAND_ROLES["segment"]
+    ]
+    command += ["--preset", "shapes", *used, "-o", str(out)]
     subprocess.run(command, cwd=EXAMPLE.parent, check=True, capture_output=True, timeout=300)
     return json.loads(out.read_text())
 
