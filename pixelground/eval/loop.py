@@ -8,8 +8,9 @@
    it, so an interrupted run loses at most the sample in flight and a re-run continues where it
    stopped. A sample whose input is bad (a PixelgroundError) gets ``{"id", "error"}`` instead,
    is scored as an empty prediction, and is tried again by the next run;
-3. scores the predictions with the task's official metric and writes ``report.json`` (metrics
-   without per-sample lists) and ``per_sample.csv`` (one row per sample, for error analysis).
+3. scores the predictions with the task's official metric (the ``score_samples`` of its row
+   in :mod:`pixelground.eval.tasks`) and writes ``report.json`` (metrics without per-sample
+   lists) and ``per_sample.csv`` (one row per sample, for error analysis).
 
 ``out_dir/run.json`` records what the predictions answer (task, dataset, split, preset,
 options); resuming into a folder written with other settings is refused, so predictions of

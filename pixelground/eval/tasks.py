@@ -1,12 +1,12 @@
-"""The evaluation tasks, in one table: what each reads, how a pipeline answers it, which
-protocols score it and which metrics a report shows first.
+"""The evaluation tasks, in one table: what each reads, how a pipeline answers it, how it is
+scored, which protocols score it and which metrics a report shows first.
 
 Everything that lists tasks reads this table: ``pixelground score`` and ``pixelground eval``
 (their task names, help and checks), the dataset loader (which formats a task accepts), the
-eval loop (which pipeline call answers a sample, with which options) and the report (the
-headline metrics). Adding a task is a row here plus its scorer in
-:mod:`pixelground.eval.run` (a branch of ``score_loaded`` for a dataset task, of ``_dispatch``
-for a task scored from files).
+scorer (:func:`pixelground.eval.run.score` and ``score_loaded`` call the row's ``score`` or
+``score_samples``), the eval loop (which pipeline call answers a sample, with which options)
+and the report (the headline metrics). Adding a task is a row here; its scorer is a function
+in :mod:`pixelground.eval.scorers` (below this module, so nothing imports in a circle).
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from pixelground.eval import scorers
+from pixelground.eval.scorers import ScoreFiles, ScoreSamples
 
 #: ``predict(pipeline, sample, options)`` -> a GroundedResult.
 Predict = Callable[[Any, Any, Mapping[str, Any]], Any]
@@ -63,7 +66,11 @@ class EvalTask:
         predict: how ``pixelground eval`` answers a sample with a pipeline; None when the
             task is scored only (or, for rvos, answered by the video loop).
         options: the prediction options ``predict`` takes.
-        scored: ``pixelground score`` scores it.
+        score: ``score(pred, gt, protocol, options) -> dict`` for a task scored from files it
+            reads itself; None for a dataset task, whose ``pixelground score`` loads the
+            dataset and calls ``score_samples``.
+        score_samples: ``score_samples(samples, predictions, protocol, options) -> dict`` for a
+            dataset task (also what ``pixelground eval`` scores its predictions with).
         video: answered per expression over a video (:mod:`pixelground.eval.video_loop`).
         help: one line for ``--help``.
     """
@@ -75,9 +82,15 @@ class EvalTask:
     headline: tuple[str, ...] = ()
     predict: Predict | None = None
     options: tuple[str, ...] = ()
-    scored: bool = True
+    score: ScoreFiles | None = None
+    score_samples: ScoreSamples | None = None
     video: bool = False
     help: str = ""
+
+    @property
+    def scored(self) -> bool:
+        """``pixelground score`` scores it (the row has a scorer)."""
+        return self.score is not None or self.score_samples is not None
 
 
 REFER_FORMATS = ("refcoco", "refcoco+", "refcocog", "reasonseg", "records", "synth")
@@ -89,29 +102,36 @@ TASK_TABLE: dict[str, EvalTask] = {
     for t in (
         EvalTask("refer", REFER_FORMATS, ("lisa", "glamm", "sa2va"), "lisa",
                  ("gIoU", "cIoU", "N-acc", "T-acc"), _segment, ("threshold", "compose"),
+                 score_samples=scorers.refer_samples,
                  help="referring segmentation: gIoU, cIoU (LISA/GLaMM)"),
         EvalTask("grefer", ("grefcoco", "records", "synth"), (), "rela",
                  ("gIoU", "cIoU", "N-acc", "T-acc", "Pr@0.7", "Pr@0.8", "Pr@0.9"), _segment,
-                 ("threshold", "compose"), help="generalised referring (gRefCOCO, ReLA)"),
+                 ("threshold", "compose"), score_samples=scorers.grefer_samples,
+                 help="generalised referring (gRefCOCO, ReLA)"),
         EvalTask("gcg", ("gcg", "synth"), (), "glamm",
                  ("METEOR", "CIDEr", "AP50", "mIoU", "recall", "phrase_encoder"),
-                 _grounded_caption, help="grounded caption generation (GLaMM)"),
+                 _grounded_caption, score_samples=scorers.gcg_samples,
+                 help="grounded caption generation (GLaMM)"),
         EvalTask("caption", ("coco-captions", "gcg", "records", "synth"), (), "coco-caption",
                  ("Bleu_4", "METEOR", "ROUGE_L", "CIDEr", "Bleu_1"), _caption,
+                 score=scorers.caption_files, score_samples=scorers.caption_samples,
                  help="captions (pycocoevalcap)"),
         EvalTask("png", ("png",), (), "png",
                  ("AR.All", "AR.Things", "AR.Stuff", "AR.Singulars", "AR.Plurals"), _ground,
+                 score_samples=scorers.png_samples,
                  help="panoptic narrative grounding (average recall)"),
         EvalTask("vos", (), ("semi", "semi-supervised", "unsupervised", "mevis"), "semi", JF,
+                 score=scorers.vos_files,
                  help="video object segmentation PNGs (DAVIS, MeViS)"),
-        EvalTask("rvos", VIDEO_FORMATS, ("mevis", "refytvos"), "mevis", JF, scored=False,
-                 video=True, help="referring video segmentation (eval; alias vos)"),
+        EvalTask("rvos", VIDEO_FORMATS, ("mevis", "refytvos"), "mevis", JF, video=True,
+                 help="referring video segmentation (eval; alias vos)"),
         EvalTask("panoptic", (), (), "panopticapi",
-                 ("All.pq", "All.sq", "All.rq", "Things.pq", "Stuff.pq"), help="panoptic PQ"),
+                 ("All.pq", "All.sq", "All.rq", "Things.pq", "Stuff.pq"),
+                 score=scorers.panoptic_files, help="panoptic PQ"),
         EvalTask("entity", (), (), "coco-segm-agnostic", ("AP", "AP50", "AP75"),
-                 help="class-agnostic mask AP"),
+                 score=scorers.entity_files, help="class-agnostic mask AP"),
         EvalTask("semseg", (), (), "mmseg", ("mIoU", "aAcc", "mAcc"),
-                 help="semantic segmentation (mmseg)"),
+                 score=scorers.semseg_files, help="semantic segmentation (mmseg)"),
     )
 }  # fmt: skip
 

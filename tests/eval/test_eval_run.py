@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,8 @@ from pixelground.eval.datasets.refcoco import load_grefer, load_refer
 from pixelground.eval.metrics.caption import java_available
 from pixelground.eval.metrics.refer import refer_scores
 from pixelground.eval.predictions import read_predictions
-from pixelground.eval.run import parse_dataset_spec, score
+from pixelground.eval.run import TASKS, parse_dataset_spec, score, score_loaded
+from pixelground.eval.tasks import TASK_TABLE
 
 
 def result_for(sample, masks, text=None) -> dict:
@@ -240,3 +242,28 @@ def test_specs_and_task_errors(tmp_path):
         score("png", tmp_path, tmp_path, protocol="x")
     with pytest.raises(InputError, match="cannot tell the dataset format"):
         score("refer", tmp_path, tmp_path)
+
+
+def test_scoring_goes_through_the_task_table(tmp_path, monkeypatch):
+    calls = []
+
+    def record(*args):
+        calls.append(args)
+        return {"metric": 1.0}
+
+    table = dict(TASK_TABLE)
+    table["semseg"] = replace(TASK_TABLE["semseg"], score=record)
+    table["refer"] = replace(TASK_TABLE["refer"], score_samples=record)
+    monkeypatch.setattr("pixelground.eval.run.TASK_TABLE", table)
+    out = score("semseg", tmp_path / "pred", tmp_path / "gt", num_classes=3)
+    assert out == {"task": "semseg", "protocol": "mmseg", "metric": 1.0}
+    assert calls.pop() == (tmp_path / "pred", tmp_path / "gt", None, {"num_classes": 3})
+    out = score_loaded("refer", ["s"], {"s": None}, "sa2va", allow_missing=True)
+    assert out == {"metric": 1.0}
+    assert calls.pop() == (["s"], {"s": None}, "sa2va", {"allow_missing": True})
+    with pytest.raises(InputError, match="vos is not scored from dataset samples"):
+        score_loaded("vos", [], {})
+    # every task `score` takes has a scorer in its row: files it reads, or dataset samples
+    for name in TASKS:
+        row = TASK_TABLE[name]
+        assert row.score is not None or (row.formats and row.score_samples is not None), name
