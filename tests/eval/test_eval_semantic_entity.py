@@ -125,6 +125,31 @@ def test_entity_ap_is_one_for_the_ground_truth(labelme_coco):
     assert empty["AP"] == 0.0 and empty["AR100"] == 0.0
 
 
+def test_entity_predictions_as_polygons_or_uncompressed_rle(labelme_coco):
+    """COCO results may carry polygons or uncompressed RLE: scored as the same masks."""
+    dataset, masks = labelme_coco
+    polygons = [a for a in dataset["annotations"] if isinstance(a["segmentation"], list)]
+    assert polygons, "the sample's annotations are polygons"
+    as_polygons = [
+        {"image_id": a["image_id"], "segmentation": a["segmentation"], "score": 0.9}
+        for a in polygons
+    ]
+    result = evaluate_entity(dataset, as_polygons)
+    assert result["num_predictions"] == len(polygons)
+    assert result["AP"] == pytest.approx(len(polygons) / len(dataset["annotations"]), abs=0.05)
+    uncompressed = []
+    for a, m in zip(dataset["annotations"], masks, strict=True):
+        flat = m.flatten(order="F").astype(np.uint8)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], flat, [2]])) != 0)
+        counts = np.diff(np.concatenate([[0], edges])).tolist()
+        rle = {"size": list(m.shape), "counts": counts if flat[0] == 0 else [0, *counts]}
+        uncompressed.append({"image_id": a["image_id"], "segmentation": rle, "score": 0.9})
+    assert evaluate_entity(dataset, uncompressed)["AP"] == pytest.approx(1.0)
+    for bad in ([[1, 2, 3]], {"counts": 5}, "mask"):
+        with pytest.raises(InputError, match="segmentation"):
+            evaluate_entity(dataset, [{"image_id": 1, "segmentation": bad, "score": 1.0}])
+
+
 def test_entity_ap_by_hand_with_101_point_interpolation():
     image = {"id": 1, "height": 40, "width": 40}
     a = np.zeros((40, 40), bool)

@@ -52,18 +52,48 @@ def _agnostic_gt(dataset: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _agnostic_predictions(predictions: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _compressed_rle(segmentation: Any, size: tuple[int, int] | None) -> dict[str, Any]:
+    """A result's ``segmentation`` as compressed COCO RLE: compressed RLE as is (counts as
+    bytes), uncompressed RLE and polygons converted at the GT image's (height, width)."""
+    from pycocotools import mask as mask_utils
+
+    if isinstance(segmentation, Mapping) and isinstance(segmentation.get("counts"), str | bytes):
+        rle = dict(segmentation)
+        if isinstance(rle["counts"], str):
+            rle["counts"] = rle["counts"].encode("ascii")
+        return rle
+    is_rle = isinstance(segmentation, Mapping) and isinstance(segmentation.get("counts"), list)
+    is_polygons = isinstance(segmentation, list) and all(
+        isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in segmentation
+    )
+    if not (is_rle or is_polygons):
+        raise InputError(
+            "a prediction's 'segmentation' must be COCO RLE or polygons [[x0, y0, x1, y1, ...]]"
+        )
+    if size is None:
+        raise InputError("a prediction names an image id not in the GT")
+    try:
+        if is_rle:
+            return mask_utils.frPyObjects(dict(segmentation), *size)
+        return mask_utils.merge(mask_utils.frPyObjects(segmentation, *size))
+    except (TypeError, ValueError) as error:
+        raise InputError(f"a prediction's 'segmentation' cannot be read: {error}") from error
+
+
+def _agnostic_predictions(
+    predictions: Sequence[Mapping[str, Any]], sizes: Mapping[Any, tuple[int, int]]
+) -> list[dict[str, Any]]:
     out = []
     for prediction in predictions:
-        if "segmentation" not in prediction or "score" not in prediction:
-            raise InputError("each prediction needs 'image_id', 'segmentation' (RLE) and 'score'")
-        segmentation = dict(prediction["segmentation"])
-        if isinstance(segmentation.get("counts"), str):
-            segmentation["counts"] = segmentation["counts"].encode("ascii")
+        if not isinstance(prediction, Mapping) or not {"image_id", "segmentation", "score"} <= set(
+            prediction
+        ):
+            raise InputError("each prediction needs 'image_id', 'segmentation' and 'score'")
+        image_id = prediction["image_id"]
         out.append(
             {
-                "image_id": prediction["image_id"],
-                "segmentation": segmentation,
+                "image_id": image_id,
+                "segmentation": _compressed_rle(prediction["segmentation"], sizes.get(image_id)),
                 "score": float(prediction["score"]),
                 "category_id": 1,
             }
@@ -104,8 +134,8 @@ def evaluate_entity(
     Args:
         gt: COCO instances JSON (path or dict): ``images``, ``annotations`` with polygon or RLE
             ``segmentation``, ``area``, ``iscrowd``. Category ids are ignored.
-        predictions: COCO results (path or list): ``{"image_id", "segmentation": RLE,
-            "score"}``; category ids are ignored.
+        predictions: COCO results (path or list): ``{"image_id", "segmentation", "score"}``
+            with compressed or uncompressed RLE or polygons; category ids are ignored.
         max_dets: The three per-image detection limits of COCOeval (AP uses the last).
 
     Returns:
@@ -120,7 +150,12 @@ def evaluate_entity(
     loaded = _load(predictions, "prediction")
     if not isinstance(loaded, list):
         raise InputError("predictions must be a list of COCO result dicts")
-    preds = _agnostic_predictions(loaded)
+    sizes = {
+        img["id"]: (img["height"], img["width"])
+        for img in gt_dataset["images"]
+        if "height" in img and "width" in img
+    }
+    preds = _agnostic_predictions(loaded, sizes)
     coco_gt, coco_dt = _coco_objects(gt_dataset, preds)
     evaluator = COCOeval(coco_gt, coco_dt, "segm")
     evaluator.params.maxDets = [int(d) for d in max_dets]
