@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -77,6 +77,20 @@ def check_output_dir(path: str | Path | None, option: str = "--out") -> Path | N
     return folder
 
 
+def _new_temp(target: Path) -> Path:
+    """Create an empty, unique temporary file beside ``target``. Opened with ``"x"`` (not
+    ``mkstemp``, whose files are 0600) so the result gets the permissions of the umask like
+    any file the user writes."""
+    for _ in range(100):
+        temp = target.with_name(f".{target.stem}.{secrets.token_hex(4)}.partial{target.suffix}")
+        try:
+            with open(temp, "x"):
+                return temp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {target}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, keep_partial: bool = False) -> Iterator[Path]:
     """A temporary path beside ``path`` (same suffix) renamed to ``path`` on success.
@@ -91,11 +105,7 @@ def atomic_path(path: str | Path, keep_partial: bool = False) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=f".partial{target.suffix}", dir=target.parent
-    )
-    os.close(handle)
-    temp = Path(name)
+    temp = _new_temp(target)
     try:
         yield temp
     except BaseException:

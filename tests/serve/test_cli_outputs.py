@@ -7,6 +7,8 @@ NotADirectoryError) is here one line on stderr and exit code 2, with no model lo
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -85,6 +87,17 @@ def test_atomic_open_never_leaves_a_torn_file(tmp_path):
         raise RuntimeError("interrupted after whole lines")
     assert target.read_text() == '{"line": 1}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
+
+
+def test_atomic_files_get_the_umask_permissions(tmp_path):
+    """Written files are readable as any file the user writes (mkstemp's would be 0600)."""
+    previous = os.umask(0o022)
+    try:
+        with atomic_open(tmp_path / "out.json") as handle:
+            handle.write("{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "out.json").stat().st_mode) == 0o644
 
 
 def test_output_checks(tmp_path, a_file):
