@@ -195,3 +195,45 @@ def test_rgb_id_png_reader_equals_pillow(tmp_path, mode):
         assert fast is None
     else:
         assert fast is not None and np.array_equal(fast, pixels)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "RGB+tRNS"])
+def test_rgb_id_png_cv2_path_equals_pillow_path(tmp_path, monkeypatch, mode):
+    """OpenCV's decoder (BGR turned to RGB) and the Pillow path give identical arrays and ids
+    on RGB and RGBA PNGs; palette PNGs and RGB with a transparent colour stay with Pillow."""
+    pytest.importorskip("cv2")
+    from PIL import Image
+
+    from pixelground.eval.datasets import mask_png
+
+    rng = np.random.default_rng(7)
+    ids = rng.integers(0, 2**24, (33, 47)).astype(np.uint32)
+    ids[5:20, 8:30] = 123456  # flat runs as well as busy rows
+    image = Image.fromarray(id2rgb(ids))
+    options = {}
+    if mode == "RGBA":
+        image.putalpha(Image.fromarray(rng.integers(0, 256, (33, 47)).astype(np.uint8)))
+    elif mode == "P":
+        image = Image.fromarray(id2rgb(ids % 3 * 0x010101)).convert(
+            "P", palette=Image.Palette.ADAPTIVE
+        )
+    elif mode == "RGB+tRNS":
+        options["transparency"] = (64, 1, 0)  # id 320 transparent: a tRNS chunk
+    image.save(tmp_path / "ids.png", **options)
+    data = (tmp_path / "ids.png").read_bytes()
+    with Image.open(tmp_path / "ids.png") as reference:
+        pixels = np.asarray(reference)
+    with_cv2 = mask_png.fast_rgb_png(tmp_path / "ids.png")
+    ids_with_cv2 = read_panoptic_png(tmp_path / "ids.png")
+    monkeypatch.setattr(mask_png, "_cv2", None)
+    without_cv2 = mask_png.fast_rgb_png(tmp_path / "ids.png")
+    assert np.array_equal(read_panoptic_png(tmp_path / "ids.png"), ids_with_cv2)
+    monkeypatch.undo()
+    if mode == "P":
+        assert with_cv2 is None and without_cv2 is None
+        return
+    assert np.array_equal(with_cv2, without_cv2) and np.array_equal(with_cv2, pixels)
+    if mode == "RGB+tRNS":
+        assert b"tRNS" in data
+    else:
+        assert np.array_equal(mask_png.cv2_png(data, 2 if mode == "RGB" else 6), pixels)
