@@ -291,35 +291,3 @@ def test_mevis_reuses_a_video_s_truth_only_for_the_same_objects(tmp_path, monkey
     assert len(unions) == 4 + 8
     per = cached["per_expression"]
     assert per["vidA_0"]["J_per_frame"] != per["vidA_2"]["J_per_frame"]
-
-
-@pytest.mark.parametrize("kind", [0, 1, 2, 3, 4])
-@pytest.mark.parametrize("colour", [0, 3])
-def test_cv2_path_equals_pillow_path_for_each_filter_type(tmp_path, monkeypatch, kind, colour):
-    """OpenCV's decoder (the accelerator, where installed) and Pillow's give identical arrays
-    on grayscale PNGs of every row filter; palette PNGs never go to OpenCV."""
-    pytest.importorskip("cv2")
-    from pixelground.eval.datasets import mask_png
-
-    rng = np.random.default_rng(kind + 20 * colour)
-    mask = np.zeros((9, 13), dtype=np.uint8)
-    mask[2:7, 3:10] = 255
-    for pixels in (rng.integers(0, 256, (9, 13)).astype(np.uint8), mask):
-        for filters in ([kind] * 9, [kind, *rng.integers(0, 5, 8).tolist()]):
-            path = tmp_path / "f.png"
-            _png_with_filters(path, pixels, filters, colour)
-            with Image.open(path) as image:
-                expected = np.asarray(image)
-            by_cv2 = mask_png.cv2_png(path.read_bytes(), colour)
-            if colour == 3:
-                assert by_cv2 is None  # OpenCV would expand the palette to BGR
-            else:
-                assert by_cv2 is not None and by_cv2.dtype == np.uint8
-                assert np.array_equal(by_cv2, expected)
-            with_cv2 = mask_png.fast_png(path)
-            monkeypatch.setattr(mask_png, "_cv2", None)
-            without_cv2 = mask_png.fast_png(path)
-            monkeypatch.undo()
-            assert with_cv2[0] == without_cv2[0] == image.mode
-            assert np.array_equal(with_cv2[1], without_cv2[1])
-            assert np.array_equal(with_cv2[1], expected)

@@ -5,16 +5,12 @@ as they are decoded so that a scorer can consume a video chunk by chunk in bound
 Mask PNGs (8-bit grayscale or palette) are decoded here with ISA-L's inflate
 (:func:`fast_png`): inflate is most of the cost of such a file, and ISA-L's is several times
 zlib's. Rows filtered with None, Sub or Up (how palette label PNGs are written) are then
-undone with numpy; a grayscale file with Average or Paeth rows (Pillow writes 0/255 masks
-with Paeth rows among the others) is decoded by OpenCV where it is installed (the "eval"
-extra; its decoder releases the GIL and beats Pillow's row decoder), else, like a palette file
-with such rows, by Pillow's PNG row decoder, handed the inflated rows as stored
-(uncompressed) deflate blocks so that nothing is inflated twice. RGB(A) id PNGs go to OpenCV
-(BGR turned to RGB) when it is installed. Files with a ``tRNS`` chunk and palettes (which
-OpenCV would expand to BGR) never do; anything else goes to Pillow. What a frame holds is
-found with single SIMD passes (``max``; ``(a - 1) < 254`` for "is this grayscale frame
-binary", DAVIS-2016: values 0 and 255 only) rather than with ``np.isin``, ``np.unique`` or a
-histogram over the pixels.
+undone with numpy; rows with Average or Paeth filters (Pillow writes 0/255 grayscale masks
+with Paeth rows among the others) by Pillow's PNG row decoder, handed the inflated rows as
+stored (uncompressed) deflate blocks so that nothing is inflated twice. Anything else goes to
+Pillow. What a frame holds is found with single SIMD passes (``max``; ``(a - 1) < 254`` for "is this
+grayscale frame binary", DAVIS-2016: values 0 and 255 only) rather than with ``np.isin``,
+``np.unique`` or a histogram over the pixels.
 """
 
 from __future__ import annotations
@@ -43,11 +39,6 @@ except ImportError:  # pragma: no cover - without the extra, the standard librar
     from zlib import adler32 as _adler32
     from zlib import decompress as _inflate
     from zlib import error as _inflate_error
-
-try:  # OpenCV's PNG decoder (libpng, outside the GIL) where it beats Pillow's row decoder
-    import cv2 as _cv2
-except ImportError:  # pragma: no cover - without the extra, Pillow decodes those files
-    _cv2 = None
 
 VOID_LABEL = 255
 KINDS = ("auto", "davis2016", "davis2017")
@@ -144,43 +135,19 @@ class InflatedPng:
     height: int
     colour: int
     raw: bytes
-    data: bytes
-    transparency: bool
 
 
-def cv2_png(data: bytes, colour: int) -> np.ndarray | None:
-    """Pixels of an 8-bit grayscale (colour type 0: (H, W)) or RGB(A) (2, 6: (H, W, 3 or 4),
-    RGB order) PNG without a ``tRNS`` chunk, decoded by OpenCV; None when OpenCV is absent,
-    for other colour types (palettes, which OpenCV expands to BGR) or when its result does not
-    have the expected channels (the caller then uses Pillow)."""
-    channels = {0: 1, 2: 3, 6: 4}.get(colour)
-    if _cv2 is None or channels is None:
-        return None
-    try:
-        pixels = _cv2.imdecode(np.frombuffer(data, np.uint8), _cv2.IMREAD_UNCHANGED)
-    except _cv2.error:
-        return None
-    if pixels is None or pixels.dtype != np.uint8:
-        return None
-    if pixels.ndim != (2 if channels == 1 else 3) or (channels > 1 and pixels.shape[2] != channels):
-        return None
-    if channels == 3:
-        return _cv2.cvtColor(pixels, _cv2.COLOR_BGR2RGB)
-    return _cv2.cvtColor(pixels, _cv2.COLOR_BGRA2RGBA) if channels == 4 else pixels
-
-
-def inflate_png(path: Path, inflate: bool = True) -> InflatedPng | None:
+def inflate_png(path: Path) -> InflatedPng | None:
     """Walk a PNG's chunks and inflate its image data in one ISA-L call (``isal``; zlib
-    without it; ``inflate=False``: ``raw`` is empty, the file's bytes are kept). None unless
-    the file is an 8-bit, non-interlaced PNG whose data inflates to exactly its rows (the
-    caller then decodes with Pillow, which also gives the error)."""
+    without it). None unless the file is an 8-bit, non-interlaced PNG whose data inflates to
+    exactly its rows (the caller then decodes with Pillow, which also gives the error)."""
     try:
         data = path.read_bytes()
     except OSError:
         return None
     if not data.startswith(_PNG_SIGNATURE):
         return None
-    position, header, idat, transparency = 8, None, [], False
+    position, header, idat = 8, None, []
     while position + 8 <= len(data):
         length = int.from_bytes(data[position : position + 4], "big")
         kind = data[position + 4 : position + 8]
@@ -189,8 +156,6 @@ def inflate_png(path: Path, inflate: bool = True) -> InflatedPng | None:
             header = body
         elif kind == b"IDAT":
             idat.append(body)
-        elif kind == b"tRNS":
-            transparency = True
         elif kind == b"IEND":
             break
         position += 12 + length
@@ -201,15 +166,13 @@ def inflate_png(path: Path, inflate: bool = True) -> InflatedPng | None:
     channels = _PNG_CHANNELS.get(colour)
     if depth != 8 or channels is None or interlace != 0 or not width or not height:
         return None
-    if not inflate:
-        return InflatedPng(width, height, colour, b"", data, transparency)
     try:
         raw = _inflate(b"".join(idat))
     except (_inflate_error, zlib.error, ValueError):
         return None
     if len(raw) != height * (channels * width + 1):
         return None
-    return InflatedPng(width, height, colour, raw, data, transparency)
+    return InflatedPng(width, height, colour, raw)
 
 
 def fast_png(path: Path) -> tuple[str, np.ndarray] | None:
@@ -223,27 +186,18 @@ def fast_png(path: Path) -> tuple[str, np.ndarray] | None:
         return None
     mode, width, height = _PNG_MODES[png.colour], png.width, png.height
     pixels = _unfilter(np.frombuffer(png.raw, dtype=np.uint8).reshape(height, width + 1))
-    if pixels is None and not png.transparency:
-        pixels = cv2_png(png.data, png.colour)
     if pixels is None:
         pixels = pillow_rows(png.raw, mode, mode, (width, height))
     return None if pixels is None else (mode, pixels)
 
 
 def fast_rgb_png(path: Path) -> np.ndarray | None:
-    """(H, W, 3) uint8 of an 8-bit RGB PNG without interlacing (RGBA: (H, W, 4)): decoded by
-    OpenCV when it is installed (:func:`cv2_png`), else inflated by :func:`inflate_png` and
-    unfiltered by Pillow's row decoder. None for anything else (left to Pillow)."""
-    png = inflate_png(path, inflate=_cv2 is None)
+    """(H, W, 3) uint8 of an 8-bit RGB PNG without interlacing (RGBA: (H, W, 4)), inflated by
+    :func:`inflate_png` and unfiltered by Pillow's row decoder. None for anything else (left
+    to Pillow)."""
+    png = inflate_png(path)
     if png is None or png.colour not in (2, 6):
         return None
-    if _cv2 is not None:
-        pixels = None if png.transparency else cv2_png(png.data, png.colour)
-        if pixels is not None:
-            return pixels
-        png = inflate_png(path)
-        if png is None:
-            return None
     mode = "RGB" if png.colour == 2 else "RGBA"
     return pillow_rows(png.raw, mode, mode, (png.width, png.height))
 
