@@ -1,35 +1,6 @@
-"""Video object segmentation metrics, computed exactly as davis2017-evaluation does.
-
-Definitions (``davis2017/metrics.py`` and ``davis2017/utils.py`` of
-davisvideochallenge/davis2017-evaluation):
-
-* **J** (region similarity, ``db_eval_iou``): per frame ``|G & P & ~V| / |(G | P) & ~V|``
-  with ``V`` the void pixels; a frame where the union is empty scores 1 (both masks empty).
-* **F** (boundary F-measure, ``db_eval_boundary`` / ``f_measure``): masks are first cut by
-  ``~V``; their one-pixel boundaries come from ``seg2bmap`` (a pixel is a boundary pixel when it
-  differs from its east, south or south-east neighbour); a boundary pixel of one mask matches
-  when the other mask has a boundary pixel inside a disk of radius
-  ``ceil(bound_th * hypot(H, W))`` (8 px at 480x854 with ``bound_th = 0.008``; a
-  ``bound_th >= 1`` is taken as the radius in pixels). Precision = matched prediction boundary
-  / prediction boundary, recall = matched GT boundary / GT boundary, F = 2PR / (P + R).
-  Edge cases as the official code: no predicted boundary but a GT boundary gives P = 1, R = 0
-  (F = 0); a predicted boundary but none in the GT gives P = 0, R = 1 (F = 0); neither gives
-  F = 1.
-* **J&F** = (J + F) / 2 of the means.
-* Statistics (``db_statistics``): M = mean over frames, R (recall) = fraction of frames
-  scoring > 0.5, D (decay) = mean of the first quartile of frames minus mean of the last.
-
-How it is computed (same numbers, bit for bit, without a per-frame dilation): the official code
-dilates both boundary maps with ``disk(r)`` (``cv2.dilate``) for every frame and counts the
-boundary pixels of one mask under the dilated boundary of the other. Here all frames of a mask
-are bit-packed (64 pixels per word) and the ``seg2bmap`` boundary is computed on the packed
-words; the boundary pixels become sorted integer keys, and "is there a boundary pixel of the
-other mask in the disk x^2 + y^2 <= r^2" (``skimage.morphology.disk``'s definition) is asked
-row offset by row offset: for offset dy the disk is the segment |dx| <= isqrt(r^2 - dy^2), one
-``np.searchsorted`` of the still unmatched pixels. J uses popcounts of the packed masks. The
-counts are integers equal to the official ones, so J and F are identical floats, several times
-faster than the official per-frame code with OpenCV, end to end faster still (the official
-loader's float copies are avoided; see ``benchmarks/eval_speed.py``).
+"""Video object segmentation metrics (DAVIS J, F, J&F and statistics), computed exactly as
+davis2017-evaluation does; the definitions, the edge cases and how the counts are computed
+without a per-frame dilation are in :mod:`pixelground.eval.metrics.jf`.
 
 Where things are: the counting core (and :func:`pairwise_scores`, :func:`region_similarity`,
 :func:`boundary_f_measure`, :func:`db_statistics`) in :mod:`pixelground.eval.metrics.jf`; the
