@@ -22,21 +22,13 @@ def dino_config(real: bool) -> Any:
     """ViTConfig of facebook/dino-vitb8 (real) or a 2-layer, 32-wide version of it."""
     t = require("transformers", "models")
     if real:
-        return t.ViTConfig(
-            hidden_size=768,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            intermediate_size=3072,
-            image_size=224,
-            patch_size=8,
-            qkv_bias=True,
-            layer_norm_eps=1e-6,
-        )
+        size = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+                "intermediate_size": 3072}  # fmt: skip
+    else:
+        size = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                "intermediate_size": 64}  # fmt: skip
     return t.ViTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+        **size,
         image_size=224,
         patch_size=8,
         qkv_bias=True,
