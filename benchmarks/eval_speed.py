@@ -12,7 +12,8 @@ Data (built in a temporary folder from ../shared/data, read by both sides):
 * MeViS: the same clips as MeViS layout (``mask_dict.json`` RLEs, ``meta_expressions.json``),
   two expressions per video, 0/255 grayscale prediction PNGs (OSVOS, and the union of RVOS
   proposals).
-* PQ: the panopticapi sample (2 COCO images) with the golden prediction of ../shared/data.
+* PQ: the panopticapi sample (2 COCO images) with the golden prediction of ../shared/data, as
+  it is and repeated ``--pq-copies`` times (symlinked PNGs under new image ids and names).
 
 The official side: with ``--davis-eval PATH`` (a checkout of davisvideochallenge/
 davis2017-evaluation; it needs OpenCV and scikit-image installed) its ``DAVISEvaluation`` runs
@@ -23,17 +24,24 @@ into float arrays, per-label comparison, per-frame metrics with ``cv2.dilate`` w
 installed: ``pip install -e .[bench]``). Every row checks that the per-frame J and F (and PQ)
 of both sides are identical floats.
 
-Times: best of ``--repeats``, wall clock (what a user waits for; pixelground decodes PNGs in a
-thread pool, ``--workers``) and CPU seconds of the process (all threads). On a shared, loaded
-machine the ratios measured within one run are the trustworthy figures.
+Times: best of ``--repeats``, wall clock (what a user waits for) and CPU seconds of this
+process and of its worker processes (all threads; getrusage, so in steps of the kernel's
+tick). ``--workers`` is pixelground's
+``workers=``: DAVIS sequences and MeViS videos are scored in that many forked processes (at
+most one per CPU), PQ images decoded and counted by that many threads. The official side runs
+in one process, as davis2017-evaluation does; MeViS's ``eval_mevis.py`` and panopticapi's
+``pq_compute`` start a process per worker themselves, which on this machine would also use
+both cores. On a shared, loaded machine the ratios measured within one run are the
+trustworthy figures.
 
-    python benchmarks/eval_speed.py [--repeats 3] [--copies 2] [--workers 4] [--data DIR]
+    python benchmarks/eval_speed.py [--repeats 3] [--copies 2] [--pq-copies 10] [--workers 4]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import sys
 import tempfile
@@ -60,15 +68,23 @@ from pixelground.eval.metrics import (
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its finished child processes."""
+    own, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def measure(function: Callable[[], object], repeats: int) -> tuple[float, float, object]:
     """(best wall seconds, best CPU seconds, result) over ``repeats`` runs after a warm-up."""
     result = function()
     walls, cpus = [], []
     for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall, cpu = time.perf_counter(), cpu_seconds()
         result = function()
         walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
+        cpus.append(cpu_seconds() - cpu)
     return min(walls), min(cpus), result
 
 
@@ -238,7 +254,32 @@ def _official_pq(checkout: Path | None) -> Callable[[Path, Path, Path, Path], di
     return run
 
 
-def pq_rows(data: Path, args: argparse.Namespace) -> list[tuple]:
+def build_pq(files: tuple[Path, Path, Path, Path], root: Path, copies: int) -> tuple[Path, ...]:
+    """The GT and prediction JSON + PNG folders repeated ``copies`` times (new ids, symlinks)."""
+    out: list[Path] = []
+    for json_path, folder, name in ((*files[:2], "gt"), (*files[2:], "pred")):
+        data = json.loads(json_path.read_text())
+        (root / name).mkdir()
+        annotations, images = [], []
+        for k, ann in ((k, a) for k in range(copies) for a in data["annotations"]):
+            copy = {
+                **ann,
+                "image_id": f"{k}_{ann['image_id']}",
+                "file_name": f"{k}_{ann['file_name']}",
+            }
+            (root / name / copy["file_name"]).symlink_to((folder / ann["file_name"]).resolve())
+            annotations.append(copy)
+        for k, image in ((k, i) for k in range(copies) for i in data.get("images", [])):
+            images.append({**image, "id": f"{k}_{image['id']}"})
+        data["annotations"] = annotations
+        if "images" in data:
+            data["images"] = images
+        (root / f"{name}.json").write_text(json.dumps(data))
+        out += [root / f"{name}.json", root / name]
+    return tuple(out)
+
+
+def pq_rows(data: Path, root: Path, args: argparse.Namespace) -> list[tuple]:
     sample, golden = data / "panopticapi_sample", data / "golden" / "pq_pred"
     files = (
         sample / "panoptic_examples.json",
@@ -246,9 +287,14 @@ def pq_rows(data: Path, args: argparse.Namespace) -> list[tuple]:
         golden / "panoptic_pred.json",
         golden / "panoptic_pred",
     )
-    ours = measure(lambda: evaluate_panoptic(*files, workers=args.workers), args.repeats)
-    theirs = measure(lambda: _official_pq(args.panopticapi)(*files), args.repeats)
-    rows = [("PQ end to end", 2, ours, theirs, ours[2]["All"]["pq"] == theirs[2]["pq"])]
+    rows = []
+    for label, inputs, count in (
+        ("PQ end to end", files, 2),
+        ("PQ end to end, repeated", build_pq(files, root, args.pq_copies), 2 * args.pq_copies),
+    ):
+        ours = measure(lambda i=inputs: evaluate_panoptic(*i, workers=args.workers), args.repeats)
+        theirs = measure(lambda i=inputs: _official_pq(args.panopticapi)(*i), args.repeats)
+        rows.append((label, count, ours, theirs, ours[2]["All"]["pq"] == theirs[2]["pq"]))
     gt = load_coco_panoptic(files[0], files[1])
     pred = load_coco_panoptic(files[2], files[3], categories=list(gt.categories.values()))
     images = [
@@ -280,7 +326,7 @@ def print_table(rows: list[tuple], args: argparse.Namespace) -> None:
     print(
         f"official side: davis {davis}, dilation {official.DILATION}; panopticapi "
         f"{'checkout' if args.panopticapi else 're-implementation'}; MeViS re-implementation; "
-        f"pixelground decoding threads: {args.workers}"
+        f"pixelground workers: {args.workers}"
     )
     print(
         "| measurement | frames/images | pixelground wall s | official wall s | ratio (wall) "
@@ -299,7 +345,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--copies", type=int, default=2, help="DAVIS / MeViS sequences")
     parser.add_argument("--unsup-frames", type=int, default=12, help="frames (unsupervised)")
-    parser.add_argument("--workers", type=int, default=4, help="pixelground decoding threads")
+    parser.add_argument("--pq-copies", type=int, default=10, help="repeats of the PQ sample")
+    parser.add_argument("--workers", type=int, default=4, help="pixelground workers=")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--davis-eval", type=Path, help="a davis2017-evaluation checkout")
     parser.add_argument("--panopticapi", type=Path, help="a panopticapi checkout")
@@ -313,7 +360,7 @@ def main() -> None:
         if args.only in (None, "mevis"):
             rows += mevis_rows(build_mevis(args.data, tmp, args.copies), args)
         if args.only in (None, "pq"):
-            rows += pq_rows(args.data, args)
+            rows += pq_rows(args.data, tmp, args)
         print_table(rows, args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

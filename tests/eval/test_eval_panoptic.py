@@ -166,11 +166,11 @@ def test_reader_areas_match_the_json_and_ids_round_trip(sample, tmp_path):
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "P"])
 def test_rgb_id_png_reader_equals_pillow(tmp_path, mode):
-    """The ISA-L + Pillow-row-decoder path (RGB, RGBA; Pillow writes their rows with mixed
-    filters, Paeth among them) and the Pillow fallback (palette) give panopticapi's ids."""
+    """The libspng path (RGB, RGBA; Pillow writes their rows with mixed filters, Paeth among
+    them) and the Pillow fallback (palette) give panopticapi's ids."""
     from PIL import Image
 
-    from pixelground.eval.datasets.mask_png import fast_rgb_png
+    from pixelground.eval.datasets.coco_panoptic import _spng_ids
 
     rng = np.random.default_rng(5)
     ids = np.zeros((70, 90), dtype=np.uint32)
@@ -190,8 +190,42 @@ def test_rgb_id_png_reader_equals_pillow(tmp_path, mode):
         pixels = np.asarray(reference)
     assert np.array_equal(read_panoptic_png(tmp_path / "ids.png"), expected)
     assert np.array_equal(expected, ids)
-    fast = fast_rgb_png(tmp_path / "ids.png")
+    fast = _spng_ids((tmp_path / "ids.png").read_bytes())
     if mode == "P":
         assert fast is None
     else:
-        assert fast is not None and np.array_equal(fast, pixels)
+        assert fast is not None and np.array_equal(fast, rgb2id(pixels))
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (37, 53)])
+def test_pair_counts_equal_panopticapi_unique(shape):
+    """Counting over runs gives panopticapi's ``np.unique(gt * OFFSET + pred)`` counts, on
+    busy ids (every pixel a run), constant rows and ids up to 2**24 - 1."""
+    from pixelground.eval.metrics.panoptic import pair_counts
+
+    rng = np.random.default_rng(sum(shape))
+    for high in (2, 5, 2**24):
+        gt = rng.integers(0, high, shape).astype(np.uint32)
+        pred = rng.integers(0, high, shape).astype(np.uint32)
+        gt[: shape[0] // 2] = high - 1
+        joint = gt.astype(np.uint64) * 256**3 + pred.astype(np.uint64)
+        labels, counts = np.unique(joint, return_counts=True)
+        expected = {
+            (int(label) // 256**3, int(label) % 256**3): int(count)
+            for label, count in zip(labels, counts, strict=True)
+        }
+        assert pair_counts(gt, pred) == expected
+
+
+def test_truncated_rgb_id_png_is_a_clear_error(tmp_path):
+    """A cut RGB-id PNG fails in libspng, falls back to Pillow and ends as an InputError."""
+    from PIL import Image
+
+    from pixelground.core.errors import InputError
+
+    ids = np.arange(40 * 30, dtype=np.uint32).reshape(40, 30) * 977
+    Image.fromarray(id2rgb(ids)).save(tmp_path / "ids.png")
+    data = (tmp_path / "ids.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="cannot read panoptic PNG"):
+        read_panoptic_png(tmp_path / "cut.png")

@@ -284,10 +284,10 @@ def test_mevis_reuses_a_video_s_truth_only_for_the_same_objects(tmp_path, monkey
         "union",
         lambda self, video, *rest: unions.append(video) or real_union(self, video, *rest),
     )
-    cached = evaluate_vos(tmp_path / "gt", tmp_path / "pred", "mevis")
+    cached = evaluate_vos(tmp_path / "gt", tmp_path / "pred", "mevis", workers=1)  # counted here
     assert unions == ["vidA", "vidA", "vidB", "vidB"]  # one per object set and video
     monkeypatch.setattr(vos_folders, "TRUTH_CACHE_FRAMES", 0)
-    assert evaluate_vos(tmp_path / "gt", tmp_path / "pred", "mevis") == cached
+    assert evaluate_vos(tmp_path / "gt", tmp_path / "pred", "mevis", workers=1) == cached
     assert len(unions) == 4 + 8
     per = cached["per_expression"]
     assert per["vidA_0"]["J_per_frame"] != per["vidA_2"]["J_per_frame"]

@@ -191,17 +191,6 @@ def fast_png(path: Path) -> tuple[str, np.ndarray] | None:
     return None if pixels is None else (mode, pixels)
 
 
-def fast_rgb_png(path: Path) -> np.ndarray | None:
-    """(H, W, 3) uint8 of an 8-bit RGB PNG without interlacing (RGBA: (H, W, 4)), inflated by
-    :func:`inflate_png` and unfiltered by Pillow's row decoder. None for anything else (left
-    to Pillow)."""
-    png = inflate_png(path)
-    if png is None or png.colour not in (2, 6):
-        return None
-    mode = "RGB" if png.colour == 2 else "RGBA"
-    return pillow_rows(png.raw, mode, mode, (png.width, png.height))
-
-
 def _decode(path: Path) -> tuple[str, np.ndarray]:
     """(mode, pixels) of an image file; InputError when it cannot be read."""
     fast = fast_png(path)

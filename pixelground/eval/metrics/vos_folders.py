@@ -15,7 +15,7 @@ import itertools
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from pixelground.core.errors import InputError
 from pixelground.core.masks import decode_rle
 from pixelground.eval.datasets.davis import find_sequence_dirs
 from pixelground.eval.datasets.mask_png import (
+    DEFAULT_WORKERS,
     VOID_LABEL,
     LabelFrame,
     check_paths,
@@ -47,6 +48,7 @@ from pixelground.eval.metrics.vos_protocols import (
     check_semi_counts,
     match_proposals,
 )
+from pixelground.eval.processes import process_map, usable_processes
 
 logger = logging.getLogger(__name__)
 
@@ -251,6 +253,14 @@ def _proposal_entries(
     return out
 
 
+def _workers(workers: int | None) -> int:
+    return DEFAULT_WORKERS if workers is None else workers
+
+
+def _score_job(options: DavisOptions, job: tuple[str, Path, Path]) -> SequenceScores:
+    return score_davis_sequence(*job, options)
+
+
 def run_davis(
     gt: str | Path,
     pred: str | Path,
@@ -274,11 +284,14 @@ def run_davis(
     pred = Path(pred)
     if not pred.is_dir():
         raise InputError(f"prediction folder {pred} does not exist")
+    jobs = [
+        (name, gt_dirs[name], _pred_sequence_dir(pred, name, len(names) == 1)) for name in names
+    ]
+    processes = usable_processes(_workers(options.workers), len(jobs))
+    inner = replace(options, workers=1) if processes > 1 else options
     per_object: dict[str, dict[str, Any]] = {}
     per_proposal: dict[str, dict[str, Any]] = {}
-    for name in names:
-        pred_dir = _pred_sequence_dir(pred, name, len(names) == 1)
-        scored = score_davis_sequence(name, gt_dirs[name], pred_dir, options)
+    for name, scored in zip(names, process_map(_score_job, inner, jobs, processes), strict=True):
         for gt_id, proposal_id, j, f in scored.pairs:
             entry = _object_entry(name, scored.frames, j, f, per_frame)
             entry["object_id"] = gt_id
@@ -449,6 +462,17 @@ def _expression_entry(
     return entry
 
 
+def _video_entries(
+    shared: tuple[ExpressionTruth, Path, dict[str, Any], MevisOptions], video: str
+) -> dict[str, dict[str, Any]]:
+    """The entries of one video's expressions (one unit of :func:`process_map`)."""
+    truth, pred, videos, options = shared
+    return {
+        f"{video}_{exp_id}": _expression_entry(truth, pred, video, videos[video], exp_id, options)
+        for exp_id in videos[video]["expressions"]
+    }
+
+
 def run_mevis(
     gt: str | Path,
     pred: str | Path,
@@ -470,18 +494,16 @@ def run_mevis(
     if not meta_path.is_file():
         raise InputError(f"{meta_path} not found: the MeViS protocol needs meta_expressions.json")
     videos = json.loads(meta_path.read_text())["videos"]
-    truth = ExpressionTruth(root)
-    options = MevisOptions(bound_th, per_frame, workers)
+    names = select(list(videos), sequences, "video")
+    missing_videos = [video for video in names if not (pred / video).is_dir()]
+    for video in missing_videos:
+        logger.warning("no predictions for video %s: its expressions score 0", video)
+    processes = usable_processes(_workers(workers), len(names))
+    options = MevisOptions(bound_th, per_frame, 1 if processes > 1 else workers)
+    shared = (ExpressionTruth(root), pred, videos, options)
     per_expression: dict[str, dict[str, Any]] = {}
-    missing_videos = []
-    for video in select(list(videos), sequences, "video"):
-        if not (pred / video).is_dir():
-            logger.warning("no predictions for video %s: its expressions score 0", video)
-            missing_videos.append(video)
-        for exp_id in videos[video]["expressions"]:
-            per_expression[f"{video}_{exp_id}"] = _expression_entry(
-                truth, pred, video, videos[video], exp_id, options
-            )
+    for entries in process_map(_video_entries, shared, names, processes):
+        per_expression.update(entries)
     if not per_expression:
         raise InputError(f"{meta_path} lists no expressions to evaluate")
     j_all = float(np.mean([e["J"] for e in per_expression.values()]))
