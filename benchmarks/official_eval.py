@@ -10,15 +10,17 @@ metrics) so that its cost is the official cost:
   ``_evaluate_unsupervised`` / ``evaluate``, ``metrics.db_eval_iou`` / ``db_eval_boundary`` /
   ``f_measure`` / ``_seg2bmap`` (``cv2.dilate`` with ``skimage.morphology.disk``; without
   OpenCV, scipy's ``binary_dilation`` does the same dilation, slower), ``utils.db_statistics``.
-* MeViS ``tools/eval_mevis.py`` ``eval_queue`` (one worker; the official script runs 64
-  processes over expressions), which reads predictions with ``cv2.imread(..., GRAYSCALE)``
-  (PIL's ``convert("L")`` without OpenCV) and uses the same metrics.
-* panopticapi ``pq_compute_single_core`` (one core; ``pq_compute`` splits images over all).
+* MeViS ``tools/eval_mevis.py`` ``eval_queue``, which reads predictions with
+  ``cv2.imread(..., GRAYSCALE)`` (PIL's ``convert("L")`` without OpenCV) and uses the same
+  metrics: in one process, and as shipped, over a pool of processes.
+* panopticapi ``pq_compute_single_core`` (one core), and ``pq_compute`` as shipped (the images
+  split over a pool of one process per CPU).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -205,26 +207,57 @@ def _gray(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("L"))
 
 
-def evaluate_mevis(root: Path, pred: Path) -> dict[str, tuple[float, float, list, list]]:
-    """MeViS ``eval_queue`` over every expression (one worker): name -> (J, F, J/F per frame)."""
+def _mevis_expression(exp_dict: dict, mask_dict: dict, pred: Path, item: tuple) -> tuple:
+    """``eval_queue``'s body for one (video, expression): (J, F, J/F per frame)."""
+    vid_name, exp = item
+    vid = exp_dict[vid_name]
+    pred_0 = _gray(pred / vid_name / exp / f"{vid['frames'][0]}.png")
+    h, w = pred_0.shape
+    gt_masks = np.zeros((len(vid["frames"]), h, w), dtype=np.uint8)
+    pred_masks = np.zeros((len(vid["frames"]), h, w), dtype=np.uint8)
+    for frame_idx, frame_name in enumerate(vid["frames"]):
+        for anno_id in vid["expressions"][exp]["anno_id"]:
+            rle = mask_dict[str(anno_id)][frame_idx]
+            if rle:
+                gt_masks[frame_idx] += cocomask.decode(rle)
+        pred_masks[frame_idx] = _gray(pred / vid_name / exp / f"{frame_name}.png")
+    j, f = db_eval_iou(gt_masks, pred_masks), db_eval_boundary(gt_masks, pred_masks)
+    return j.mean(), f.mean(), j.tolist(), f.tolist()
+
+
+def _mevis_inputs(root: Path) -> tuple[dict, dict, list[tuple[str, str]]]:
     exp_dict = json.loads((root / "meta_expressions.json").read_text())["videos"]
     mask_dict = json.loads((root / "mask_dict.json").read_text())
-    out = {}
-    for vid_name, vid in exp_dict.items():
-        for exp in vid["expressions"]:
-            pred_0 = _gray(pred / vid_name / exp / f"{vid['frames'][0]}.png")
-            h, w = pred_0.shape
-            gt_masks = np.zeros((len(vid["frames"]), h, w), dtype=np.uint8)
-            pred_masks = np.zeros((len(vid["frames"]), h, w), dtype=np.uint8)
-            for frame_idx, frame_name in enumerate(vid["frames"]):
-                for anno_id in vid["expressions"][exp]["anno_id"]:
-                    rle = mask_dict[str(anno_id)][frame_idx]
-                    if rle:
-                        gt_masks[frame_idx] += cocomask.decode(rle)
-                pred_masks[frame_idx] = _gray(pred / vid_name / exp / f"{frame_name}.png")
-            j, f = db_eval_iou(gt_masks, pred_masks), db_eval_boundary(gt_masks, pred_masks)
-            out[f"{vid_name}_{exp}"] = (j.mean(), f.mean(), j.tolist(), f.tolist())
-    return out
+    return exp_dict, mask_dict, [(v, e) for v in exp_dict for e in exp_dict[v]["expressions"]]
+
+
+def evaluate_mevis(root: Path, pred: Path) -> dict[str, tuple[float, float, list, list]]:
+    """MeViS ``eval_queue`` over every expression (one worker): name -> (J, F, J/F per frame)."""
+    exp_dict, mask_dict, items = _mevis_inputs(root)
+    return {f"{v}_{e}": _mevis_expression(exp_dict, mask_dict, pred, (v, e)) for v, e in items}
+
+
+_POOL_STATE: dict = {}
+
+
+def _pool_call(item: tuple) -> tuple:
+    return _POOL_STATE["function"](*_POOL_STATE["args"], item)
+
+
+def _fork_pool_map(function: Callable, args: tuple, items: list, processes: int) -> list:
+    """``function(*args, item)`` over a fork pool of ``processes`` (the state reaches the
+    workers by fork, as the official scripts' module globals do)."""
+    _POOL_STATE.update(function=function, args=args)
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        return pool.map(_pool_call, items, chunksize=1)
+
+
+def evaluate_mevis_pool(root: Path, pred: Path, processes: int) -> dict[str, tuple]:
+    """``eval_mevis.py`` as shipped shares the expressions out over ``NUM_WOEKERS`` processes
+    (64 or 128); here a fork pool of ``processes`` (one per CPU: more only add start-up)."""
+    exp_dict, mask_dict, items = _mevis_inputs(root)
+    results = _fork_pool_map(_mevis_expression, (exp_dict, mask_dict, pred), items, processes)
+    return {f"{v}_{e}": result for (v, e), result in zip(items, results, strict=True)}
 
 
 def rgb2id(color: np.ndarray) -> np.ndarray:
@@ -279,24 +312,59 @@ def pq_image(pan_gt, gt_ann, pan_pred, pred_ann, categories, pq_stat) -> None:
         pq_stat[pred_info["category_id"]]["fp"] += 1
 
 
-def pq_compute(gt_json: Path, gt_dir: Path, pred_json: Path, pred_dir: Path) -> dict:
-    """``pq_compute`` on one core: per-category iou/tp/fp/fn and PQ All."""
+def _pq_stat() -> dict:
+    return defaultdict(lambda: {"iou": 0.0, "tp": 0, "fp": 0, "fn": 0})
+
+
+def _pq_inputs(gt_json: Path, pred_json: Path) -> tuple[dict, list[tuple[dict, dict]]]:
     gt, pred = json.loads(gt_json.read_text()), json.loads(pred_json.read_text())
     categories = {el["id"]: el for el in gt["categories"]}
     pred_annotations = {el["image_id"]: el for el in pred["annotations"]}
-    pq_stat: dict = defaultdict(lambda: {"iou": 0.0, "tp": 0, "fp": 0, "fn": 0})
-    for gt_ann in gt["annotations"]:
-        pred_ann = pred_annotations[gt_ann["image_id"]]
+    return categories, [(a, pred_annotations[a["image_id"]]) for a in gt["annotations"]]
+
+
+def _pq_single_core(categories: dict, gt_dir: Path, pred_dir: Path, pairs: list) -> dict:
+    """``pq_compute_single_core``: read both PNGs of each image, ``pq_image``."""
+    pq_stat = _pq_stat()
+    for gt_ann, pred_ann in pairs:
         read: Callable = lambda folder, ann: rgb2id(  # noqa: E731
             np.array(Image.open(folder / ann["file_name"]), dtype=np.uint32)
         )
         pan_gt, pan_pred = read(gt_dir, gt_ann), read(pred_dir, pred_ann)
         pq_image(pan_gt, gt_ann, pan_pred, pred_ann, categories, pq_stat)
+    return dict(pq_stat)
+
+
+def _pq_average(categories: dict, pq_stat: dict) -> dict:
     pq, n = 0.0, 0
     for label in categories:
-        s = pq_stat[label]
+        s = pq_stat.get(label, {"iou": 0.0, "tp": 0, "fp": 0, "fn": 0})
         if s["tp"] + s["fp"] + s["fn"] == 0:
             continue
         n += 1
         pq += s["iou"] / (s["tp"] + 0.5 * s["fp"] + 0.5 * s["fn"])
     return {"pq": pq / n, "n": n}
+
+
+def pq_compute(gt_json: Path, gt_dir: Path, pred_json: Path, pred_dir: Path) -> dict:
+    """``pq_compute`` on one core: PQ All."""
+    categories, pairs = _pq_inputs(gt_json, pred_json)
+    return _pq_average(categories, _pq_single_core(categories, gt_dir, pred_dir, pairs))
+
+
+def pq_compute_multi_core(
+    gt_json: Path, gt_dir: Path, pred_json: Path, pred_dir: Path, processes: int
+) -> dict:
+    """``pq_compute`` as shipped: the images split into one chunk per CPU
+    (``np.array_split``), ``pq_compute_single_core`` on each in a process pool, the chunks'
+    statistics summed in order (so the last bits of PQ may differ from one core's)."""
+    categories, pairs = _pq_inputs(gt_json, pred_json)
+    chunks = [list(c) for c in np.array_split(np.arange(len(pairs)), processes)]
+    chunks = [[pairs[i] for i in chunk] for chunk in chunks]
+    args = (categories, gt_dir, pred_dir)
+    total = _pq_stat()
+    for stat in _fork_pool_map(_pq_single_core, args, chunks, processes):
+        for label, values in stat.items():
+            for key in ("iou", "tp", "fp", "fn"):
+                total[label][key] += values[key]
+    return _pq_average(categories, total)

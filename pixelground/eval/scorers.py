@@ -128,7 +128,7 @@ def caption_files(pred: Any, gt: Any, protocol: str | None, options: Mapping[str
 def vos_files(pred: Any, gt: Any, protocol: str | None, options: Mapping[str, Any]) -> dict:
     """PNG folders against a DAVIS folder (default ``semi``) or MeViS-layout / synth data
     (default ``mevis``)."""
-    names = ("sequences", "bound_th", "exclude_void", "max_proposals", "per_frame")
+    names = ("sequences", "bound_th", "exclude_void", "max_proposals", "per_frame", "workers")
     fmt, path = parse_dataset_spec(gt)
     if fmt is not None and fmt not in ("mevis", "synth"):
         raise InputError(f"vos scores DAVIS or MeViS-layout folders, not {fmt} data")
@@ -141,7 +141,12 @@ def vos_files(pred: Any, gt: Any, protocol: str | None, options: Mapping[str, An
 def panoptic_files(pred: Any, gt: Any, protocol: str | None, options: Mapping[str, Any]) -> dict:
     """COCO panoptic JSON (+ ``pred_dir``) against COCO panoptic JSON (+ ``gt_dir``)."""
     return evaluate_panoptic(
-        gt, options.get("gt_dir"), pred, options.get("pred_dir"), options.get("categories")
+        gt,
+        options.get("gt_dir"),
+        pred,
+        options.get("pred_dir"),
+        options.get("categories"),
+        workers=options.get("workers"),
     )
 
 

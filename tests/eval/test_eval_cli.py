@@ -44,11 +44,12 @@ def golden(shared_data):
     }
 
 
-def test_score_vos_json_semi_supervised(capsys, shared_data, golden):
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_score_vos_json_semi_supervised(capsys, shared_data, golden, workers):
     gt = shared_data / "davis2016_blackswan" / "Annotations" / "480p"
     pred = shared_data / "davis2017eval_predictions" / "semi-supervised" / "osvos"
     code = run_cli(["score", "vos", "--gt", str(gt), "--pred", str(pred), "--protocol", "semi",
-                    "--json"])  # fmt: skip
+                    "--json", "--workers", workers])  # fmt: skip
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     expected = golden["davis"]["osvos_semi_supervised_protocol"]
@@ -59,14 +60,15 @@ def test_score_vos_json_semi_supervised(capsys, shared_data, golden):
     assert "blackswan_1" in result["per_object"] and result["task"] == "vos"
 
 
-def test_score_panoptic_json(capsys, shared_data, golden):
+@pytest.mark.parametrize("workers", ["1", "3"])
+def test_score_panoptic_json(capsys, shared_data, golden, workers):
     sample = shared_data / "panopticapi_sample"
     pred = shared_data / "golden" / "pq_pred"
     code = run_cli([
         "score", "panoptic", "--gt", str(sample / "panoptic_examples.json"),
         "--gt-dir", str(sample / "panoptic_examples"),
         "--pred", str(pred / "panoptic_pred.json"), "--pred-dir", str(pred / "panoptic_pred"),
-        "--json",
+        "--json", "--workers", workers,
     ])  # fmt: skip
     assert code == 0
     result = json.loads(capsys.readouterr().out)

@@ -18,14 +18,15 @@ davisvideochallenge/davis2017-evaluation):
 * Statistics (``db_statistics``): M = mean over frames, R (recall) = fraction of frames
   scoring > 0.5, D (decay) = mean of the first quartile of frames minus mean of the last.
 
-How it is computed (same numbers, bit for bit, without a per-frame dilation): the official code
-dilates both boundary maps with ``disk(r)`` (``cv2.dilate``) for every frame and counts the
-boundary pixels of one mask under the dilated boundary of the other. Here the frames of a mask
-are bit-packed (64 pixels per word) and the ``seg2bmap`` boundary is computed on the packed
-words; the boundary pixels become sorted integer keys, and "is there a boundary pixel of the
-other mask in the disk x^2 + y^2 <= r^2" (``skimage.morphology.disk``'s definition) is asked
-row offset by row offset: for offset dy the disk is the segment |dx| <= isqrt(r^2 - dy^2), one
-``np.searchsorted`` of the still unmatched pixels. J uses popcounts of the packed masks.
+How it is computed (same numbers, bit for bit): the official code dilates both boundary maps
+with ``disk(r)`` (``cv2.dilate``, one byte per pixel) for every frame and counts the boundary
+pixels of one mask under the dilated boundary of the other. Here the frames of a mask are
+bit-packed (64 pixels per word), the ``seg2bmap`` boundary is computed on the packed words, and
+so is the dilation by the disk x^2 + y^2 <= r^2 (``skimage.morphology.disk``'s definition):
+row offset dy of the disk is the segment |dx| <= isqrt(r^2 - dy^2), so the boundary is widened
+along its rows by shifting and or-ing whole words (each distinct half-width once, by doubling)
+and the widened rows are or-ed in at each row offset. Matches are popcounts of "boundary and
+dilated boundary of the other mask", J popcounts of the packed masks.
 
 Every count is per frame, so frames are processed in chunks (about 4 megapixels) and only the
 integer counts are kept (:class:`PairCounts`): memory stays bounded however long the video,
@@ -38,7 +39,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -51,11 +52,6 @@ MAX_PROPOSALS = 20
 CHUNK_PIXELS = 2**22
 
 _POPCOUNT_LUT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
-# _BIT_POSITIONS[v, k] = position of the k-th set bit of byte value v (lowest first)
-_BIT_POSITIONS = np.array(
-    [[k for k in range(8) if v >> k & 1] + [0] * (8 - bin(v).count("1")) for v in range(256)],
-    dtype=np.int64,
-)
 _ONE, _SIXTY_THREE = np.uint64(1), np.uint64(63)
 
 
@@ -117,11 +113,11 @@ def chunk_frames(height: int, width: int) -> int:
 
 @dataclass(frozen=True)
 class Geometry:
-    """Frame size and boundary radius of one evaluation, and the sort key of a boundary pixel.
+    """Frame size and boundary radius of one evaluation.
 
-    A pixel (t, y, x) of a chunk gets the key ``((t * frame_stride + y + r) * row_stride) + x +
-    r``: keys sort by frame, row, column, and the padding (r rows and columns) keeps every disk
-    offset (dy, dx) with |dy|, |dx| <= r inside the same frame and row of the key space.
+    A packed frame has H + 1 rows (the last one replicates row H - 1) of :attr:`words` 64-bit
+    words; each row has at least r + 1 padding bits after its W pixels, so bits widened past
+    the end of a row, or into the padding of the row above, never reach a pixel of the next.
     """
 
     height: int
@@ -134,16 +130,13 @@ class Geometry:
         return cls(height, width, bound_radius(height, width, bound_th))
 
     @property
-    def words(self) -> int:  # 64-pixel words per row, with room for one replicated column
-        return self.width // 64 + 1
+    def words(self) -> int:  # 64-pixel words per row: W pixels, then at least r + 1 padding bits
+        return (self.width + self.radius + 1 + 63) // 64
 
-    @property
-    def row_stride(self) -> int:
-        return self.width + 2 * self.radius + 1
-
-    @property
-    def frame_stride(self) -> int:
-        return self.height + 2 * self.radius + 1
+    @cached_property
+    def halves(self) -> list[int]:
+        """Half-width of the disk's row at offset dy = 0..r: ``isqrt(r^2 - dy^2)``."""
+        return [math.isqrt(self.radius**2 - dy * dy) for dy in range(self.radius + 1)]
 
     @property
     def chunk(self) -> int:
@@ -167,39 +160,29 @@ class Track:
             y * words + x // 64; padding bits are 0), or None for an object absent from the
             chunk.
         area: (C,) int64 pixel counts.
-        keys: (K,) int64 sorted keys of the boundary pixels (see :class:`Geometry`).
-        frame: (K,) int64 frame (within the chunk) of each boundary pixel.
+        boundary: (C, H + 1, words) uint64 ``seg2bmap`` boundary bits (padding bits 0), or
+            None with ``words``.
         n_boundary: (C,) int64 boundary pixel counts.
-        y, x: (K,) int64 row and column of each boundary pixel.
     """
 
     words: np.ndarray | None
     area: np.ndarray
-    keys: np.ndarray
-    frame: np.ndarray
+    boundary: np.ndarray | None
     n_boundary: np.ndarray
-    y: np.ndarray
-    x: np.ndarray
+    _dilated: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def empty(cls, frames: int) -> Track:
         """The track of an object absent from all ``frames`` frames."""
-        zeros, none = np.zeros(frames, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        return cls(None, zeros, none, none, zeros, none, none)
+        zeros = np.zeros(frames, dtype=np.int64)
+        return cls(None, zeros, None, zeros)
 
-    def boxes(self) -> np.ndarray:
-        """(C, 4) int64 per-frame box (y0, y1, x0, x1) of the boundary pixels; frames without
-        any get a box no pixel is near."""
-        far = 2**40
-        out = np.tile(np.array([far, -far, far, -far], dtype=np.int64), (len(self.area), 1))
-        if len(self.keys):
-            starts = np.flatnonzero(np.diff(self.frame, prepend=-1))
-            frames = self.frame[starts]
-            ends = np.append(starts[1:], len(self.keys)) - 1
-            out[frames, 0], out[frames, 1] = self.y[starts], self.y[ends]  # keys sort by row
-            out[frames, 2] = np.minimum.reduceat(self.x, starts)
-            out[frames, 3] = np.maximum.reduceat(self.x, starts)
-        return out
+    def dilated(self, geometry: Geometry) -> np.ndarray:
+        """(C, H + 1, words) uint64: the boundary dilated by the disk of radius r (computed
+        once; padding bits may be set and are never counted)."""
+        if self._dilated is None:
+            self._dilated = dilate_bits(self.boundary, geometry.halves)
+        return self._dilated
 
 
 def _popcount(words: np.ndarray) -> np.ndarray:
@@ -228,18 +211,36 @@ def _pack(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
     return _little_words(buf)
 
 
-def _set_pixels(words: np.ndarray) -> np.ndarray:
-    """Flat pixel indices (into (..., words * 64)) of the set bits of uint64 words, sorted."""
-    flat = words.reshape(-1)
-    word_cells = np.flatnonzero(flat)
-    as_bytes = flat[word_cells].astype("<u8").view(np.uint8)
-    byte_cells = np.flatnonzero(as_bytes)
-    values = as_bytes[byte_cells]
-    first_bit = (word_cells[byte_cells // 8] * 8 + byte_cells % 8) * 8
-    counts = _POPCOUNT_LUT[values]
-    owner = np.repeat(np.arange(len(values)), counts)
-    rank = np.arange(len(owner)) - (np.cumsum(counts, dtype=np.int64) - counts)[owner]
-    return first_bit[owner] + _BIT_POSITIONS[values[owner], rank]
+def _widen(words: np.ndarray, step: int) -> np.ndarray:
+    """Flat uint64 words with every set bit copied ``step`` (1..63) pixels to each side,
+    carrying across words (what crosses a row end lands on padding bits)."""
+    up, down = np.uint64(step), np.uint64(64 - step)
+    out = words | (words << up)
+    out[1:] |= words[:-1] >> down
+    out |= words >> up
+    out[:-1] |= words[1:] << down
+    return out
+
+
+def dilate_bits(bits: np.ndarray, halves: Sequence[int]) -> np.ndarray:
+    """(C, R, words) packed bits dilated by the disk whose row at offset dy spans
+    |dx| <= ``halves[dy]`` (rows of a frame only; never across frames).
+
+    Each distinct half-width is reached by widening the previous one by at most twice its
+    reach plus one (so the copies touch), then each widened row is or-ed in at +-dy.
+    """
+    widened, current, reach = {}, bits.reshape(-1), 0
+    for half in sorted(set(halves)):
+        while reach < half:
+            step = min(half - reach, 2 * reach + 1, 63)
+            current, reach = _widen(current, step), reach + step
+        widened[half] = current.reshape(bits.shape)
+    out = widened[halves[0]].copy()
+    for dy in range(1, len(halves)):
+        rows = widened[halves[dy]]
+        out[:, :-dy] |= rows[:, dy:]  # row y is within reach of a bit in row y + dy
+        out[:, dy:] |= rows[:, :-dy]  # and of one in row y - dy
+    return out
 
 
 def _boundary_words(padded: np.ndarray, row_words: int) -> np.ndarray:
@@ -276,44 +277,19 @@ def track(mask: np.ndarray, geometry: Geometry, keep: np.ndarray | None = None) 
     bmap = _boundary_words(padded, geometry.words)
     bmap &= valid
     padded &= valid
-    row, x = np.divmod(_set_pixels(bmap), geometry.words * 64)
-    t, y = np.divmod(row, geometry.height + 1)
-    r = geometry.radius
-    keys = ((t * geometry.frame_stride + y + r) * geometry.row_stride + x + r).astype(np.int64)
     words = padded.reshape(len(mask), -1)
-    frame = t.astype(np.int64)
-    n_boundary = np.bincount(frame, minlength=len(mask)).astype(np.int64)
-    return Track(words, _popcount(words), keys, frame, n_boundary, y, x)
+    boundary = bmap.reshape(len(mask), geometry.height + 1, geometry.words)
+    return Track(words, _popcount(words), boundary, _popcount(boundary))
 
 
 def matched(source: Track, target: Track, geometry: Geometry) -> np.ndarray:
-    """Per frame, how many boundary pixels of ``source`` have one of ``target`` within r.
-
-    The disk x^2 + y^2 <= r^2 is, row by row, the segment |dx| <= isqrt(r^2 - dy^2); each row
-    offset is one ``searchsorted`` of the still unmatched pixels into the sorted target keys.
-    Pixels farther than r from the box of the target's boundary in their frame cannot match
-    and are left out first.
-    """
-    frames = len(source.area)
-    if not len(source.keys) or not len(target.keys):
-        return np.zeros(frames, dtype=np.int64)
-    r = geometry.radius
-    box = target.boxes()[source.frame]
-    near = (source.y >= box[:, 0] - r) & (source.y <= box[:, 1] + r)
-    near &= (source.x >= box[:, 2] - r) & (source.x <= box[:, 3] + r)
-    hits = np.zeros(len(source.keys), dtype=bool)
-    remaining = np.flatnonzero(near)
-    for dy in [0, *(d for k in range(1, r + 1) for d in (k, -k))]:
-        if not len(remaining):
-            break
-        half = math.isqrt(r * r - dy * dy)
-        query = source.keys[remaining] + dy * geometry.row_stride
-        index = np.searchsorted(target.keys, query - half)
-        found = index < len(target.keys)
-        found[found] = target.keys[index[found]] <= query[found] + half
-        hits[remaining[found]] = True
-        remaining = remaining[~found]
-    return np.bincount(source.frame[hits], minlength=frames).astype(np.int64)
+    """Per frame, how many boundary pixels of ``source`` have one of ``target`` within the
+    disk of radius r: popcounts of the source boundary and the target's dilated boundary."""
+    if source.boundary is None or target.boundary is None or not source.n_boundary.any():
+        return np.zeros(len(source.area), dtype=np.int64)
+    if not target.n_boundary.any():
+        return np.zeros(len(source.area), dtype=np.int64)
+    return _popcount(source.boundary & target.dilated(geometry))
 
 
 def j_from_counts(inter: np.ndarray, area_gt: np.ndarray, area_pred: np.ndarray) -> np.ndarray:

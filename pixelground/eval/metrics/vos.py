@@ -64,8 +64,12 @@ def evaluate_vos(
             False (default) reproduces that, True excludes them from J and F.
         max_proposals: Proposal limit of the unsupervised protocol.
         per_frame: Include per-frame J and F lists in the result.
-        workers: PNG decoding threads (default up to 4); frames are scored chunk by chunk as
-            they are decoded, so memory does not grow with the length of a sequence.
+        workers: How many at once (default min(4, CPUs)): on Linux, sequences (DAVIS) or
+            videos (MeViS) are scored in that many forked processes
+            (:mod:`pixelground.eval.processes`); with one unit, or where forking is not safe,
+            in this process with that many PNG decoding threads. Either way frames are scored
+            chunk by chunk as they are decoded, so memory does not grow with the length of a
+            sequence, and the numbers are the same.
 
     Returns:
         ``{"protocol", "J", "F", "JF", ...}`` where J, F are means over objects (expressions for

@@ -103,6 +103,7 @@ def _score_options(args: argparse.Namespace) -> dict[str, Any]:
         "bound_th": args.bound_th,
         "exclude_void": args.exclude_void or None,
         "per_frame": False if args.no_per_frame else None,
+        "workers": args.workers,
     }
 
 
@@ -216,6 +217,12 @@ def _add_score(subparsers: Any) -> None:
     parser.add_argument("--bound-th", type=float, help="vos: boundary tolerance (0.008)")
     parser.add_argument("--exclude-void", action="store_true", help="vos: exclude void pixels")
     parser.add_argument("--no-per-frame", action="store_true", help="vos: no per-frame lists")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="vos: sequences / videos scored in this many processes (Linux; else PNG decoding "
+        "threads); panoptic: decoding threads (default: min(4, CPUs))",
+    )
     parser.add_argument(
         "--similarity-table",
         metavar="JSON",
