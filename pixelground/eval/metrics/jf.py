@@ -204,11 +204,17 @@ def _pack(mask: np.ndarray, geometry: Geometry) -> np.ndarray:
     frames, height, width = mask.shape
     buf = np.zeros((frames, height + 1, geometry.words * 8), dtype=np.uint8)
     buf[:, :height, : (width + 7) // 8] = np.packbits(mask, axis=-1, bitorder="little")
-    (src_byte, src_bit), (dst_byte, dst_bit) = divmod(width - 1, 8), divmod(width, 8)
-    column = (buf[:, :height, src_byte] >> np.uint8(src_bit)) & np.uint8(1)
-    buf[:, :height, dst_byte] |= column << np.uint8(dst_bit)
-    buf[:, height] = buf[:, height - 1]
-    return _little_words(buf)
+    return _with_edges(_little_words(buf), width)
+
+
+def _with_edges(words: np.ndarray, width: int) -> np.ndarray:
+    """(T, H + 1, words) uint64 whose rows 0..H-1 are set: column W copies column W - 1 and
+    row H copies row H - 1 (in place; returned)."""
+    (src_word, src_bit), (dst_word, dst_bit) = divmod(width - 1, 64), divmod(width, 64)
+    column = (words[:, :-1, src_word] >> np.uint64(src_bit)) & _ONE
+    words[:, :-1, dst_word] |= column << np.uint64(dst_bit)
+    words[:, -1] = words[:, -2]
+    return words
 
 
 def _widen(words: np.ndarray, step: int) -> np.ndarray:
@@ -272,13 +278,27 @@ def track(mask: np.ndarray, geometry: Geometry, keep: np.ndarray | None = None) 
     """
     if keep is not None:
         mask = mask & keep
-    padded = _pack(mask, geometry).reshape(-1)
+    return _track_packed(_pack(mask, geometry), geometry)
+
+
+def track_rows(rows: np.ndarray, geometry: Geometry) -> Track:
+    """:func:`track` of masks given as (C, H, words) uint64 row bits (pixel (y, x) is bit
+    x % 64 of word x // 64 of row y; bits from W on are 0)."""
+    packed = np.zeros((len(rows), geometry.height + 1, geometry.words), dtype=np.uint64)
+    packed[:, : geometry.height] = rows
+    return _track_packed(_with_edges(packed, geometry.width), geometry)
+
+
+def _track_packed(packed: np.ndarray, geometry: Geometry) -> Track:
+    """The track of (C, H + 1, words) packed masks (:func:`_pack`'s layout)."""
+    frames = len(packed)
+    padded = packed.reshape(-1)
     valid = geometry.valid[: padded.size]
     bmap = _boundary_words(padded, geometry.words)
     bmap &= valid
     padded &= valid
-    words = padded.reshape(len(mask), -1)
-    boundary = bmap.reshape(len(mask), geometry.height + 1, geometry.words)
+    words = padded.reshape(frames, -1)
+    boundary = bmap.reshape(frames, geometry.height + 1, geometry.words)
     return Track(words, _popcount(words), boundary, _popcount(boundary))
 
 

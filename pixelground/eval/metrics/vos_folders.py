@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from pixelground.core.errors import InputError
-from pixelground.core.masks import decode_rle
 from pixelground.eval.datasets.davis import find_sequence_dirs
 from pixelground.eval.datasets.mask_png import (
     DEFAULT_WORKERS,
@@ -34,6 +33,7 @@ from pixelground.eval.datasets.mask_png import (
     read_binary_png,
     read_label_frame,
 )
+from pixelground.eval.datasets.rle_bits import rle_row_bits
 from pixelground.eval.metrics.jf import (
     MAX_PROPOSALS,
     Geometry,
@@ -41,6 +41,7 @@ from pixelground.eval.metrics.jf import (
     Track,
     db_statistics,
     track,
+    track_rows,
 )
 from pixelground.eval.metrics.vos_protocols import (
     UnsupervisedScores,
@@ -339,21 +340,14 @@ class ExpressionTruth:
             )
 
     def union(
-        self, video: str, frames: Sequence[str], expression: dict, shape: tuple, start: int = 0
-    ) -> np.ndarray:
-        """(C, H, W) bool union of the expression's objects on ``frames`` (the listed frames
+        self, video: str, frames: Sequence[str], expression: dict, geometry: Geometry, start: int
+    ) -> Track:
+        """The track of the union of the expression's objects on ``frames`` (the listed frames
         ``start..start + C`` of the video)."""
-        out = np.zeros((len(frames), *shape), dtype=bool)
         if self.mask_dict is None:
-            folder = self.root / "Annotations" / video
-            paths = check_paths(folder, frames)
-            ids = [int(obj_id) for obj_id in _as_list(expression.get("obj_id"))]
-            for index, frame in enumerate(ordered_map(_ytvos_label, paths)):
-                if frame.shape != shape:
-                    raise InputError(f"GT of {video} is {frame.shape}, predictions are {shape}")
-                if ids:
-                    out[index] = np.isin(frame, ids) if len(ids) > 1 else frame == ids[0]
-            return out
+            return track(self._label_union(video, frames, expression, geometry), geometry)
+        rows = np.zeros((len(frames), geometry.height, geometry.words), dtype=np.uint64)
+        shape = [geometry.height, geometry.width]
         for anno_id in _as_list(expression.get("anno_id")):
             rles = self.mask_dict.get(str(anno_id))
             if rles is None:
@@ -362,12 +356,27 @@ class ExpressionTruth:
                 raise InputError(f"mask_dict has {len(rles)} frames for anno_id {anno_id}")
             for index, rle in enumerate(rles[start : start + len(frames)]):
                 if rle:
-                    mask = decode_rle(rle)
-                    if mask.shape != shape:
+                    if [int(v) for v in rle["size"]] != shape:
                         raise InputError(
-                            f"GT masks of {video} are {mask.shape}, predictions are {shape}"
+                            f"GT masks of {video} are {tuple(rle['size'])}, predictions are "
+                            f"{tuple(shape)}"
                         )
-                    out[index] |= mask
+                    rows[index] |= rle_row_bits(rle, geometry.words)
+        return track_rows(rows, geometry)
+
+    def _label_union(
+        self, video: str, frames: Sequence[str], expression: dict, geometry: Geometry
+    ) -> np.ndarray:
+        """(C, H, W) bool union of the expression's objects from Ref-YouTube-VOS label PNGs."""
+        shape = (geometry.height, geometry.width)
+        out = np.zeros((len(frames), *shape), dtype=bool)
+        paths = check_paths(self.root / "Annotations" / video, frames)
+        ids = [int(obj_id) for obj_id in _as_list(expression.get("obj_id"))]
+        for index, frame in enumerate(ordered_map(_ytvos_label, paths)):
+            if frame.shape != shape:
+                raise InputError(f"GT of {video} is {frame.shape}, predictions are {shape}")
+            if ids:
+                out[index] = np.isin(frame, ids) if len(ids) > 1 else frame == ids[0]
         return out
 
     def tracked(
@@ -378,7 +387,7 @@ class ExpressionTruth:
         geometry: Geometry,
         start: int = 0,
     ) -> Track:
-        """:func:`track` of :meth:`union` on a chunk, reused for an expression of the same
+        """:meth:`union` on a chunk, reused for an expression of the same
         video naming the same objects (the cache holds one video's chunks, bounded)."""
         ids = ("anno", *sorted(map(str, _as_list(expression.get("anno_id")))))
         if self.mask_dict is None:
@@ -390,7 +399,7 @@ class ExpressionTruth:
         if any(cached[0] != video for cached in self._cache):
             self._cache.clear()
             self._cached_frames = 0
-        result = track(self.union(video, frames, expression, shape, start), geometry)
+        result = self.union(video, frames, expression, geometry, start)
         if self._cached_frames + len(frames) <= TRUTH_CACHE_FRAMES:
             self._cache[key] = result
             self._cached_frames += len(frames)
