@@ -74,8 +74,9 @@ def process_map(
     """``function(shared, item)`` for each item, over up to ``processes`` processes: this one
     and forked workers.
 
-    Items are dealt round-robin: every ``processes``-th one, from the first, is scored here
-    (already warm, no fork), the others by ``processes - 1`` workers.
+    Items are dealt round-robin over the N processes used (:func:`usable_processes`): every
+    N-th one, from the first, is scored here (already warm, no fork), the others by N - 1
+    workers.
 
     Args:
         function: Called for every item; it and ``shared`` reach the workers by fork, not

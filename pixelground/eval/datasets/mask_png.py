@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - without the extra, the standard librar
 
 VOID_LABEL = 255
 KINDS = ("auto", "davis2016", "davis2017")
-#: Decoding threads by default: PNG inflate is the cost, and it runs outside the GIL.
+#: Workers by default: PNG decoding threads, or (VOS folders on Linux) scoring processes.
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
 T = TypeVar("T")
