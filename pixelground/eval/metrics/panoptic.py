@@ -203,7 +203,7 @@ def pair_counts(gt_ids: np.ndarray, pred_ids: np.ndarray) -> dict[tuple[int, int
     starts = np.concatenate(([0], np.flatnonzero(change) + 1))
     lengths = np.diff(np.append(starts, gt.size))
     keys = gt[starts].astype(np.uint64) * np.uint64(OFFSET) + pred[starts].astype(np.uint64)
-    order = np.argsort(keys, kind="stable")
+    order = np.argsort(keys)
     keys, lengths = keys[order], lengths[order]
     firsts = np.concatenate(([0], np.flatnonzero(keys[1:] != keys[:-1]) + 1))
     labels, counts = keys[firsts], np.add.reduceat(lengths, firsts)
