@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from pixelground.core.errors import InputError
+from pixelground.eval.datasets.mask_png import PngLayout
 
 try:  # libspng through imagecodecs: decodes without holding the GIL (the "eval" extra)
     from imagecodecs import spng_decode as _spng_decode
@@ -26,7 +27,6 @@ except ImportError:  # pragma: no cover - without the extra, Pillow decodes
     _spng_decode = None
 
 OFFSET = 256 * 256 * 256
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 VOID = 0
 
 
@@ -52,19 +52,6 @@ def id2rgb(ids: np.ndarray) -> np.ndarray:
     return np.stack([(array >> shift) & 255 for shift in (0, 8, 16)], axis=-1).astype(np.uint8)
 
 
-def _rgb8_layout(data: bytes) -> tuple[int, int, int] | None:
-    """(height, width, channels) of an 8-bit, non-interlaced RGB (3) or RGBA (4) PNG, read
-    from its IHDR; None for anything else."""
-    if len(data) < 33 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
-        return None
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    depth, colour, interlace = data[24], data[25], data[28]
-    channels = {2: 3, 6: 4}.get(colour)
-    if depth != 8 or channels is None or interlace != 0 or not width or not height:
-        return None
-    return height, width, channels
-
-
 def _spng_ids(data: bytes) -> np.ndarray | None:
     """(H, W) uint32 ids of an 8-bit RGB(A) PNG decoded by libspng, or None (not such a PNG,
     imagecodecs missing, or a decoding error: the caller then asks Pillow, which also gives
@@ -74,10 +61,10 @@ def _spng_ids(data: bytes) -> np.ndarray | None:
     the little-endian uint32 at its first byte with the top byte (the next pixel's R, or
     alpha) masked off: one strided pass instead of channel arithmetic.
     """
-    layout = _rgb8_layout(data) if _spng_decode is not None else None
-    if layout is None:
+    layout = PngLayout.of_file(data) if _spng_decode is not None else None
+    if layout is None or layout.colour not in (2, 6):  # RGB, RGBA
         return None
-    height, width, channels = layout
+    height, width, channels = layout.height, layout.width, layout.channels
     buffer = np.empty(height * width * channels + 1, dtype=np.uint8)
     try:
         _spng_decode(data, out=buffer[:-1].reshape(height, width, channels))

@@ -78,7 +78,7 @@ class LabelFrame:
         return np.where(self.labels == self.void_label, 0, self.labels).astype(self.labels.dtype)
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_MODES = {0: "L", 3: "P"}
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # bytes per 8-bit pixel, by colour type
 
@@ -128,6 +128,36 @@ def pillow_rows(raw: bytes, mode: str, rawmode: str, size: tuple[int, int]) -> n
 
 
 @dataclass(frozen=True)
+class PngLayout:
+    """An 8-bit, non-interlaced PNG's size, colour type and bytes per pixel (from IHDR)."""
+
+    width: int
+    height: int
+    colour: int
+    channels: int
+
+    @classmethod
+    def of(cls, header: bytes) -> PngLayout | None:
+        """The layout of a 13-byte IHDR body; None unless 8-bit, non-interlaced, non-empty
+        and of a known colour type."""
+        if len(header) != 13:
+            return None
+        width, height = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:8], "big")
+        depth, colour, interlace = header[8], header[9], header[12]
+        channels = _PNG_CHANNELS.get(colour)
+        if depth != 8 or channels is None or interlace != 0 or not width or not height:
+            return None
+        return cls(width, height, colour, channels)
+
+    @classmethod
+    def of_file(cls, data: bytes) -> PngLayout | None:
+        """The layout of PNG file bytes (IHDR is the first chunk); None for anything else."""
+        if not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+            return None
+        return cls.of(data[16:29])
+
+
+@dataclass(frozen=True)
 class InflatedPng:
     """An 8-bit, non-interlaced PNG's header fields and its inflated (still filtered) rows."""
 
@@ -145,9 +175,9 @@ def inflate_png(path: Path) -> InflatedPng | None:
         data = path.read_bytes()
     except OSError:
         return None
-    if not data.startswith(_PNG_SIGNATURE):
+    if not data.startswith(PNG_SIGNATURE):
         return None
-    position, header, idat = 8, None, []
+    position, header, idat = 8, b"", []
     while position + 8 <= len(data):
         length = int.from_bytes(data[position : position + 4], "big")
         kind = data[position + 4 : position + 8]
@@ -159,20 +189,16 @@ def inflate_png(path: Path) -> InflatedPng | None:
         elif kind == b"IEND":
             break
         position += 12 + length
-    if header is None or len(header) != 13 or not idat:
-        return None
-    width, height = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:8], "big")
-    depth, colour, interlace = header[8], header[9], header[12]
-    channels = _PNG_CHANNELS.get(colour)
-    if depth != 8 or channels is None or interlace != 0 or not width or not height:
+    layout = PngLayout.of(header)
+    if layout is None or not idat:
         return None
     try:
         raw = _inflate(b"".join(idat))
     except (_inflate_error, zlib.error, ValueError):
         return None
-    if len(raw) != height * (channels * width + 1):
+    if len(raw) != layout.height * (layout.channels * layout.width + 1):
         return None
-    return InflatedPng(width, height, colour, raw)
+    return InflatedPng(layout.width, layout.height, layout.colour, raw)
 
 
 def fast_png(path: Path) -> tuple[str, np.ndarray] | None:
