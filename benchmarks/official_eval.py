@@ -359,8 +359,7 @@ def pq_compute_multi_core(
     (``np.array_split``), ``pq_compute_single_core`` on each in a process pool, the chunks'
     statistics summed in order (so the last bits of PQ may differ from one core's)."""
     categories, pairs = _pq_inputs(gt_json, pred_json)
-    chunks = [list(c) for c in np.array_split(np.arange(len(pairs)), processes)]
-    chunks = [[pairs[i] for i in chunk] for chunk in chunks]
+    chunks = [[pairs[i] for i in c] for c in np.array_split(np.arange(len(pairs)), processes)]
     args = (categories, gt_dir, pred_dir)
     total = _pq_stat()
     for stat in _fork_pool_map(_pq_single_core, args, chunks, processes):
