@@ -166,11 +166,12 @@ def test_reader_areas_match_the_json_and_ids_round_trip(sample, tmp_path):
 
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "P"])
 def test_rgb_id_png_reader_equals_pillow(tmp_path, mode):
-    """The libspng path (RGB, RGBA; Pillow writes their rows with mixed filters, Paeth among
-    them) and the Pillow fallback (palette) give panopticapi's ids."""
+    """The fast path (RGB, RGBA; Pillow writes their rows with mixed filters, Paeth among
+    them), into a new array or this thread's reused buffer, and the Pillow fallback (palette)
+    give panopticapi's ids."""
     from PIL import Image
 
-    from pixelground.eval.datasets.coco_panoptic import _spng_ids
+    from pixelground.eval.datasets.coco_panoptic import _fast_ids
 
     rng = np.random.default_rng(5)
     ids = np.zeros((70, 90), dtype=np.uint32)
@@ -190,21 +191,25 @@ def test_rgb_id_png_reader_equals_pillow(tmp_path, mode):
         pixels = np.asarray(reference)
     assert np.array_equal(read_panoptic_png(tmp_path / "ids.png"), expected)
     assert np.array_equal(expected, ids)
-    fast = _spng_ids((tmp_path / "ids.png").read_bytes())
+    data = (tmp_path / "ids.png").read_bytes()
     if mode == "P":
-        assert fast is None
-    else:
-        assert fast is not None and np.array_equal(fast, rgb2id(pixels))
+        assert _fast_ids(data) is None
+        return
+    fast, reused = _fast_ids(data), _fast_ids(data, reuse="test ids")
+    assert np.array_equal(fast, rgb2id(pixels)) and np.array_equal(reused, fast)
+    assert np.shares_memory(reused, _fast_ids(data, reuse="test ids"))
+    assert np.array_equal(read_panoptic_png(tmp_path / "ids.png", reuse="test ids"), expected)
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (37, 53)])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (9, 1), (37, 53), (3, 70000)])
 def test_pair_counts_equal_panopticapi_unique(shape):
     """Counting over runs gives panopticapi's ``np.unique(gt * OFFSET + pred)`` counts, on
-    busy ids (every pixel a run), constant rows and ids up to 2**24 - 1."""
+    busy ids (every pixel a run), constant rows, ids up to 2**24 - 1 (lengths packed below
+    the keys) and beyond, and rows of 2**16 pixels or more (an argsort of the keys)."""
     from pixelground.eval.metrics.panoptic import pair_counts
 
     rng = np.random.default_rng(sum(shape))
-    for high in (2, 5, 2**24):
+    for high in (2, 5, 2**24, 2**30):
         gt = rng.integers(0, high, shape).astype(np.uint32)
         pred = rng.integers(0, high, shape).astype(np.uint32)
         gt[: shape[0] // 2] = high - 1
@@ -215,6 +220,8 @@ def test_pair_counts_equal_panopticapi_unique(shape):
             for label, count in zip(labels, counts, strict=True)
         }
         assert pair_counts(gt, pred) == expected
+    empty = np.zeros((300, 300), dtype=np.uint32)  # one run of 90,000 pixels without row ends
+    assert pair_counts(empty, empty) == {(0, 0): 90000}
 
 
 def test_truncated_rgb_id_png_is_a_clear_error(tmp_path):

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from pixelground.core.errors import InputError
 from pixelground.eval.datasets.davis import read_davis_sequence, write_davis_frame
 from pixelground.eval.datasets.mask_png import ordered_map, read_binary_png, read_label_frame
 from pixelground.eval.metrics import evaluate_vos, jf, unsupervised_scores
@@ -114,140 +111,6 @@ def test_sequence_reader_with_threads_equals_serial(tmp_path):
     serial = read_davis_sequence(tmp_path / "seq", workers=1)
     threaded = read_davis_sequence(tmp_path / "seq", workers=4)
     assert np.array_equal(serial.labels, threaded.labels) and threaded.num_objects == 2
-
-
-def _paeth(a: int, b: int, c: int) -> int:
-    estimate = a + b - c
-    pa, pb, pc = abs(estimate - a), abs(estimate - b), abs(estimate - c)
-    return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-
-
-def _png_with_filters(path, pixels: np.ndarray, filters: list[int], colour: int) -> None:
-    """Write an 8-bit PNG whose rows use the given filter types (0 None, 1 Sub, 2 Up,
-    3 Average, 4 Paeth), filtering pixel by pixel as the PNG specification states."""
-    import struct
-    import zlib
-
-    rows = []
-    values = pixels.astype(int)
-    for r, kind in enumerate(filters):
-        above = values[r - 1] if r else np.zeros(values.shape[1], dtype=int)
-        row = []
-        for x, value in enumerate(values[r]):
-            a, b = (values[r, x - 1] if x else 0), above[x]
-            c = above[x - 1] if x else 0
-            predicted = (0, a, b, (a + b) // 2, _paeth(a, b, c))[kind]
-            row.append((value - predicted) % 256)
-        rows.append(bytes([kind, *row]))
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
-
-    height, width = pixels.shape
-    header = struct.pack(">IIBBBBB", width, height, 8, colour, 0, 0, 0)
-    extra = chunk(b"PLTE", bytes(range(256)) * 3) if colour == 3 else b""
-    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + extra
-    data += chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b"")
-    path.write_bytes(data)
-
-
-@pytest.mark.parametrize("colour", [0, 3])
-def test_fast_png_undoes_row_filters_as_pillow(tmp_path, colour):
-    from pixelground.eval.datasets.mask_png import fast_png
-
-    rng = np.random.default_rng(colour)
-    pixels = rng.integers(0, 256, (6, 11)).astype(np.uint8)
-    _png_with_filters(tmp_path / "f.png", pixels, [1, 2, 0, 2, 2, 1], colour)
-    mode, decoded = fast_png(tmp_path / "f.png")
-    with Image.open(tmp_path / "f.png") as image:
-        assert mode == image.mode and np.array_equal(decoded, np.asarray(image))
-    assert np.array_equal(decoded, pixels)
-    _png_with_filters(tmp_path / "g.png", pixels, [0, 0, 0, 0, 0, 0], colour)
-    assert np.array_equal(fast_png(tmp_path / "g.png")[1], pixels)
-    Image.fromarray(pixels).convert("RGB").save(tmp_path / "rgb.png")
-    assert fast_png(tmp_path / "rgb.png") is None  # not a mask PNG: left to Pillow
-
-
-@pytest.mark.parametrize("kind", [0, 1, 2, 3, 4])
-@pytest.mark.parametrize("colour", [0, 3])
-def test_fast_png_equals_pillow_for_each_filter_type(tmp_path, kind, colour):
-    """Every row filter, alone and mixed with the others (as Pillow writes 0/255 masks),
-    on random bytes and on a mask, decodes to what Pillow gives and to the pixels written."""
-    from pixelground.eval.datasets.mask_png import fast_png
-
-    rng = np.random.default_rng(kind + 10 * colour)
-    mask = np.zeros((9, 13), dtype=np.uint8)
-    mask[2:7, 3:10] = 255
-    for pixels in (rng.integers(0, 256, (9, 13)).astype(np.uint8), mask):
-        for filters in ([kind] * 9, [kind, *rng.integers(0, 5, 8).tolist()]):
-            _png_with_filters(tmp_path / "f.png", pixels, filters, colour)
-            mode, decoded = fast_png(tmp_path / "f.png")
-            with Image.open(tmp_path / "f.png") as image:
-                assert mode == image.mode and np.array_equal(decoded, np.asarray(image))
-            assert np.array_equal(decoded, pixels)
-
-
-def test_fast_png_equals_pillow_on_masks_pillow_writes(tmp_path):
-    """0/255 grayscale masks saved by Pillow (rows with Paeth among the filters)."""
-    from pixelground.eval.datasets.mask_png import fast_png, stored_zlib
-
-    rng = np.random.default_rng(3)
-    mask = np.zeros((120, 200), dtype=np.uint8)
-    for _ in range(6):
-        y, x = rng.integers(0, 100), rng.integers(0, 180)
-        mask[y : y + rng.integers(5, 40), x : x + rng.integers(5, 60)] = 255
-    Image.fromarray(mask, mode="L").save(tmp_path / "m.png")
-    mode, decoded = fast_png(tmp_path / "m.png")
-    assert mode == "L" and np.array_equal(decoded, mask)
-    for size in (0, 1, 65535, 65536, 200000):
-        raw = rng.bytes(size)
-        assert zlib.decompress(stored_zlib(raw)) == raw
-
-
-def test_fast_png_leaves_a_bad_filter_type_to_pillow(tmp_path):
-    from pixelground.eval.datasets.mask_png import fast_png
-
-    pixels = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    _png_with_filters(tmp_path / "f.png", pixels, [0, 4, 0], 0)
-    data = bytearray((tmp_path / "f.png").read_bytes())
-    raw = bytearray(zlib.decompress(_idat(bytes(data))))
-    raw[5] = 7  # no such filter type
-    (tmp_path / "bad.png").write_bytes(_with_idat(bytes(data), zlib.compress(bytes(raw))))
-    assert fast_png(tmp_path / "bad.png") is None
-    with pytest.raises(InputError, match="cannot read mask PNG"):
-        read_label_frame(tmp_path / "bad.png")
-
-
-def _idat(data: bytes) -> bytes:
-    start = data.index(b"IDAT")
-    length = int.from_bytes(data[start - 4 : start], "big")
-    return data[start + 4 : start + 4 + length]
-
-
-def _with_idat(data: bytes, body: bytes) -> bytes:
-    start = data.index(b"IDAT") - 4
-    length = int.from_bytes(data[start : start + 4], "big")
-    chunk = struct.pack(">I", len(body)) + b"IDAT" + body
-    chunk += struct.pack(">I", zlib.crc32(b"IDAT" + body) & 0xFFFFFFFF)
-    return data[:start] + chunk + data[start + 12 + length :]
-
-
-def test_fast_png_equals_pillow_on_the_shared_masks(shared_data):
-    from pixelground.eval.datasets.mask_png import fast_png
-
-    folders = [
-        shared_data / "davis2016_blackswan" / "Annotations" / "480p" / "blackswan",
-        shared_data / "davis2017eval_predictions" / "unsupervised" / "rvos" / "blackswan",
-    ]
-    decoded = 0
-    for path in [p for folder in folders for p in sorted(folder.glob("*.png"))[::7]]:
-        fast = fast_png(path)
-        if fast is not None:
-            decoded += 1
-            with Image.open(path) as image:
-                assert fast[0] == image.mode and np.array_equal(fast[1], np.asarray(image))
-    assert decoded >= 8
 
 
 def test_mevis_reuses_a_video_s_truth_only_for_the_same_objects(tmp_path, monkeypatch):

@@ -19,12 +19,8 @@ import numpy as np
 from PIL import Image
 
 from pixelground.core.errors import InputError
-from pixelground.eval.datasets.mask_png import PngLayout
-
-try:  # libspng through imagecodecs: decodes without holding the GIL (the "eval" extra)
-    from imagecodecs import spng_decode as _spng_decode
-except ImportError:  # pragma: no cover - without the extra, Pillow decodes
-    _spng_decode = None
+from pixelground.eval.datasets.png_decode import decode_png
+from pixelground.eval.datasets.thread_buffers import thread_buffer
 
 OFFSET = 256 * 256 * 256
 VOID = 0
@@ -52,41 +48,44 @@ def id2rgb(ids: np.ndarray) -> np.ndarray:
     return np.stack([(array >> shift) & 255 for shift in (0, 8, 16)], axis=-1).astype(np.uint8)
 
 
-def _spng_ids(data: bytes) -> np.ndarray | None:
-    """(H, W) uint32 ids of an 8-bit RGB(A) PNG decoded by libspng, or None (not such a PNG,
-    imagecodecs missing, or a decoding error: the caller then asks Pillow, which also gives
+def _fast_ids(data: bytes, reuse: str | None = None) -> np.ndarray | None:
+    """(H, W) uint32 ids of an 8-bit RGB(A) PNG decoded by :mod:`png_decode`, or None (not
+    such a PNG, no C extension, damaged data: the caller then asks Pillow, which also gives
     the error message).
 
-    The pixels are decoded into a buffer one byte longer than the image; a pixel's id is then
-    the little-endian uint32 at its first byte with the top byte (the next pixel's R, or
-    alpha) masked off: one strided pass instead of channel arithmetic.
+    The pixels are decoded into this thread's reusable buffer, one byte longer than the
+    image; a pixel's id is then the little-endian uint32 at its first byte with the top byte
+    (the next pixel's R, or alpha) masked off: one strided pass instead of channel arithmetic.
     """
-    layout = PngLayout.of_file(data) if _spng_decode is not None else None
-    if layout is None or layout.colour not in (2, 6):  # RGB, RGBA
+    png = decode_png(data, spare=1, reuse=True)
+    if png is None or png.layout.colour not in (2, 6):  # RGB, RGBA
         return None
-    height, width, channels = layout.height, layout.width, layout.channels
-    buffer = np.empty(height * width * channels + 1, dtype=np.uint8)
-    try:
-        _spng_decode(data, out=buffer[:-1].reshape(height, width, channels))
-    except Exception:  # noqa: BLE001 - imagecodecs raises its own error types; Pillow reports
-        return None
+    height, width, channels = png.layout.height, png.layout.width, png.layout.channels
     words = np.ndarray(
-        (height, width), dtype="<u4", buffer=buffer, strides=(width * channels, channels)
+        (height, width), dtype="<u4", buffer=png.buffer, strides=(width * channels, channels)
     )
-    return (words & np.uint32(0xFFFFFF)).astype(np.uint32, copy=False)
+    if reuse is None:
+        return words & np.uint32(0xFFFFFF)
+    ids = thread_buffer(reuse, 4 * height * width).view(np.uint32).reshape(height, width)
+    return np.bitwise_and(words, np.uint32(0xFFFFFF), out=ids)
 
 
-def read_panoptic_png(path: str | Path) -> np.ndarray:
+def read_panoptic_png(path: str | Path, reuse: str | None = None) -> np.ndarray:
     """Read an RGB-id PNG as (H, W) uint32 segment ids ``R + 256 G + 65536 B``.
 
-    An 8-bit RGB(A) PNG is decoded by libspng (imagecodecs, outside the GIL); other images,
-    and every image when imagecodecs is not installed, are converted to RGB by Pillow.
+    An 8-bit RGB(A) PNG is decoded by :mod:`png_decode` (outside the GIL); other images, and
+    every image when the C extension is not built, are converted to RGB by Pillow.
+
+    Args:
+        path: The PNG file.
+        reuse: A name: the ids may then be written to this thread's reusable buffer of that
+            name (``thread_buffers.thread_buffer``), valid until the thread's next read with it.
     """
     try:
         data = Path(path).read_bytes()
     except OSError as error:
         raise InputError(f"cannot read panoptic PNG {path}: {error}") from error
-    ids = _spng_ids(data)
+    ids = _fast_ids(data, reuse)
     if ids is not None:
         return ids
     try:
@@ -124,10 +123,10 @@ class CocoPanoptic:
     png_dir: Path
     images: dict[int, dict[str, Any]] = field(default_factory=dict)
 
-    def read_ids(self, image_id: int) -> np.ndarray:
-        """(H, W) uint32 segment ids of one image."""
+    def read_ids(self, image_id: int, reuse: str | None = None) -> np.ndarray:
+        """(H, W) uint32 segment ids of one image (``reuse``: see :func:`read_panoptic_png`)."""
         annotation = self.annotation(image_id)
-        return read_panoptic_png(self.png_dir / annotation["file_name"])
+        return read_panoptic_png(self.png_dir / annotation["file_name"], reuse)
 
     def annotation(self, image_id: int) -> dict[str, Any]:
         """The annotation dict of an image."""

@@ -1,14 +1,10 @@
 """Reading mask PNGs fast: one decode per file, no whole-frame passes that are not needed,
-decoding in a thread pool (Pillow's PNG decoder releases the GIL), frames handed on in order
+decoding in a thread pool (the PNG decoders release the GIL), frames handed on in order
 as they are decoded so that a scorer can consume a video chunk by chunk in bounded memory.
 
-Mask PNGs (8-bit grayscale or palette) are decoded here with ISA-L's inflate
-(:func:`fast_png`): inflate is most of the cost of such a file, and ISA-L's is several times
-zlib's. Rows filtered with None, Sub or Up (how palette label PNGs are written) are then
-undone with numpy; rows with Average or Paeth filters (Pillow writes 0/255 grayscale masks
-with Paeth rows among the others) by Pillow's PNG row decoder, handed the inflated rows as
-stored (uncompressed) deflate blocks so that nothing is inflated twice. Anything else goes to
-Pillow. What a frame holds is found with single SIMD passes (``max``; ``(a - 1) < 254`` for "is this
+Mask PNGs (8-bit grayscale or palette) are decoded by :mod:`png_decode` (libdeflate's
+inflate, row filters undone in C, both outside the GIL); anything else goes to Pillow. What a
+frame holds is found with single SIMD passes (``max``; ``(a - 1) < 254`` for "is this
 grayscale frame binary", DAVIS-2016: values 0 and 255 only) rather than with ``np.isin``,
 ``np.unique`` or a histogram over the pixels.
 """
@@ -17,8 +13,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import struct
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,15 +24,7 @@ import numpy as np
 from PIL import Image
 
 from pixelground.core.errors import InputError
-
-try:  # ISA-L's inflate, several times zlib's speed on mask PNGs (the "eval" extra installs it)
-    from isal.isal_zlib import adler32 as _adler32
-    from isal.isal_zlib import decompress as _inflate
-    from isal.isal_zlib import error as _inflate_error
-except ImportError:  # pragma: no cover - without the extra, the standard library's zlib
-    from zlib import adler32 as _adler32
-    from zlib import decompress as _inflate
-    from zlib import error as _inflate_error
+from pixelground.eval.datasets.png_decode import decode_png
 
 VOID_LABEL = 255
 KINDS = ("auto", "davis2016", "davis2017")
@@ -78,143 +64,22 @@ class LabelFrame:
         return np.where(self.labels == self.void_label, 0, self.labels).astype(self.labels.dtype)
 
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_MODES = {0: "L", 3: "P"}
-_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # bytes per 8-bit pixel, by colour type
+_PNG_MODES = {0: "L", 3: "P"}  # PNG colour type -> Pillow mode, for the mask PNGs
 
 
-_STORED_BLOCK = 65535  # the largest stored deflate block
-
-
-def stored_zlib(raw: bytes) -> bytes:
-    """``raw`` as a zlib stream of stored (uncompressed) deflate blocks: what
-    ``zlib.compress(raw, 0)`` gives, with ISA-L's Adler-32 and no compressor pass."""
-    view, parts = memoryview(raw), [b"\x78\x01"]
-    for start in range(0, max(len(raw), 1), _STORED_BLOCK):
-        block = view[start : start + _STORED_BLOCK]
-        final = start + _STORED_BLOCK >= len(raw)
-        parts.append(struct.pack("<BHH", final, len(block), 0xFFFF ^ len(block)))
-        parts.append(block)
-    parts.append(struct.pack(">I", _adler32(raw) & 0xFFFFFFFF))
-    return b"".join(parts)
-
-
-def _unfilter(rows: np.ndarray) -> np.ndarray | None:
-    """Undo PNG filters of (H, 1 + W) one-byte-per-pixel rows; None when a row uses Average
-    or Paeth (their per-pixel recurrence is left to Pillow's row decoder)."""
-    kinds, data = rows[:, 0], rows[:, 1:]
-    if not kinds.any():
-        return data
-    if (kinds > 2).any():
-        return None
-    out = data.copy()
-    for row in np.flatnonzero(kinds):
-        if kinds[row] == 1:  # Sub: running sum along the row, modulo 256
-            np.cumsum(out[row], dtype=np.uint8, out=out[row])
-        elif row:  # Up: add the reconstructed row above (row 0 has none: unchanged)
-            out[row] += out[row - 1]
-    return out
-
-
-def pillow_rows(raw: bytes, mode: str, rawmode: str, size: tuple[int, int]) -> np.ndarray | None:
-    """Pixels of inflated PNG rows (``rawmode`` pixels, any filter), unfiltered by Pillow's PNG
-    ("zip") row decoder fed them as stored blocks, as a ``mode`` image; None if Pillow rejects
-    them (a bad filter type)."""
-    try:
-        image = Image.frombytes(mode, size, stored_zlib(raw), "zip", rawmode)
-    except (OSError, ValueError):
-        return None
-    return np.asarray(image)
-
-
-@dataclass(frozen=True)
-class PngLayout:
-    """An 8-bit, non-interlaced PNG's size, colour type and bytes per pixel (from IHDR)."""
-
-    width: int
-    height: int
-    colour: int
-    channels: int
-
-    @classmethod
-    def of(cls, header: bytes) -> PngLayout | None:
-        """The layout of a 13-byte IHDR body; None unless 8-bit, non-interlaced, non-empty
-        and of a known colour type."""
-        if len(header) != 13:
-            return None
-        width, height = int.from_bytes(header[:4], "big"), int.from_bytes(header[4:8], "big")
-        depth, colour, interlace = header[8], header[9], header[12]
-        channels = _PNG_CHANNELS.get(colour)
-        if depth != 8 or channels is None or interlace != 0 or not width or not height:
-            return None
-        return cls(width, height, colour, channels)
-
-    @classmethod
-    def of_file(cls, data: bytes) -> PngLayout | None:
-        """The layout of PNG file bytes (IHDR is the first chunk); None for anything else."""
-        if not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
-            return None
-        return cls.of(data[16:29])
-
-
-@dataclass(frozen=True)
-class InflatedPng:
-    """An 8-bit, non-interlaced PNG's header fields and its inflated (still filtered) rows."""
-
-    width: int
-    height: int
-    colour: int
-    raw: bytes
-
-
-def inflate_png(path: Path) -> InflatedPng | None:
-    """Walk a PNG's chunks and inflate its image data in one ISA-L call (``isal``; zlib
-    without it). None unless the file is an 8-bit, non-interlaced PNG whose data inflates to
-    exactly its rows (the caller then decodes with Pillow, which also gives the error)."""
+def fast_png(path: Path) -> tuple[str, np.ndarray] | None:
+    """(mode, (H, W) uint8 pixels) of an 8-bit grayscale or palette PNG without interlacing,
+    decoded by :func:`png_decode.decode_png`. None for anything else (other formats, depths,
+    interlacing, damaged data, no C extension): the caller then decodes with Pillow, which
+    also gives the error message."""
     try:
         data = path.read_bytes()
     except OSError:
         return None
-    if not data.startswith(PNG_SIGNATURE):
+    png = decode_png(data)
+    if png is None or png.layout.colour not in _PNG_MODES:
         return None
-    position, header, idat = 8, b"", []
-    while position + 8 <= len(data):
-        length = int.from_bytes(data[position : position + 4], "big")
-        kind = data[position + 4 : position + 8]
-        body = data[position + 8 : position + 8 + length]
-        if kind == b"IHDR":
-            header = body
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
-            break
-        position += 12 + length
-    layout = PngLayout.of(header)
-    if layout is None or not idat:
-        return None
-    try:
-        raw = _inflate(b"".join(idat))
-    except (_inflate_error, zlib.error, ValueError):
-        return None
-    if len(raw) != layout.height * (layout.channels * layout.width + 1):
-        return None
-    return InflatedPng(layout.width, layout.height, layout.colour, raw)
-
-
-def fast_png(path: Path) -> tuple[str, np.ndarray] | None:
-    """(mode, pixels) of an 8-bit grayscale or palette PNG without interlacing, inflated by
-    :func:`inflate_png`, the row filters undone (None, Sub, Up) with whole-row numpy
-    operations, or (Average, Paeth) by Pillow's row decoder on the inflated rows. None for
-    anything else (other formats, depths, interlacing, damaged data): the caller then decodes
-    with Pillow, which also gives the error message."""
-    png = inflate_png(path)
-    if png is None or png.colour not in _PNG_MODES:
-        return None
-    mode, width, height = _PNG_MODES[png.colour], png.width, png.height
-    pixels = _unfilter(np.frombuffer(png.raw, dtype=np.uint8).reshape(height, width + 1))
-    if pixels is None:
-        pixels = pillow_rows(png.raw, mode, mode, (width, height))
-    return None if pixels is None else (mode, pixels)
+    return _PNG_MODES[png.layout.colour], png.pixels()
 
 
 def _decode(path: Path) -> tuple[str, np.ndarray]:
