@@ -171,7 +171,7 @@ def test_rgb_id_png_reader_equals_pillow(tmp_path, mode):
     give panopticapi's ids."""
     from PIL import Image
 
-    from pixelground.eval.datasets.coco_panoptic import _fast_ids
+    from pixelground.eval.datasets.png_decode import decode_rgb_words
 
     rng = np.random.default_rng(5)
     ids = np.zeros((70, 90), dtype=np.uint32)
@@ -193,11 +193,11 @@ def test_rgb_id_png_reader_equals_pillow(tmp_path, mode):
     assert np.array_equal(expected, ids)
     data = (tmp_path / "ids.png").read_bytes()
     if mode == "P":
-        assert _fast_ids(data) is None
+        assert decode_rgb_words(data) is None
         return
-    fast, reused = _fast_ids(data), _fast_ids(data, reuse="test ids")
+    fast, reused = decode_rgb_words(data), decode_rgb_words(data, reuse="test ids")
     assert np.array_equal(fast, rgb2id(pixels)) and np.array_equal(reused, fast)
-    assert np.shares_memory(reused, _fast_ids(data, reuse="test ids"))
+    assert np.shares_memory(reused, decode_rgb_words(data, reuse="test ids"))
     assert np.array_equal(read_panoptic_png(tmp_path / "ids.png", reuse="test ids"), expected)
 
 

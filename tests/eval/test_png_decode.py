@@ -16,7 +16,7 @@ from PIL import Image
 from pixelground.core.errors import InputError
 from pixelground.eval.datasets import png_decode, thread_buffers
 from pixelground.eval.datasets.mask_png import fast_png, read_label_frame
-from pixelground.eval.datasets.png_decode import decode_png
+from pixelground.eval.datasets.png_decode import decode_png, decode_rgb_words
 
 CHANNELS = {0: 1, 4: 2, 2: 3, 6: 4}  # colour type -> bytes per pixel (gray, gray+alpha, RGB, RGBA)
 
@@ -68,6 +68,17 @@ def _png(
     )
 
 
+def _idat_of(data: bytes) -> bytes:
+    """The joined IDAT bodies of PNG bytes."""
+    bodies, position = [], 8
+    while position < len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        if data[position + 4 : position + 8] == b"IDAT":
+            bodies.append(data[position + 8 : position + 8 + length])
+        position += 12 + length
+    return b"".join(bodies)
+
+
 def _pillow(data: bytes, tmp_path) -> np.ndarray:
     (tmp_path / "p.png").write_bytes(data)
     with Image.open(tmp_path / "p.png") as image:
@@ -97,6 +108,9 @@ def test_each_filter_type_at_each_pixel_width(tmp_path, colour, kind):
             assert decoded is not None
             assert np.array_equal(decoded.pixels(), pixels)
             assert np.array_equal(decoded.pixels(), _pillow(data, tmp_path))
+            words = decode_rgb_words(data)
+            assert (words is None) == (colour not in (2, 6))
+            assert words is None or np.array_equal(words, _words(pixels))
 
 
 def test_images_pillow_writes(tmp_path):
@@ -114,15 +128,25 @@ def test_images_pillow_writes(tmp_path):
     assert fast_png(tmp_path / "m.png") is None  # RGB is not a mask PNG: left to Pillow
 
 
-def test_spare_bytes_and_the_reused_buffer():
-    pixels = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
-    data = _png(pixels, [4, 1, 2, 3], 2)
-    first = decode_png(data, spare=1, reuse=True)
-    assert first.buffer.size == pixels.size + 1
-    assert np.array_equal(first.pixels(), pixels)
-    second = decode_png(data, spare=1, reuse=True)
-    assert np.shares_memory(first.buffer, second.buffer)  # this thread's buffer, reused
-    assert not np.shares_memory(decode_png(data).buffer, second.buffer)
+def _words(pixels: np.ndarray) -> np.ndarray:
+    """What decode_rgb_words must give: R + 256 G + 65536 B per pixel."""
+    rgb = pixels[..., :3].astype(np.uint32)
+    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
+
+
+@pytest.mark.parametrize("colour", [2, 6])
+def test_rgb_words_for_every_filter_and_into_the_reused_buffer(colour):
+    rng = np.random.default_rng(colour)
+    pixels = rng.integers(0, 256, (11, 7, CHANNELS[colour])).astype(np.uint8)
+    data = _png(pixels, [0, 1, 2, 3, 4, 4, 3, 2, 1, 0, 4], colour)
+    fresh = decode_rgb_words(data)
+    assert fresh.dtype == np.uint32 and np.array_equal(fresh, _words(pixels))
+    first = decode_rgb_words(data, reuse="test words")
+    second = decode_rgb_words(data, reuse="test words")
+    assert np.array_equal(first, fresh) and np.shares_memory(first, second)
+    assert not np.shares_memory(fresh, decode_rgb_words(data))
+    gray = _png(pixels[..., 0], [4] * 11, 0)
+    assert decode_rgb_words(gray) is None and decode_png(gray) is not None
 
 
 def test_what_is_left_to_pillow(tmp_path):
@@ -141,7 +165,11 @@ def test_what_is_left_to_pillow(tmp_path):
     cases.append((tmp_path / "deep.png").read_bytes())
     cases.append(_png(pixels, [0, 4, 0], 0, interlace=1))  # Adam7: rows are not in order
     for data in cases:
-        assert decode_png(data) is None
+        assert decode_png(data) is None and decode_rgb_words(data) is None
+    rgb_bad_filter = bytearray(zlib.decompress(_idat_of(_png(np.zeros((3, 4, 3)), [0] * 3, 2))))
+    rgb_bad_filter[13] = 5
+    rgb = _png(np.zeros((3, 4, 3), np.uint8), [0] * 3, 2, idat=zlib.compress(rgb_bad_filter))
+    assert decode_rgb_words(rgb) is None
     assert decode_png(good) is not None
     (tmp_path / "bad.png").write_bytes(bad_filter)
     assert fast_png(tmp_path / "bad.png") is None
@@ -152,11 +180,15 @@ def test_what_is_left_to_pillow(tmp_path):
 def test_the_extension_checks_its_buffers():
     from pixelground.eval.datasets import _png_filters
 
-    rows, out = bytes(2 * 7), bytearray(2 * 6)
+    rows, out, words = bytes(2 * 7), bytearray(2 * 6), bytearray(2 * 2 * 4)
     _png_filters.unfilter(rows, out, 2, 6, 3)
+    _png_filters.unfilter_words(rows, words, 2, 6, 3)
     for args in ((rows, out, 2, 6, 4), (rows, out, 3, 6, 3), (rows, bytearray(5), 2, 6, 3)):
         with pytest.raises(ValueError, match="unfilter"):
             _png_filters.unfilter(*args)
+    for args in ((rows, words, 2, 6, 2), (rows, out, 2, 6, 3), (rows, words, 2, 6, 6)):
+        with pytest.raises(ValueError, match="unfilter_words"):
+            _png_filters.unfilter_words(*args)
     with pytest.raises(TypeError):
         _png_filters.unfilter(rows, bytes(12), 2, 6, 3)  # read-only output
 

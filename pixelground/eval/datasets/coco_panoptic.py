@@ -19,8 +19,7 @@ import numpy as np
 from PIL import Image
 
 from pixelground.core.errors import InputError
-from pixelground.eval.datasets.png_decode import decode_png
-from pixelground.eval.datasets.thread_buffers import thread_buffer
+from pixelground.eval.datasets.png_decode import decode_rgb_words
 
 OFFSET = 256 * 256 * 256
 VOID = 0
@@ -48,33 +47,12 @@ def id2rgb(ids: np.ndarray) -> np.ndarray:
     return np.stack([(array >> shift) & 255 for shift in (0, 8, 16)], axis=-1).astype(np.uint8)
 
 
-def _fast_ids(data: bytes, reuse: str | None = None) -> np.ndarray | None:
-    """(H, W) uint32 ids of an 8-bit RGB(A) PNG decoded by :mod:`png_decode`, or None (not
-    such a PNG, no C extension, damaged data: the caller then asks Pillow, which also gives
-    the error message).
-
-    The pixels are decoded into this thread's reusable buffer, one byte longer than the
-    image; a pixel's id is then the little-endian uint32 at its first byte with the top byte
-    (the next pixel's R, or alpha) masked off: one strided pass instead of channel arithmetic.
-    """
-    png = decode_png(data, spare=1, reuse=True)
-    if png is None or png.layout.colour not in (2, 6):  # RGB, RGBA
-        return None
-    height, width, channels = png.layout.height, png.layout.width, png.layout.channels
-    words = np.ndarray(
-        (height, width), dtype="<u4", buffer=png.buffer, strides=(width * channels, channels)
-    )
-    if reuse is None:
-        return words & np.uint32(0xFFFFFF)
-    ids = thread_buffer(reuse, 4 * height * width).view(np.uint32).reshape(height, width)
-    return np.bitwise_and(words, np.uint32(0xFFFFFF), out=ids)
-
-
 def read_panoptic_png(path: str | Path, reuse: str | None = None) -> np.ndarray:
     """Read an RGB-id PNG as (H, W) uint32 segment ids ``R + 256 G + 65536 B``.
 
-    An 8-bit RGB(A) PNG is decoded by :mod:`png_decode` (outside the GIL); other images, and
-    every image when the C extension is not built, are converted to RGB by Pillow.
+    An 8-bit RGB(A) PNG is decoded by :func:`png_decode.decode_rgb_words` (outside the GIL,
+    no RGB image in between); other images, and every image when the C extension is not
+    built, are converted to RGB by Pillow.
 
     Args:
         path: The PNG file.
@@ -85,7 +63,7 @@ def read_panoptic_png(path: str | Path, reuse: str | None = None) -> np.ndarray:
         data = Path(path).read_bytes()
     except OSError as error:
         raise InputError(f"cannot read panoptic PNG {path}: {error}") from error
-    ids = _fast_ids(data, reuse)
+    ids = decode_rgb_words(data, reuse)
     if ids is not None:
         return ids
     try:

@@ -4,7 +4,8 @@ A PNG's image data is inflated in one libdeflate call (imagecodecs) straight to 
 rows must have, and the row filters (None, Sub, Up, Average, Paeth) are undone by a small C
 extension (``_png_filters``, built at install), both outside the GIL so that a thread pool
 decodes on every core. Only 8-bit, non-interlaced PNGs of a known colour type take this path:
-:func:`decode_png` returns None for anything else, for damaged data, and when the extension
+:func:`decode_png` and :func:`decode_rgb_words` (RGB(A) pixels straight to 24-bit words, a
+panoptic id map) return None for anything else, for damaged data, and when the extension
 was not built (no C compiler at install); the callers then decode with Pillow, which also
 gives the error message.
 """
@@ -66,7 +67,7 @@ class PngLayout:
 
 @dataclass(frozen=True)
 class DecodedPng:
-    """A decoded PNG: its layout and a flat uint8 buffer starting with its pixels."""
+    """A decoded PNG: its layout and a flat uint8 buffer of its pixels."""
 
     layout: PngLayout
     buffer: np.ndarray
@@ -77,7 +78,7 @@ class DecodedPng:
         shape = (layout.height, layout.width)
         if layout.channels > 1:
             shape += (layout.channels,)
-        return self.buffer[: layout.height * layout.row_bytes].reshape(shape)
+        return self.buffer.reshape(shape)
 
 
 def _chunks(data: bytes) -> tuple[bytes, list[bytes]]:
@@ -109,21 +110,10 @@ def _inflate(compressed: bytes, size: int) -> np.ndarray | None:
     return raw if raw.size == size else None
 
 
-def decode_png(data: bytes, spare: int = 0, reuse: bool = False) -> DecodedPng | None:
-    """Decode PNG bytes: its image data inflated in one call, the row filters undone in C.
-
-    Args:
-        data: The file's bytes.
-        spare: Bytes to leave after the pixels in the buffer (for reads past the last one).
-        reuse: Decode into this thread's ``thread_buffer("pixels", ...)`` instead of a new
-            buffer: the pixels are then valid only until the thread's next ``reuse`` decode.
-
-    Returns:
-        The layout and a flat uint8 buffer of height x row_bytes + ``spare`` bytes whose first
-        height x row_bytes are the pixels, row by row; None unless the C extension is built
-        and the file is an 8-bit, non-interlaced PNG whose data inflates to exactly its rows
-        with known filter types.
-    """
+def _inflated(data: bytes) -> tuple[PngLayout, np.ndarray] | None:
+    """(layout, filtered rows in this thread's buffer) of PNG bytes; None unless the C
+    extension is built and the file is an 8-bit, non-interlaced PNG whose data inflates to
+    exactly its rows."""
     if _png_filters is None or not data.startswith(PNG_SIGNATURE):
         return None
     header, idat = _chunks(data)
@@ -131,12 +121,54 @@ def decode_png(data: bytes, spare: int = 0, reuse: bool = False) -> DecodedPng |
     if layout is None or not idat:
         return None
     rows = _inflate(b"".join(idat), layout.height * (layout.row_bytes + 1))
-    if rows is None:
+    return None if rows is None else (layout, rows)
+
+
+def decode_png(data: bytes) -> DecodedPng | None:
+    """Decode PNG bytes: the image data inflated in one call, the row filters undone in C.
+
+    Returns:
+        The layout and a new flat uint8 buffer of its pixels, row by row; None unless the C
+        extension is built and the file is an 8-bit, non-interlaced PNG whose data inflates to
+        exactly its rows with known filter types.
+    """
+    inflated = _inflated(data)
+    if inflated is None:
         return None
-    size = layout.height * layout.row_bytes
-    buffer = thread_buffer("pixels", size + spare) if reuse else np.empty(size + spare, np.uint8)
+    layout, rows = inflated
+    buffer = np.empty(layout.height * layout.row_bytes, np.uint8)
     try:
-        _png_filters.unfilter(rows, buffer[:size], layout.height, layout.row_bytes, layout.channels)
+        _png_filters.unfilter(rows, buffer, layout.height, layout.row_bytes, layout.channels)
     except ValueError:  # a row with an unknown filter type
         return None
     return DecodedPng(layout, buffer)
+
+
+def decode_rgb_words(data: bytes, reuse: str | None = None) -> np.ndarray | None:
+    """(H, W) uint32 ``R + 256 G + 65536 B`` of an 8-bit RGB or RGBA PNG (alpha dropped):
+    a COCO panoptic id map, with no RGB image in between (rows are unfiltered in C into two
+    alternating row buffers and written out as words).
+
+    Args:
+        data: The file's bytes.
+        reuse: A :func:`thread_buffer` role to write the words into (valid until this
+            thread's next call for it); None for a new array.
+
+    Returns:
+        The words; None for any other PNG (colour type, depth, interlacing), damaged data,
+        or when the C extension is not built.
+    """
+    inflated = _inflated(data)
+    if inflated is None or inflated[0].colour not in (2, 6):  # RGB, RGBA
+        return None
+    layout, rows = inflated
+    shape = (layout.height, layout.width)
+    if reuse is None:
+        words = np.empty(shape, np.uint32)
+    else:
+        words = thread_buffer(reuse, 4 * shape[0] * shape[1]).view(np.uint32).reshape(shape)
+    try:
+        _png_filters.unfilter_words(rows, words, layout.height, layout.row_bytes, layout.channels)
+    except ValueError:  # a row with an unknown filter type
+        return None
+    return words

@@ -140,51 +140,58 @@ class PQStat:
                 pred_matched.add(pred_label)
         return gt_matched, pred_matched
 
-    def average(
-        self, categories: Mapping[int, Mapping[str, Any]], isthing: bool | None
-    ) -> tuple[dict[str, Any], dict[int, dict[str, float]]]:
-        """PQ/SQ/RQ averaged over categories (``isthing`` None = all), and per category."""
-        pq = sq = rq = 0.0
-        n = 0
-        per_class: dict[int, dict[str, float]] = {}
-        for label, info in categories.items():
-            if isthing is not None and (info.get("isthing") == 1) != isthing:
-                continue
-            stat = self.per_category.get(label, CategoryStat())
-            if stat.tp + stat.fp + stat.fn == 0:
-                per_class[label] = {"pq": 0.0, "sq": 0.0, "rq": 0.0}
-                continue
-            n += 1
-            denominator = stat.tp + 0.5 * stat.fp + 0.5 * stat.fn
-            scores = {
-                "pq": stat.iou / denominator,
-                "sq": stat.iou / stat.tp if stat.tp != 0 else 0.0,
-                "rq": stat.tp / denominator,
-            }
-            per_class[label] = scores
-            pq, sq, rq = pq + scores["pq"], sq + scores["sq"], rq + scores["rq"]
-        if n == 0:
-            return {"pq": 0.0, "sq": 0.0, "rq": 0.0, "n": 0}, per_class
-        return {"pq": pq / n, "sq": sq / n, "rq": rq / n, "n": n}, per_class
+    def class_scores(self, label: int) -> dict[str, float] | None:
+        """PQ, SQ, RQ of one category; None when it has no TP, FP or FN (left out of means)."""
+        stat = self.per_category.get(label)
+        if stat is None or stat.tp + stat.fp + stat.fn == 0:
+            return None
+        denominator = stat.tp + 0.5 * stat.fp + 0.5 * stat.fn
+        return {
+            "pq": stat.iou / denominator,
+            "sq": stat.iou / stat.tp if stat.tp != 0 else 0.0,
+            "rq": stat.tp / denominator,
+        }
 
     def summary(self, categories: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
-        """``{"All", "Things", "Stuff": {pq, sq, rq, n}, "per_class": {str(id): {...}}}``."""
-        result: dict[str, Any] = {}
-        for name, isthing in (("All", None), ("Things", True), ("Stuff", False)):
-            result[name], per_class = self.average(categories, isthing)
-            if name == "All":
-                result["per_class"] = {
-                    str(label): {
-                        **scores,
-                        "tp": self.per_category.get(label, CategoryStat()).tp,
-                        "fp": self.per_category.get(label, CategoryStat()).fp,
-                        "fn": self.per_category.get(label, CategoryStat()).fn,
-                        "name": categories[label].get("name", str(label)),
-                        "isthing": int(categories[label].get("isthing", 0)),
-                    }
-                    for label, scores in per_class.items()
-                }
+        """``{"All", "Things", "Stuff": {pq, sq, rq, n}, "per_class": {str(id): {...}}}``.
+
+        Each mean sums its categories' scores in ``categories`` order, as panopticapi's
+        ``pq_average`` does (the same floats)."""
+        scores = {label: self.class_scores(label) for label in categories}
+        things = {label for label, info in categories.items() if info.get("isthing") == 1}
+        result: dict[str, Any] = {
+            "All": _mean(s for s in scores.values() if s is not None),
+            "Things": _mean(s for label, s in scores.items() if s is not None and label in things),
+            "Stuff": _mean(
+                s for label, s in scores.items() if s is not None and label not in things
+            ),
+        }
+        empty, zero = CategoryStat(), {"pq": 0.0, "sq": 0.0, "rq": 0.0}
+        per_class = {}
+        for label, score in scores.items():
+            stat = self.per_category.get(label, empty)
+            per_class[str(label)] = {
+                **(score or zero),
+                "tp": stat.tp,
+                "fp": stat.fp,
+                "fn": stat.fn,
+                "name": categories[label].get("name", str(label)),
+                "isthing": int(categories[label].get("isthing", 0)),
+            }
+        result["per_class"] = per_class
         return result
+
+
+def _mean(scores: Iterable[dict[str, float]]) -> dict[str, Any]:
+    """PQ, SQ, RQ averaged over the categories' scores (summed in order) and their count n;
+    zeros when there are none (panopticapi would divide by zero)."""
+    pq = sq = rq = 0.0
+    n = 0
+    for score in scores:
+        pq, sq, rq, n = pq + score["pq"], sq + score["sq"], rq + score["rq"], n + 1
+    if n == 0:
+        return {"pq": 0.0, "sq": 0.0, "rq": 0.0, "n": 0}
+    return {"pq": pq / n, "sq": sq / n, "rq": rq / n, "n": n}
 
 
 def pair_counts(gt_ids: np.ndarray, pred_ids: np.ndarray) -> dict[tuple[int, int], int]:
