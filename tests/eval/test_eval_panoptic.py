@@ -206,7 +206,7 @@ def test_pair_counts_equal_panopticapi_unique(shape):
     """Counting over runs gives panopticapi's ``np.unique(gt * OFFSET + pred)`` counts, on
     busy ids (every pixel a run), constant rows, ids up to 2**24 - 1 (lengths packed below
     the keys) and beyond, and rows of 2**16 pixels or more (an argsort of the keys)."""
-    from pixelground.eval.metrics.panoptic import pair_counts
+    from pixelground.eval.metrics.panoptic_pairs import pair_counts
 
     rng = np.random.default_rng(sum(shape))
     for high in (2, 5, 2**24, 2**30):
@@ -236,3 +236,89 @@ def test_truncated_rgb_id_png_is_a_clear_error(tmp_path):
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match="cannot read panoptic PNG"):
         read_panoptic_png(tmp_path / "cut.png")
+
+
+def _id_map(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    ids = np.zeros(shape, dtype=np.uint32)
+    for _ in range(10):
+        y, x = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+        ids[y : y + rng.integers(3, 30), x : x + rng.integers(3, 40)] = rng.integers(1, 2**24)
+    ids[::9, ::4] = rng.integers(0, 2**24, ids[::9, ::4].shape)  # busy rows
+    return ids
+
+
+@pytest.mark.parametrize("modes", [("RGB", "RGB"), ("RGBA", "RGB"), ("RGB", "RGBA")])
+def test_pair_counts_straight_from_the_pngs_equal_the_id_maps(tmp_path, modes):
+    """The C path (rows of both PNGs unfiltered side by side, split into runs) gives the
+    counts of the id maps; anything it cannot take is None (the caller reads the maps)."""
+    from PIL import Image
+
+    from pixelground.eval.metrics.panoptic_pairs import pair_counts, png_pair_counts
+
+    rng = np.random.default_rng(len(modes[0]) + 2 * len(modes[1]))
+    files = []
+    for mode, name in zip(modes, ("gt", "pred"), strict=True):
+        ids = _id_map(rng, (57, 83))
+        image = Image.fromarray(id2rgb(ids))
+        if mode == "RGBA":
+            image.putalpha(Image.fromarray(rng.integers(0, 256, (57, 83)).astype(np.uint8)))
+        image.save(tmp_path / f"{name}.png")
+        files.append((tmp_path / f"{name}.png").read_bytes())
+        assert np.array_equal(read_panoptic_png(tmp_path / f"{name}.png"), ids)
+    expected = pair_counts(*(read_panoptic_png(tmp_path / f"{n}.png") for n in ("gt", "pred")))
+    assert png_pair_counts(*files) == expected and len(expected) > 40
+    Image.fromarray(id2rgb(_id_map(rng, (57, 84)))).save(tmp_path / "wider.png")
+    Image.fromarray(np.zeros((57, 83), np.uint8)).save(tmp_path / "gray.png")
+    Image.fromarray(np.zeros((1, 70000, 3), np.uint8)).save(tmp_path / "wide.png")
+    wide = (tmp_path / "wide.png").read_bytes()
+    for other in ("wider", "gray"):
+        assert png_pair_counts(files[0], (tmp_path / f"{other}.png").read_bytes()) is None
+    assert png_pair_counts(wide, wide) is None  # runs of 2^16 pixels: the id-map path
+    assert png_pair_counts(files[0], files[1][: len(files[1]) // 2]) is None
+
+
+def test_damaged_or_misfit_prediction_pngs_are_clear_errors(sample, tmp_path):
+    """Through evaluate_panoptic: a cut prediction PNG and one of another size."""
+    from PIL import Image
+
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    names = sorted(p.name for p in sample["pred_dir"].glob("*.png"))
+    for name in names:
+        (pred_dir / name).write_bytes((sample["pred_dir"] / name).read_bytes())
+    data = (pred_dir / names[0]).read_bytes()
+    (pred_dir / names[0]).write_bytes(data[: len(data) // 2])
+    args = (sample["gt_json"], sample["gt_dir"], sample["pred_json"], pred_dir)
+    with pytest.raises(InputError, match="cannot read panoptic PNG"):
+        evaluate_panoptic(*args)
+    ids = read_panoptic_png(sample["pred_dir"] / names[0])
+    Image.fromarray(id2rgb(ids[:, :-1])).save(pred_dir / names[0])
+    with pytest.raises(InputError, match="prediction is"):
+        evaluate_panoptic(*args)
+
+
+def test_threads_on_many_images_give_the_one_thread_figures(sample, tmp_path):
+    """12 images (the sample 6 times under new ids): enough for decoding threads."""
+    from pixelground.eval.metrics.panoptic import IMAGES_PER_THREAD
+
+    paths = []
+    for key, name in (("gt", "gt"), ("pred", "pred")):
+        data = json.loads(sample[f"{key}_json"].read_text())
+        (tmp_path / name).mkdir()
+        copies = []
+        for k in range(6):
+            for annotation in data["annotations"]:
+                copy = {**annotation, "image_id": f"{k}_{annotation['image_id']}"}
+                copy["file_name"] = f"{k}_{annotation['file_name']}"
+                (tmp_path / name / copy["file_name"]).symlink_to(
+                    sample[f"{key}_dir"] / annotation["file_name"]
+                )
+                copies.append(copy)
+        data["annotations"] = copies
+        (tmp_path / f"{name}.json").write_text(json.dumps(data))
+        paths += [tmp_path / f"{name}.json", tmp_path / name]
+    assert 12 // IMAGES_PER_THREAD >= 3
+    one, three = evaluate_panoptic(*paths, workers=1), evaluate_panoptic(*paths, workers=3)
+    assert one == three and one["num_images"] == 12
+    golden = json.loads(sample["golden"].read_text())
+    _assert_matches(one, golden["result_pred_vs_gt"])

@@ -191,6 +191,16 @@ def test_the_extension_checks_its_buffers():
             _png_filters.unfilter_words(*args)
     with pytest.raises(TypeError):
         _png_filters.unfilter(rows, bytes(12), 2, 6, 3)  # read-only output
+    runs = bytearray(2 * 2 * 8)
+    assert _png_filters.pair_runs(rows, 3, rows, 3, 2, 2, runs) == 2  # one run per row
+    for args in ((rows, 3, rows, 4, 2, 2, runs), (rows, 3, rows, 3, 2, 2, bytearray(31))):
+        with pytest.raises(ValueError, match="pair_runs: the buffers"):
+            _png_filters.pair_runs(*args)
+    bad = bytes(7) + b"\x09" + bytes(6)  # row 1 of this image has filter type 9
+    with pytest.raises(ValueError, match="row 1 of the prediction"):
+        _png_filters.pair_runs(rows, 3, bad, 3, 2, 2, runs)
+    with pytest.raises(ValueError, match="row 1 of the ground truth"):
+        _png_filters.pair_runs(bad, 3, rows, 3, 2, 2, runs)
 
 
 def test_threads_decode_alike():

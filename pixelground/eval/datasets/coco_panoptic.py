@@ -47,6 +47,14 @@ def id2rgb(ids: np.ndarray) -> np.ndarray:
     return np.stack([(array >> shift) & 255 for shift in (0, 8, 16)], axis=-1).astype(np.uint8)
 
 
+def read_png_bytes(path: str | Path) -> bytes:
+    """A panoptic PNG's bytes; InputError naming the file when it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise InputError(f"cannot read panoptic PNG {path}: {error}") from error
+
+
 def read_panoptic_png(path: str | Path, reuse: str | None = None) -> np.ndarray:
     """Read an RGB-id PNG as (H, W) uint32 segment ids ``R + 256 G + 65536 B``.
 
@@ -59,10 +67,7 @@ def read_panoptic_png(path: str | Path, reuse: str | None = None) -> np.ndarray:
         reuse: A name: the ids may then be written to this thread's reusable buffer of that
             name (``thread_buffers.thread_buffer``), valid until the thread's next read with it.
     """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise InputError(f"cannot read panoptic PNG {path}: {error}") from error
+    data = read_png_bytes(path)
     ids = decode_rgb_words(data, reuse)
     if ids is not None:
         return ids
@@ -105,6 +110,10 @@ class CocoPanoptic:
         """(H, W) uint32 segment ids of one image (``reuse``: see :func:`read_panoptic_png`)."""
         annotation = self.annotation(image_id)
         return read_panoptic_png(self.png_dir / annotation["file_name"], reuse)
+
+    def png_bytes(self, image_id: int) -> bytes:
+        """The bytes of one image's RGB-id PNG."""
+        return read_png_bytes(self.png_dir / self.annotation(image_id)["file_name"])
 
     def annotation(self, image_id: int) -> dict[str, Any]:
         """The annotation dict of an image."""

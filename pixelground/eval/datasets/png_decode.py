@@ -20,9 +20,9 @@ import numpy as np
 from pixelground.eval.datasets.thread_buffers import thread_buffer
 
 try:  # built at install from _png_filters.c; optional (the readers fall back to Pillow)
-    from pixelground.eval.datasets import _png_filters
+    from pixelground.eval.datasets import _png_filters as png_filters
 except ImportError:  # pragma: no cover - installs without a C compiler
-    _png_filters = None
+    png_filters = None
 
 try:  # libdeflate, several times zlib's inflate (the "eval" extra installs imagecodecs)
     from imagecodecs import DeflateError as _InflateError
@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - without the extra, the standard librar
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # bytes per 8-bit pixel, by colour type
 #: Whether PNGs are decoded here (the C extension is built); otherwise callers use Pillow.
-FAST_PNG = _png_filters is not None
+FAST_PNG = png_filters is not None
 
 
 @dataclass(frozen=True)
@@ -97,30 +97,31 @@ def _chunks(data: bytes) -> tuple[bytes, list[bytes]]:
     return header, idat
 
 
-def _inflate(compressed: bytes, size: int) -> np.ndarray | None:
-    """The zlib stream inflated into this thread's buffer, or None unless it holds exactly
-    ``size`` bytes."""
+def _inflate(compressed: bytes, size: int, role: str) -> np.ndarray | None:
+    """The zlib stream inflated into this thread's buffer for ``role``, or None unless it
+    holds exactly ``size`` bytes."""
     try:
         if _deflate_decode is None:  # pragma: no cover - without imagecodecs
             raw = np.frombuffer(zlib.decompress(compressed), dtype=np.uint8)
         else:  # fails when the stream holds more than size bytes
-            raw = np.asarray(_deflate_decode(compressed, out=thread_buffer("rows", size)))
+            raw = np.asarray(_deflate_decode(compressed, out=thread_buffer(role, size)))
     except (_InflateError, zlib.error, ValueError):
         return None
     return raw if raw.size == size else None
 
 
-def _inflated(data: bytes) -> tuple[PngLayout, np.ndarray] | None:
-    """(layout, filtered rows in this thread's buffer) of PNG bytes; None unless the C
-    extension is built and the file is an 8-bit, non-interlaced PNG whose data inflates to
-    exactly its rows."""
-    if _png_filters is None or not data.startswith(PNG_SIGNATURE):
+def inflate_png(data: bytes, role: str = "rows") -> tuple[PngLayout, np.ndarray] | None:
+    """(layout, its filtered rows: height x (1 + row_bytes) bytes) of PNG bytes, the rows in
+    this thread's buffer for ``role`` (valid until the thread's next call for it); None unless
+    the C extension is built and the file is an 8-bit, non-interlaced PNG whose data inflates
+    to exactly its rows."""
+    if png_filters is None or not data.startswith(PNG_SIGNATURE):
         return None
     header, idat = _chunks(data)
     layout = PngLayout.of(header)
     if layout is None or not idat:
         return None
-    rows = _inflate(b"".join(idat), layout.height * (layout.row_bytes + 1))
+    rows = _inflate(b"".join(idat), layout.height * (layout.row_bytes + 1), role)
     return None if rows is None else (layout, rows)
 
 
@@ -132,13 +133,13 @@ def decode_png(data: bytes) -> DecodedPng | None:
         extension is built and the file is an 8-bit, non-interlaced PNG whose data inflates to
         exactly its rows with known filter types.
     """
-    inflated = _inflated(data)
+    inflated = inflate_png(data)
     if inflated is None:
         return None
     layout, rows = inflated
     buffer = np.empty(layout.height * layout.row_bytes, np.uint8)
     try:
-        _png_filters.unfilter(rows, buffer, layout.height, layout.row_bytes, layout.channels)
+        png_filters.unfilter(rows, buffer, layout.height, layout.row_bytes, layout.channels)
     except ValueError:  # a row with an unknown filter type
         return None
     return DecodedPng(layout, buffer)
@@ -158,7 +159,7 @@ def decode_rgb_words(data: bytes, reuse: str | None = None) -> np.ndarray | None
         The words; None for any other PNG (colour type, depth, interlacing), damaged data,
         or when the C extension is not built.
     """
-    inflated = _inflated(data)
+    inflated = inflate_png(data)
     if inflated is None or inflated[0].colour not in (2, 6):  # RGB, RGBA
         return None
     layout, rows = inflated
@@ -168,7 +169,7 @@ def decode_rgb_words(data: bytes, reuse: str | None = None) -> np.ndarray | None
     else:
         words = thread_buffer(reuse, 4 * shape[0] * shape[1]).view(np.uint32).reshape(shape)
     try:
-        _png_filters.unfilter_words(rows, words, layout.height, layout.row_bytes, layout.channels)
+        png_filters.unfilter_words(rows, words, layout.height, layout.row_bytes, layout.channels)
     except ValueError:  # a row with an unknown filter type
         return None
     return words
