@@ -225,7 +225,7 @@ def test_pair_counts_equal_panopticapi_unique(shape):
 
 
 def test_truncated_rgb_id_png_is_a_clear_error(tmp_path):
-    """A cut RGB-id PNG fails in libspng, falls back to Pillow and ends as an InputError."""
+    """A cut RGB-id PNG fails in the fast decoder, goes to Pillow and ends as an InputError."""
     from PIL import Image
 
     from pixelground.core.errors import InputError
