@@ -253,3 +253,30 @@ def test_the_shared_pngs_decode_as_pillow_reads_them(shared_data):
         decoded = decode_png(path.read_bytes())
         with Image.open(path) as image:
             assert decoded is not None and np.array_equal(decoded.pixels(), np.asarray(image))
+
+
+def test_without_the_extension_the_figures_are_the_same(shared_data, monkeypatch):
+    """An install without a C compiler reads every PNG with Pillow: VOS (semi and
+    unsupervised) and PQ on the shared data give the same figures as the fast path."""
+    from pixelground.eval.metrics import evaluate_vos
+    from pixelground.eval.metrics.panoptic import evaluate_panoptic
+
+    gt_root = shared_data / "davis2016_blackswan" / "Annotations" / "480p"
+    preds = shared_data / "davis2017eval_predictions"
+    pq_args = (
+        shared_data / "panopticapi_sample" / "panoptic_examples.json",
+        shared_data / "panopticapi_sample" / "panoptic_examples",
+        shared_data / "golden" / "pq_pred" / "panoptic_pred.json",
+        shared_data / "golden" / "pq_pred" / "panoptic_pred",
+    )
+
+    def figures() -> tuple:
+        semi = evaluate_vos(gt_root, preds / "semi-supervised" / "osvos", "semi", workers=1)
+        unsup = evaluate_vos(gt_root, preds / "unsupervised" / "rvos", "unsupervised", workers=1)
+        return semi, unsup, evaluate_panoptic(*pq_args)
+
+    fast = figures()
+    monkeypatch.setattr(png_decode, "png_filters", None)
+    a_png = next((shared_data / "panopticapi_sample" / "panoptic_examples").glob("*.png"))
+    assert decode_png(a_png.read_bytes()) is None  # every PNG now goes to Pillow
+    assert figures() == fast
