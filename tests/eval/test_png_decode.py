@@ -106,8 +106,8 @@ def test_each_filter_type_at_each_pixel_width(tmp_path, colour, kind):
             data = _png(pixels, filters, colour)
             decoded = decode_png(data)
             assert decoded is not None
-            assert np.array_equal(decoded.pixels(), pixels)
-            assert np.array_equal(decoded.pixels(), _pillow(data, tmp_path))
+            assert np.array_equal(decoded.pixels, pixels)
+            assert np.array_equal(decoded.pixels, _pillow(data, tmp_path))
             words = decode_rgb_words(data)
             assert (words is None) == (colour not in (2, 6))
             assert words is None or np.array_equal(words, _words(pixels))
@@ -124,7 +124,7 @@ def test_images_pillow_writes(tmp_path):
     for array, mode in ((mask, "L"), (rgb, "RGB")):
         Image.fromarray(array, mode=mode).save(tmp_path / "m.png")
         decoded = decode_png((tmp_path / "m.png").read_bytes())
-        assert decoded is not None and np.array_equal(decoded.pixels(), array)
+        assert decoded is not None and np.array_equal(decoded.pixels, array)
     assert fast_png(tmp_path / "m.png") is None  # RGB is not a mask PNG: left to Pillow
 
 
@@ -208,7 +208,7 @@ def test_threads_decode_alike():
     images = [rng.integers(0, 4, (40, 50, 3)).astype(np.uint8) * 60 for _ in range(12)]
     files = [_png(a, rng.integers(0, 5, 40).tolist(), 2) for a in images]
     with ThreadPoolExecutor(4) as pool:
-        decoded = list(pool.map(lambda d: decode_png(d).pixels().copy(), files * 3))
+        decoded = list(pool.map(lambda d: decode_png(d).pixels.copy(), files * 3))
     assert all(np.array_equal(d, a) for d, a in zip(decoded, images * 3, strict=True))
 
 
@@ -252,7 +252,7 @@ def test_the_shared_pngs_decode_as_pillow_reads_them(shared_data):
     for path in paths:
         decoded = decode_png(path.read_bytes())
         with Image.open(path) as image:
-            assert decoded is not None and np.array_equal(decoded.pixels(), np.asarray(image))
+            assert decoded is not None and np.array_equal(decoded.pixels, np.asarray(image))
 
 
 def test_without_the_extension_the_figures_are_the_same(shared_data, monkeypatch):

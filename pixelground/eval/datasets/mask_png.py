@@ -79,7 +79,7 @@ def fast_png(path: Path) -> tuple[str, np.ndarray] | None:
     png = decode_png(data)
     if png is None or png.layout.colour not in _PNG_MODES:
         return None
-    return _PNG_MODES[png.layout.colour], png.pixels()
+    return _PNG_MODES[png.layout.colour], png.pixels
 
 
 def _decode(path: Path) -> tuple[str, np.ndarray]:

@@ -9,7 +9,8 @@ words (several times faster than an argsort) orders keys and lengths together.
 
 Two ways in: :func:`pair_counts` from two id maps (numpy), and :func:`png_pair_counts` from
 two RGB(A) id PNGs' bytes, whose rows the C extension unfilters side by side and splits into
-runs without ever writing an id map (the evaluation's path; about twice as fast per image).
+runs without ever writing an id map (the evaluation's path: about 2 ms per COCO image, against
+3.5 ms through the two id maps).
 """
 
 from __future__ import annotations
