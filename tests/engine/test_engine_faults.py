@@ -126,7 +126,14 @@ def test_interrupted_or_killed_run_keeps_commits_and_resumes(tmp_path, sig):
     here = str(Path(__file__).parent)
     script = SCRIPT.format(tests=here, src=str(tmp_path / "src"), out=str(out))
     env = {**os.environ, "ENGINE_FAKE_SLEEP": "0.25", "PYTHONPATH": os.pathsep.join(sys.path)}
-    process = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env=env,
+        stderr=subprocess.PIPE,
+        # A shell without job control starts background jobs with SIGINT ignored, and a child
+        # inherits that (Python then installs no KeyboardInterrupt): give it the default back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 60
     while len(Dataset(out).shard_paths()) < 2 and time.monotonic() < deadline:
         assert process.poll() is None, process.stderr.read().decode()
