@@ -58,16 +58,26 @@ def read_png_bytes(path: str | Path) -> bytes:
 def read_panoptic_png(path: str | Path, reuse: str | None = None) -> np.ndarray:
     """Read an RGB-id PNG as (H, W) uint32 segment ids ``R + 256 G + 65536 B``.
 
+    Args:
+        path: The PNG file.
+        reuse: See :func:`decode_panoptic_png`.
+    """
+    return decode_panoptic_png(read_png_bytes(path), path, reuse)
+
+
+def decode_panoptic_png(data: bytes, source: str | Path, reuse: str | None = None) -> np.ndarray:
+    """(H, W) uint32 segment ids ``R + 256 G + 65536 B`` of an RGB-id PNG's bytes.
+
     An 8-bit RGB(A) PNG is decoded by :func:`png_decode.decode_rgb_words` (outside the GIL,
     no RGB image in between); other images, and every image when the C extension is not
     built, are converted to RGB by Pillow.
 
     Args:
-        path: The PNG file.
+        data: The file's bytes.
+        source: The file, named in errors.
         reuse: A name: the ids may then be written to this thread's reusable buffer of that
             name (``thread_buffers.thread_buffer``), valid until the thread's next read with it.
     """
-    data = read_png_bytes(path)
     ids = decode_rgb_words(data, reuse)
     if ids is not None:
         return ids
@@ -75,7 +85,7 @@ def read_panoptic_png(path: str | Path, reuse: str | None = None) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
             rgb = np.asarray(image.convert("RGB"))
     except (OSError, ValueError) as error:
-        raise InputError(f"cannot read panoptic PNG {path}: {error}") from error
+        raise InputError(f"cannot read panoptic PNG {source}: {error}") from error
     ids = rgb[..., 2].astype(np.uint32)
     ids <<= 8
     ids |= rgb[..., 1]
@@ -106,14 +116,13 @@ class CocoPanoptic:
     png_dir: Path
     images: dict[int, dict[str, Any]] = field(default_factory=dict)
 
-    def read_ids(self, image_id: int, reuse: str | None = None) -> np.ndarray:
-        """(H, W) uint32 segment ids of one image (``reuse``: see :func:`read_panoptic_png`)."""
-        annotation = self.annotation(image_id)
-        return read_panoptic_png(self.png_dir / annotation["file_name"], reuse)
+    def png_path(self, image_id: int) -> Path:
+        """One image's RGB-id PNG."""
+        return self.png_dir / self.annotation(image_id)["file_name"]
 
-    def png_bytes(self, image_id: int) -> bytes:
-        """The bytes of one image's RGB-id PNG."""
-        return read_png_bytes(self.png_dir / self.annotation(image_id)["file_name"])
+    def read_ids(self, image_id: int) -> np.ndarray:
+        """(H, W) uint32 segment ids of one image."""
+        return read_panoptic_png(self.png_path(image_id))
 
     def annotation(self, image_id: int) -> dict[str, Any]:
         """The annotation dict of an image."""
